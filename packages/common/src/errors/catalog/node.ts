@@ -1,0 +1,49 @@
+import { defineErrors } from './define-errors.js';
+
+/** Node agent errors outside inference (owner: the lead). */
+export const NODE_ERRORS = defineErrors({
+  'NODE-NET-601': {
+    message: 'orchestrator unreachable',
+    recovery:
+      'The agent reconnects with exponential backoff and full jitter (base 250 ms, cap 30 s) and keeps ' +
+      'results and logs in its outbox meanwhile; check the address in the join string and the network.',
+    status: 'UNAVAILABLE',
+    retryable: true,
+  },
+  'NODE-NET-602': {
+    message: 'session closed by the orchestrator',
+    recovery: 'The agent reconnects with backoff; in-flight results stay in the outbox and are sent again.',
+    status: 'UNAVAILABLE',
+    retryable: true,
+  },
+  'NODE-NET-603': {
+    message: 'model transfer failed',
+    recovery: 'The partial file is kept and the transfer resumes from its offset on the next attempt.',
+    status: 'UNAVAILABLE',
+    retryable: true,
+  },
+  'NODE-STATE-701': {
+    message: 'data dir unusable',
+    recovery: 'The agent needs a writable data dir for its identity, models and outbox; fix the path or permissions.',
+    status: 'FAILED_PRECONDITION',
+    retryable: false,
+  },
+  'NODE-JOB-801': {
+    message: 'job cancelled',
+    recovery: 'The orchestrator cancelled the job (timeout or client request); nothing to do.',
+    status: 'CANCELLED',
+    retryable: false,
+  },
+  'NODE-JOB-802': {
+    message: 'job failed on the node',
+    recovery: 'An unexpected failure while running the job; it is retried on another node with backoff.',
+    status: 'INTERNAL',
+    retryable: true,
+  },
+  'NODE-JOB-803': {
+    message: 'job kind not supported by this node',
+    recovery: 'The scheduler should not send it here; the job is retried on a node that has the capability.',
+    status: 'FAILED_PRECONDITION',
+    retryable: true,
+  },
+});

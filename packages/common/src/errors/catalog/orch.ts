@@ -1,0 +1,144 @@
+import { defineErrors } from './define-errors.js';
+
+/** Orchestrator errors (owner: the lead). */
+export const ORCH_ERRORS = defineErrors({
+  'ORCH-LOAD-101': {
+    message: 'model file is not a valid ONNX model',
+    recovery: 'Export the model again (e.g. with torch.onnx or HF optimum) and check it with onnxruntime before adding it.',
+    status: 'INVALID_ARGUMENT',
+    retryable: false,
+  },
+  'ORCH-LOAD-102': {
+    message: 'model upload incomplete',
+    recovery: 'The upload ended before the size given in its header; nothing was recorded. Add the model again.',
+    status: 'INVALID_ARGUMENT',
+    retryable: false,
+  },
+  'ORCH-LOAD-103': {
+    message: 'model file missing from the orchestrator data dir',
+    recovery: 'The registry names a file that is gone from <data-dir>/models; add the model again.',
+    status: 'DATA_LOSS',
+    retryable: false,
+  },
+  'ORCH-REQ-201': {
+    message: 'job inputs do not match the model signature',
+    recovery: 'Send every declared input with its dtype and shape; the message names the expected signature. Not retried.',
+    status: 'INVALID_ARGUMENT',
+    retryable: false,
+  },
+  'ORCH-REQ-202': {
+    message: 'unknown model',
+    recovery: 'Add it with `orchestrator models add NAME FILE.onnx`; the message lists the models that exist.',
+    status: 'NOT_FOUND',
+    retryable: false,
+  },
+  'ORCH-REQ-203': {
+    message: 'malformed request',
+    recovery: 'Fix the request as the message says (JSON form: {"<tensor>": {"dtype", "dims", "data"}}). Not retried.',
+    status: 'INVALID_ARGUMENT',
+    retryable: false,
+  },
+  'ORCH-REQ-204': {
+    message: 'job queue full',
+    recovery: 'Too many jobs are waiting; retry later with backoff or add nodes.',
+    status: 'RESOURCE_EXHAUSTED',
+    retryable: true,
+  },
+  'ORCH-REQ-205': {
+    message: 'invalid model name',
+    recovery: 'Use 1-128 characters from [A-Za-z0-9._-], starting with a letter or digit.',
+    status: 'INVALID_ARGUMENT',
+    retryable: false,
+  },
+  'ORCH-NET-602': {
+    message: 'node session ended with jobs in flight',
+    recovery: 'Those jobs go back to the queue with attempt+1 and backoff and run on another node.',
+    status: 'UNAVAILABLE',
+    retryable: true,
+  },
+  'ORCH-NET-603': {
+    message: 'node session protocol violation',
+    recovery: 'The session is closed; the node reconnects. Check that agent and orchestrator versions match.',
+    status: 'FAILED_PRECONDITION',
+    retryable: true,
+  },
+  'ORCH-NET-604': {
+    message: 'gRPC port unavailable',
+    recovery: 'Another process holds the port; stop it or pass another --grpc-port / --http-port.',
+    status: 'UNAVAILABLE',
+    retryable: false,
+  },
+  'ORCH-HEALTH-901': {
+    message: 'node missed heartbeats',
+    recovery: 'Suspect after 3 missed heartbeats, dead after 5: its jobs are rescheduled on other nodes.',
+    status: 'UNAVAILABLE',
+    retryable: true,
+  },
+  'ORCH-JOB-801': {
+    message: 'job not found',
+    recovery: 'Check the job id; results are kept only until their TTL expires.',
+    status: 'NOT_FOUND',
+    retryable: false,
+  },
+  'ORCH-JOB-802': {
+    message: 'job timed out',
+    recovery: 'The job ran past its timeout and was cancelled on its node; raise --timeout-ms or use a faster node.',
+    status: 'DEADLINE_EXCEEDED',
+    retryable: false,
+  },
+  'ORCH-JOB-803': {
+    message: 'job cancelled',
+    recovery: 'Cancelled by a client; nothing to do.',
+    status: 'CANCELLED',
+    retryable: false,
+  },
+  'ORCH-JOB-804': {
+    message: 'job failed after its last attempt',
+    recovery: 'Every attempt failed with a retryable error; the last one is in the message. Check node health and logs.',
+    status: 'UNAVAILABLE',
+    retryable: false,
+  },
+  'ORCH-SCHED-851': {
+    message: 'no node can run the job',
+    recovery:
+      'The job waits in the queue until a node with the model and accelerator joins or frees a slot; ' +
+      'check `orchestrator nodes list` for capabilities and draining or suspect nodes.',
+    status: 'UNAVAILABLE',
+    retryable: true,
+  },
+  // CLI errors (owner: the CLI): raised before anything is sent to the orchestrator.
+  'ORCH-REQ-250': {
+    message: 'malformed job input',
+    recovery:
+      'Pass --input as a JSON object {"<tensor name>": {"dtype": "float32", "dims": [1, 4], "data": [0.5, 1, 2, 3]}}, ' +
+      'or @file.json holding one. Nothing was sent.',
+    status: 'INVALID_ARGUMENT',
+    retryable: false,
+  },
+  'ORCH-REQ-251': {
+    message: 'input file unreadable',
+    recovery: 'Check the path after "@" and its permissions. Nothing was sent.',
+    status: 'INVALID_ARGUMENT',
+    retryable: false,
+  },
+  'ORCH-REQ-252': {
+    message: 'model file unreadable',
+    recovery: 'Check the path of the .onnx file and its permissions. Nothing was sent.',
+    status: 'INVALID_ARGUMENT',
+    retryable: false,
+  },
+  'ORCH-REQ-253': {
+    message: 'invalid command-line arguments',
+    recovery: 'Run the command with --help for its flags. Nothing was sent.',
+    status: 'INVALID_ARGUMENT',
+    retryable: false,
+  },
+  'ORCH-NET-650': {
+    message: 'orchestrator unreachable',
+    recovery:
+      'Check that `orchestrator start` is running and that --address (env CONCLAVE_ADDRESS, default 127.0.0.1:7400) ' +
+      'points at its gRPC port.',
+    status: 'UNAVAILABLE',
+    retryable: true,
+  },
+});

@@ -1,0 +1,89 @@
+export type { LogPrefix, Section, LogLevel, LogMeta, Logger } from './logger.js';
+export { SECTIONS } from './logger.js';
+export type { StatusName, ErrorEntry, CatalogEntry } from './errors/error-entry.js';
+export {
+  CATALOG,
+  LOG_PREFIXES,
+  SECTION_RANGES,
+  buildCatalog,
+  defineErrors,
+  isErrorCode,
+  lookupError,
+  parseErrorCode,
+  type CodeShape,
+  type ErrorCode,
+} from './errors/catalog/index.js';
+export {
+  ConclaveError,
+  isConclaveError,
+  toConclaveError,
+  type ConclaveErrorOptions,
+} from './errors/conclave-error.js';
+export {
+  STATUS_MAP,
+  grpcStatusOf,
+  httpStatusOf,
+  statusNameOfGrpc,
+  type StatusCodes,
+} from './errors/status-map.js';
+export {
+  REDACTED,
+  SECRET_KEY_PATTERN,
+  errorCodeOf,
+  formatConsoleLine,
+  formatJsonLine,
+  isSecretKey,
+  lineTag,
+  maskUrlCredentials,
+  redact,
+  type LogRecord,
+  type SerializedError,
+} from './log-format.js';
+export {
+  DEFAULT_LOG_FILE_MAX_FILES,
+  DEFAULT_LOG_FILE_MAX_SIZE,
+  DEFAULT_LOG_LEVEL,
+  UNEXPECTED_ERROR_MESSAGE,
+  captureLogger,
+  createLogger,
+  nullLogger,
+  type CapturedLogger,
+  type ClosableLogger,
+  type LogFileOptions,
+  type LoggerOptions,
+} from './winston-logger.js';
+export { ERRORS_DOC_PATH, renderErrorsDoc } from './errors/errors-doc.js';
+export {
+  DEFAULT_BACKOFF_BASE_MS,
+  DEFAULT_BACKOFF_CAP_MS,
+  DEFAULT_RETRIES,
+  Backoff,
+  backoffDelayMs,
+  retry,
+  sleep,
+  type BackoffOptions,
+  type RetryOptions,
+} from './backoff.js';
+export {
+  DEFAULT_ENV_PREFIX,
+  describeEnvName,
+  loadConfig,
+  toCamelKey,
+  type ConfigIssue,
+  type ConfigSource,
+  type LoadConfigOptions,
+} from './config.js';
+export { z } from 'zod';
+export {
+  DEFAULT_REDIS_START_TIMEOUT_MS,
+  REDIS_FALLBACK_DIRS,
+  REDIS_HOST,
+  REDIS_STOP_GRACE_MS,
+  findFreePort,
+  findRedisServer,
+  launchRedis,
+  sendRedisCommands,
+  type FindRedisServerOptions,
+  type LaunchRedisOptions,
+  type RedisServerHandle,
+} from './redis-launcher.js';

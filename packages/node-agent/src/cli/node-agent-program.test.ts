@@ -1,0 +1,88 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConclaveError, captureLogger, type ClosableLogger } from '@conclave/common';
+import { runNodeAgentCli, type NodeAgentCliDeps } from './node-agent-program.js';
+import type { StartNodeAgentOptions } from './start-command.js';
+
+class StringOut {
+  text = '';
+  write(chunk: string): boolean {
+    this.text += chunk;
+    return true;
+  }
+}
+
+async function run(argv: string[], env: Record<string, string> = {}, deps: Partial<NodeAgentCliDeps> = {}) {
+  const stdout = new StringOut();
+  const stderr = new StringOut();
+  const started: StartNodeAgentOptions[] = [];
+  let closed = 0;
+  const code = await runNodeAgentCli(argv, {
+    env,
+    io: { stdout, stderr },
+    startNodeAgent: async (options) => {
+      started.push(options);
+      return { nodeId: 'n-1', close: async () => { closed += 1; } };
+    },
+    shutdownSignal: () => Promise.resolve('SIGINT'),
+    createLogger: () => Object.assign(captureLogger('NODE').logger, { close: async () => {} }) as ClosableLogger,
+    ...deps,
+  });
+  return { code, stdout: stdout.text, stderr: stderr.text, started, closed };
+}
+
+describe('node-agent CLI', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'conclave-agent-cli-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('starts with the given flags and defaults, closes on the signal, exits 0', async () => {
+    const r = await run(['start', '--orchestrator', 'orch:7400', '--data-dir', '/var/lib/conclave']);
+    expect(r.code).toBe(0);
+    expect(r.closed).toBe(1);
+    expect(r.started[0]).toMatchObject({ orchestrator: 'orch:7400', dataDir: '/var/lib/conclave', httpPort: 7403 });
+    expect(r.started[0]?.slots).toBeUndefined();
+    expect(r.started[0]?.name).toBeUndefined();
+  });
+
+  it('takes flags over env over the YAML file', async () => {
+    const file = join(dir, 'agent.yaml');
+    await writeFile(file, 'orchestrator: file:7400\ndataDir: /from/file\nslots: 2\nname: from-file\nhttpPort: 9003\n');
+    const env = { CONCLAVE_ORCHESTRATOR: 'env:7400', CONCLAVE_SLOTS: '3', CONCLAVE_HTTP_PORT: '-1' };
+    const r = await run(['start', '--config', file, '--slots', '4'], env);
+    expect(r.code).toBe(0);
+    expect(r.started[0]).toMatchObject({ orchestrator: 'env:7400', dataDir: '/from/file', slots: 4, name: 'from-file', httpPort: -1 });
+  });
+
+  it('missing or invalid settings are NODE-STATE-703, exit 2, and the agent is not started', async () => {
+    const r = await run(['start', '--data-dir', dir]);
+    expect(r.code).toBe(2);
+    expect(r.started).toEqual([]);
+    expect(r.stderr).toMatch(/^NODE-STATE-703 invalid node agent configuration: orchestrator \(env CONCLAVE_ORCHESTRATOR\)/);
+    const bad = await run(['start', '--orchestrator', 'o:1', '--data-dir', dir, '--slots', '0']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/slots \(from flag, env CONCLAVE_SLOTS\)/);
+  });
+
+  it('a startup failure prints one coded line and exits 1', async () => {
+    const r = await run(['start', '--orchestrator', 'o:1', '--data-dir', dir], {}, {
+      startNodeAgent: async () => {
+        throw new ConclaveError('NODE-NET-601', { detail: 'o:1' });
+      },
+    });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^NODE-NET-601 orchestrator unreachable: o:1 — /);
+    expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
+  });
+
+  it('help exits 0, an unknown option 2', async () => {
+    expect((await run(['start', '--help'])).code).toBe(0);
+    expect((await run(['start', '--bogus'])).code).toBe(2);
+  });
+});

@@ -1,0 +1,78 @@
+import { Command, CommanderError, Option } from 'commander';
+import { loadConfig, type ClosableLogger, type LoggerOptions } from '@conclave/common';
+import { nodeAgentConfigSchema } from './start-config.js';
+import {
+  EXIT_OK,
+  EXIT_USAGE,
+  exitCodeOf,
+  failureLine,
+  runNodeAgentStart,
+  type NodeAgentStartDeps,
+  type TextOut,
+} from './start-command.js';
+
+/** Everything the CLI takes from the process; main.ts passes the real ones, tests their own. */
+export interface NodeAgentCliDeps {
+  /** The environment, read only through the config schema (CONCLAVE_*). */
+  env: Record<string, string | undefined>;
+  io: { stdout: TextOut; stderr: TextOut };
+  startNodeAgent: NodeAgentStartDeps['startNodeAgent'];
+  shutdownSignal(): Promise<string>;
+  createLogger?: (options: LoggerOptions) => ClosableLogger;
+}
+
+const ENV_PREFIX = 'CONCLAVE_';
+
+/** Runs one command line (`argv` without node and script) and resolves with the exit code. */
+export async function runNodeAgentCli(argv: readonly string[], deps: NodeAgentCliDeps): Promise<number> {
+  const { io, env } = deps;
+  let exitCode = EXIT_OK;
+  const program = new Command('node-agent')
+    .description('Conclave node agent: joins an orchestrator and runs its jobs on this board.')
+    .exitOverride()
+    .configureOutput({
+      writeOut: (text) => io.stdout.write(text),
+      writeErr: (text) => io.stderr.write(text),
+    })
+    .showHelpAfterError('(run with --help for usage)');
+
+  program
+    .command('start')
+    .description('Run the agent until SIGINT or SIGTERM.')
+    .option('--orchestrator <host:port>', 'orchestrator gRPC address (env CONCLAVE_ORCHESTRATOR)')
+    .option('--data-dir <dir>', 'identity, models, outbox and logs (env CONCLAVE_DATA_DIR)')
+    .option('--name <name>', 'node name shown by `orchestrator nodes list` (env CONCLAVE_NAME)')
+    .option('--slots <n>', 'jobs run at once (default: CPU count; env CONCLAVE_SLOTS)')
+    .option('--http-port <port>', 'local /healthz and /metrics; 0 = any free, -1 = off (default 7403; env CONCLAVE_HTTP_PORT)')
+    .addOption(new Option('--log-level <level>', 'default info; env CONCLAVE_LOG_LEVEL').choices(['error', 'warn', 'info', 'debug']))
+    .option('--config <file>', 'YAML file with the same keys in camelCase (env CONCLAVE_CONFIG)')
+    .action(async (opts: Record<string, string | undefined>) => {
+      const { config: file, ...flags } = opts;
+      const configFile = file ?? env[`${ENV_PREFIX}CONFIG`];
+      const config = await loadConfig(nodeAgentConfigSchema, {
+        flags: Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined)),
+        env,
+        envPrefix: ENV_PREFIX,
+        ...(configFile !== undefined ? { file: configFile } : {}),
+        errorCode: 'NODE-STATE-703',
+      });
+      exitCode = await runNodeAgentStart(config, {
+        startNodeAgent: deps.startNodeAgent,
+        shutdownSignal: deps.shutdownSignal(),
+        stderr: io.stderr,
+        ...(deps.createLogger ? { createLogger: deps.createLogger } : {}),
+      });
+    });
+
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return exitCode;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Commander has already printed the message or the help.
+      return err.code === 'commander.helpDisplayed' || err.code === 'commander.version' ? EXIT_OK : EXIT_USAGE;
+    }
+    io.stderr.write(`${failureLine(err)}\n`);
+    return exitCodeOf(err);
+  }
+}

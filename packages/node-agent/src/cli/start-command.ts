@@ -1,0 +1,96 @@
+import { join, resolve } from 'node:path';
+import { createLogger, isConclaveError, type ClosableLogger, type Logger, type LoggerOptions } from '@conclave/common';
+import type { NodeAgentConfig } from './start-config.js';
+
+export const EXIT_OK = 0;
+/** Startup failed, or shutdown did not close cleanly. */
+export const EXIT_FAILURE = 1;
+/** Bad flags, environment or config file. */
+export const EXIT_USAGE = 2;
+
+/** What `startNodeAgent` takes and returns, as far as the CLI needs it (node-agent.ts has the full types). */
+export interface StartNodeAgentOptions {
+  orchestrator: string;
+  dataDir: string;
+  name?: string;
+  slots?: number;
+  httpPort?: number;
+  logger: Logger;
+}
+
+export interface StartedNodeAgent {
+  nodeId: string;
+  close(): Promise<void>;
+}
+
+export interface TextOut {
+  write(chunk: string): unknown;
+}
+
+export interface NodeAgentStartDeps {
+  startNodeAgent(options: StartNodeAgentOptions): Promise<StartedNodeAgent>;
+  /** Resolves with the signal name on the first SIGINT/SIGTERM (main.ts wires the process). */
+  shutdownSignal: Promise<string>;
+  /** Where the one-line startup failure goes. */
+  stderr: TextOut;
+  /** @default createLogger from @conclave/common */
+  createLogger?: (options: LoggerOptions) => ClosableLogger;
+}
+
+/**
+ * `node-agent start`: runs until a signal, then closes cleanly.
+ * Resolves with the exit code: 0 after a clean close, 1 when startup or close failed.
+ */
+export async function runNodeAgentStart(config: NodeAgentConfig, deps: NodeAgentStartDeps): Promise<number> {
+  const dataDir = resolve(config.dataDir);
+  const logger = (deps.createLogger ?? createLogger)({
+    prefix: 'NODE',
+    level: config.logLevel,
+    console: true,
+    file: { dir: join(dataDir, 'logs') },
+  });
+  try {
+    let agent: StartedNodeAgent;
+    try {
+      agent = await deps.startNodeAgent(toNodeAgentOptions(config, dataDir, logger));
+    } catch (err) {
+      // Not logged as well: the console would show the same failure twice.
+      deps.stderr.write(`${failureLine(err)}\n`);
+      return EXIT_FAILURE;
+    }
+    const signal = await deps.shutdownSignal;
+    logger.info('CLEAN', 'shutting down', { signal, node: agent.nodeId });
+    try {
+      await agent.close();
+    } catch (err) {
+      logger.failure(err, { section: 'CLEAN' });
+      return EXIT_FAILURE;
+    }
+    logger.info('CLEAN', 'node agent stopped', { node: agent.nodeId });
+    return EXIT_OK;
+  } finally {
+    await logger.close();
+  }
+}
+
+export function toNodeAgentOptions(config: NodeAgentConfig, dataDir: string, logger: Logger): StartNodeAgentOptions {
+  return {
+    orchestrator: config.orchestrator,
+    dataDir,
+    ...(config.name !== undefined ? { name: config.name } : {}),
+    ...(config.slots !== undefined ? { slots: config.slots } : {}),
+    httpPort: config.httpPort,
+    logger,
+  };
+}
+
+/** `<code> <message> — <recovery>` for a coded error, `error: <message>` otherwise. */
+export function failureLine(err: unknown): string {
+  if (isConclaveError(err)) return `${err.code} ${err.message} — ${err.entry.recovery}`;
+  return `error: ${err instanceof Error ? err.message : String(err)}`;
+}
+
+/** Exit code for an error raised before the agent started: configuration errors are usage errors. */
+export function exitCodeOf(err: unknown): number {
+  return isConclaveError(err) && err.entry.status === 'INVALID_ARGUMENT' ? EXIT_USAGE : EXIT_FAILURE;
+}

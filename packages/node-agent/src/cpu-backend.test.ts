@@ -1,0 +1,260 @@
+// Runs onnxruntime-node in worker threads from the compiled dist/inference-worker.js:
+// build first with `pnpm exec tsc -b packages/node-agent`.
+import { createHash } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { captureLogger, isConclaveError, nullLogger } from '@conclave/common';
+import { DTYPES, tensorFromTypedArray, type WireTensor } from '@conclave/protocol';
+import {
+  addMulModel, affineModel, heavyModel, hostTensorBytes, identityModel, notOnnxBytes, reluChainModel,
+  writeModel, writeModelWithExternalData, type HostTensor, type TinyModel,
+} from '@conclave/testing';
+import { CpuBackend } from './cpu-backend.js';
+import type { BackendModel } from './inference-backend.js';
+
+const toWire = (inputs: Record<string, HostTensor>): Record<string, WireTensor> =>
+  Object.fromEntries(Object.entries(inputs).map(([name, t]) => [name, tensorFromTypedArray(t.dtype, t.dims, t.data)]));
+
+function expectOutputs(got: Record<string, WireTensor>, expected: Record<string, HostTensor>): void {
+  expect(Object.keys(got).sort()).toEqual(Object.keys(expected).sort());
+  for (const [name, want] of Object.entries(expected)) {
+    const tensor = got[name]!;
+    expect(tensor.dtype).toBe(want.dtype);
+    expect(tensor.dims).toEqual(want.dims);
+    expect(tensor.raw.equals(Buffer.from(hostTensorBytes(want)))).toBe(true);
+  }
+}
+
+async function codeOf(promise: Promise<unknown>): Promise<{ code: unknown; message: string; retryable?: boolean }> {
+  const err = await promise.then(() => undefined, (e: unknown) => e);
+  if (!isConclaveError(err)) return { code: err, message: String(err) };
+  return { code: err.code, message: err.message, retryable: err.entry.retryable ?? false };
+}
+
+describe('CpuBackend', () => {
+  let dir: string;
+  let backend: CpuBackend;
+  const written = new Map<string, BackendModel>();
+
+  /** Writes the model under its digest and describes it as the agent would. */
+  async function stored(model: TinyModel): Promise<BackendModel> {
+    const sha256 = createHash('sha256').update(model.bytes).digest('hex');
+    const known = written.get(sha256);
+    if (known) return known;
+    const path = await writeModel(dir, sha256, model);
+    const entry = { sha256, path, inputs: model.inputs, outputs: model.outputs };
+    written.set(sha256, entry);
+    return entry;
+  }
+
+  async function loaded(model: TinyModel): Promise<BackendModel> {
+    const entry = await stored(model);
+    await backend.load(entry);
+    return entry;
+  }
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'conclave-cpu-'));
+    backend = await CpuBackend.create({ workers: 2, logger: nullLogger });
+  });
+  afterAll(async () => {
+    await backend.dispose();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('runs a model in a worker and returns outputs equal to the reference', async () => {
+    const model = affineModel({ features: 6, outputs: 4, seed: 2 });
+    const { sha256 } = await loaded(model);
+    expect(backend.loadedModels()).toContain(sha256);
+    const inputs = model.sampleInputs(5);
+    const result = await backend.run(sha256, toWire(inputs));
+    expectOutputs(result.outputs, model.expected(inputs));
+    expect(result.runMs).toBeGreaterThan(0);
+  });
+
+  it('returns every output of a multi-output model', async () => {
+    const model = addMulModel();
+    const { sha256 } = await loaded(model);
+    const inputs = model.sampleInputs(9);
+    expectOutputs((await backend.run(sha256, toWire(inputs))).outputs, model.expected(inputs));
+  });
+
+  it('carries every dtype across the thread boundary unchanged', async () => {
+    for (const dtype of DTYPES) {
+      const model = identityModel(dtype, [2, 'n']);
+      const { sha256 } = await loaded(model);
+      const inputs = model.sampleInputs(3);
+      expectOutputs((await backend.run(sha256, toWire(inputs))).outputs, model.expected(inputs));
+    }
+  });
+
+  it('refuses inputs that do not match the signature before running, and then serves the next job', async () => {
+    const model = affineModel();
+    const { sha256 } = await loaded(model);
+    const good = model.sampleInputs(2);
+    const x = good['x']!;
+    const cases: Array<[string, Record<string, WireTensor>]> = [
+      ['wrong name', { input: tensorFromTypedArray('float32', x.dims, x.data) }],
+      ['wrong dtype', { x: tensorFromTypedArray('float64', x.dims, Float64Array.from(x.data as Float32Array)) }],
+      ['wrong shape', { x: tensorFromTypedArray('float32', [4, 2], x.data) }],
+      ['short bytes', { x: { dtype: 'float32', dims: [2, 4], raw: Buffer.alloc(12) } }],
+    ];
+    for (const [label, inputs] of cases) {
+      const failure = await codeOf(backend.run(sha256, inputs));
+      expect(failure.code, label).toBe('NODE-REQ-201');
+      expect(failure.retryable, label).toBe(false);
+      expect(failure.message, label).toContain('x: float32[batch, 4]');
+    }
+    expectOutputs((await backend.run(sha256, toWire(good))).outputs, model.expected(good));
+  });
+
+  it('refuses a model that is not loaded', async () => {
+    const failure = await codeOf(backend.run('f'.repeat(64), {}));
+    expect(failure.code).toBe('NODE-LOAD-102');
+  });
+
+  it("reports a model onnxruntime cannot load with onnxruntime's reason", async () => {
+    const path = await writeModel(dir, 'garbage', notOnnxBytes());
+    const failure = await codeOf(backend.load({ sha256: 'a'.repeat(64), path, inputs: [], outputs: [] }));
+    expect(failure.code).toBe('NODE-LOAD-101');
+    expect(failure.message).toMatch(/protobuf parsing failed/);
+    expect(backend.loadedModels()).not.toContain('a'.repeat(64));
+  });
+
+  it('refuses a declared signature that names other tensors than the file', async () => {
+    const entry = await stored(reluChainModel({ seed: 11 }));
+    const wrong = { ...entry, inputs: [{ name: 'image', dtype: 'float32', dims: [1, 8], dimNames: [] }] };
+    const failure = await codeOf(backend.load(wrong));
+    expect(failure.code).toBe('NODE-LOAD-110');
+    expect(failure.message).toContain('image');
+  });
+
+  it('loads a model with external data by path', async () => {
+    const model = reluChainModel({ seed: 21 });
+    const { modelPath } = await writeModelWithExternalData(join(dir, 'ext'), 'relu', model);
+    const sha256 = 'e'.repeat(64);
+    await backend.load({ sha256, path: modelPath, inputs: model.inputs, outputs: model.outputs });
+    const inputs = model.sampleInputs(4);
+    // Twice, so that both workers open the session lazily from the same path.
+    const [a, b] = await Promise.all([backend.run(sha256, toWire(inputs)), backend.run(sha256, toWire(inputs))]);
+    expectOutputs(a.outputs, model.expected(inputs));
+    expectOutputs(b.outputs, model.expected(inputs));
+  });
+
+  it('runs concurrent jobs on all workers and queues the rest', async () => {
+    const model = heavyModel({ batch: 32 });
+    const { sha256 } = await loaded(model);
+    const inputs = model.sampleInputs();
+    const runs = Array.from({ length: 5 }, () => backend.run(sha256, toWire(inputs)));
+    expect(backend.stats()).toEqual({ workers: 2, busy: 2, queued: 3 });
+    const expected = model.expected(inputs);
+    for (const result of await Promise.all(runs)) expectOutputs(result.outputs, expected);
+    expect(backend.stats()).toEqual({ workers: 2, busy: 0, queued: 0 });
+  });
+
+  it('keeps the main event loop free while a heavy model runs', async () => {
+    // batch 256: about 25 ms per run on one x86 core; far more on a board.
+    const model = heavyModel({ batch: 256 });
+    const { sha256 } = await loaded(model);
+    const wire = toWire(model.sampleInputs());
+    await backend.run(sha256, wire);
+
+    const TICK_MS = 5;
+    let maxLagMs = 0;
+    let last = performance.now();
+    const ticker = setInterval(() => {
+      const now = performance.now();
+      maxLagMs = Math.max(maxLagMs, now - last - TICK_MS);
+      last = now;
+    }, TICK_MS);
+    const runMs: number[] = [];
+    try {
+      for (let i = 0; i < 5; i++) runMs.push((await backend.run(sha256, wire)).runMs);
+    } finally {
+      clearInterval(ticker);
+    }
+    expect(Math.min(...runMs)).toBeGreaterThanOrEqual(20);
+    expect(maxLagMs).toBeLessThan(50);
+  });
+
+  it('fails a job past its deadline, replaces the worker and serves the next job', async () => {
+    const model = heavyModel({ batch: 256 });
+    const { sha256 } = await loaded(model);
+    const wire = toWire(model.sampleInputs());
+    const failure = await codeOf(backend.run(sha256, wire, { timeoutMs: 2 }));
+    expect(failure.code).toBe('NODE-JOB-812');
+    expect(failure.retryable).toBe(true);
+    const small = affineModel();
+    const entry = await loaded(small);
+    const inputs = small.sampleInputs(1);
+    expectOutputs((await backend.run(entry.sha256, toWire(inputs))).outputs, small.expected(inputs));
+  });
+
+  it('cancels a job when its signal aborts', async () => {
+    const model = heavyModel({ batch: 256 });
+    const { sha256 } = await loaded(model);
+    const wire = toWire(model.sampleInputs());
+    const controller = new AbortController();
+    const running = backend.run(sha256, wire, { signal: controller.signal });
+    setTimeout(() => controller.abort(), 1);
+    expect((await codeOf(running)).code).toBe('NODE-JOB-801');
+    const already = await codeOf(backend.run(sha256, wire, { signal: AbortSignal.abort() }));
+    expect(already.code).toBe('NODE-JOB-801');
+  });
+
+  it('unloads a model', async () => {
+    const model = identityModel('int32', [2]);
+    const { sha256 } = await loaded(model);
+    await backend.unload(sha256);
+    expect(backend.loadedModels()).not.toContain(sha256);
+    expect((await codeOf(backend.run(sha256, toWire(model.sampleInputs())))).code).toBe('NODE-LOAD-102');
+  });
+});
+
+describe('CpuBackend failures', () => {
+  let dir: string;
+  let backend: CpuBackend | undefined;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'conclave-cpu-crash-'));
+  });
+  afterEach(async () => {
+    await backend?.dispose();
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('fails the in-flight job of a crashed worker with a retryable code and respawns it', async () => {
+    const log = captureLogger('NODE');
+    backend = await CpuBackend.create({ workers: 1, logger: log.logger });
+    const model = heavyModel({ batch: 256 });
+    const path = await writeModel(dir, 'heavy', model);
+    const entry = { sha256: 'b'.repeat(64), path, inputs: model.inputs, outputs: model.outputs };
+    await backend.load(entry);
+    const inputs = model.sampleInputs();
+    const running = backend.run(entry.sha256, toWire(inputs));
+    expect(backend.simulateWorkerCrash()).toBe(true);
+    const failure = await codeOf(running);
+    expect(failure.code).toBe('NODE-JOB-811');
+    expect(failure.retryable).toBe(true);
+    expect(log.lines.some((line) => line.includes('NODE-JOB-811'))).toBe(true);
+    // The replacement worker opens the session again by path.
+    expectOutputs((await backend.run(entry.sha256, toWire(inputs))).outputs, model.expected(inputs));
+  });
+
+  it('fails queued jobs when disposed and refuses new ones', async () => {
+    backend = await CpuBackend.create({ workers: 1, logger: nullLogger });
+    const model = heavyModel({ batch: 256 });
+    const path = await writeModel(dir, 'heavy-dispose', model);
+    const entry = { sha256: 'c'.repeat(64), path, inputs: model.inputs, outputs: model.outputs };
+    await backend.load(entry);
+    const wire = toWire(model.sampleInputs());
+    const runs = [backend.run(entry.sha256, wire), backend.run(entry.sha256, wire)];
+    await backend.dispose();
+    for (const run of runs) expect((await codeOf(run)).code).toBe('NODE-STATE-711');
+    expect((await codeOf(backend.run(entry.sha256, wire))).code).toBe('NODE-STATE-711');
+    expect(backend.state).toBe('disposed');
+  });
+});

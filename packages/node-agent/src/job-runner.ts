@@ -1,0 +1,90 @@
+import { ConclaveError, isConclaveError } from '@conclave/common';
+import type { Logger } from '@conclave/common';
+import type { AssignJob__Output, JobError, JobResult, NodeMessage, WireTensor } from '@conclave/protocol';
+import type { InferenceBackend } from './inference-backend.js';
+import type { ModelFetcher } from './model-fetcher.js';
+import type { Outbox } from './outbox.js';
+
+export interface JobRunnerOptions {
+  backend: InferenceBackend;
+  fetcher: ModelFetcher;
+  outbox: Outbox;
+  send: (message: NodeMessage) => boolean;
+  logger: Logger;
+  /** Runs a job of another kind (e.g. `generate` on a text-generation node). */
+  extraKinds?: Record<string, (job: AssignJob__Output, signal: AbortSignal) => Promise<Pick<JobResult, 'generated'>>>;
+}
+
+/**
+ * Runs the jobs the orchestrator assigns: fetch and verify the model if needed, load it,
+ * run it on the backend (off the main thread), then put the result in the outbox before
+ * sending it, so that a dropped connection loses nothing.
+ */
+export class JobRunner {
+  private readonly active = new Map<string, AbortController>();
+
+  constructor(private readonly o: JobRunnerOptions) {}
+
+  get running(): number {
+    return this.active.size;
+  }
+
+  async run(job: AssignJob__Output): Promise<void> {
+    const key = `${job.jobId}:${job.attempt}`;
+    if (this.active.has(key)) return;
+    const controller = new AbortController();
+    this.active.set(key, controller);
+    const log = this.o.logger.child({ jobId: job.jobId, attempt: job.attempt });
+    const queuedAt = performance.now();
+    let result: JobResult;
+    try {
+      result = { jobId: job.jobId, attempt: job.attempt, ...(await this.execute(job, controller.signal)) };
+      log.debug('JOB', 'job done', { runMs: result.runMs });
+    } catch (err) {
+      const error = toJobError(err, controller.signal);
+      if (error.code === 'NODE-JOB-801') log.debug('JOB', 'job cancelled');
+      else log.failure(err, {}, 'warn');
+      result = { jobId: job.jobId, attempt: job.attempt, error, queueMs: performance.now() - queuedAt };
+    } finally {
+      this.active.delete(key);
+    }
+    await this.o.outbox.put(result);
+    this.o.send({ result });
+  }
+
+  cancel(jobId: string, attempt: number, reason: string): void {
+    this.active.get(`${jobId}:${attempt}`)?.abort(new ConclaveError('NODE-JOB-801', { detail: reason }));
+  }
+
+  cancelAll(reason: string): void {
+    for (const controller of this.active.values()) controller.abort(new ConclaveError('NODE-JOB-801', { detail: reason }));
+  }
+
+  private async execute(job: AssignJob__Output, signal: AbortSignal): Promise<Omit<JobResult, 'jobId' | 'attempt'>> {
+    const started = performance.now();
+    if (job.kind && job.kind !== 'infer') {
+      const handler = this.o.extraKinds?.[job.kind];
+      if (!handler) throw new ConclaveError('NODE-JOB-803', { detail: job.kind });
+      const out = await handler(job, signal);
+      return { ...out, runMs: performance.now() - started };
+    }
+    const model = job.model;
+    if (!model) throw new ConclaveError('NODE-JOB-802', { detail: 'assignment without a model' });
+    const path = await this.o.fetcher.ensure(model);
+    signal.throwIfAborted();
+    await this.o.backend.load({ sha256: model.sha256, path, inputs: model.inputs, outputs: model.outputs });
+    const { outputs, runMs } = await this.o.backend.run(model.sha256, job.inputs as Record<string, WireTensor>, {
+      signal,
+      ...(job.timeoutMs > 0 ? { timeoutMs: job.timeoutMs } : {}),
+    });
+    return { outputs: { tensors: outputs }, runMs, queueMs: performance.now() - started - runMs };
+  }
+}
+
+function toJobError(err: unknown, signal: AbortSignal): JobError {
+  const reason: unknown = signal.aborted ? signal.reason : err;
+  const coded = isConclaveError(reason)
+    ? reason
+    : new ConclaveError('NODE-JOB-802', { detail: reason instanceof Error ? reason.message : String(reason), cause: reason });
+  return { code: coded.code, message: coded.message, status: coded.entry.status, retryable: coded.entry.retryable ?? false };
+}

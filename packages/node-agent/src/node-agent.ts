@@ -1,0 +1,158 @@
+import { cpus, freemem, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { ConclaveError } from '@conclave/common';
+import type { Logger } from '@conclave/common';
+import { SessionClient } from '@conclave/protocol';
+import type { AssignJob__Output, JobResult } from '@conclave/protocol';
+import { CpuBackend } from './cpu-backend.js';
+import type { InferenceBackend } from './inference-backend.js';
+import { JobRunner } from './job-runner.js';
+import { ModelFetcher } from './model-fetcher.js';
+import { ModelStore } from './model-store.js';
+import { startNodeHttp } from './node-http.js';
+import { loadOrCreateNodeId } from './node-identity.js';
+import { Outbox } from './outbox.js';
+
+export const AGENT_VERSION = '0.1.0';
+
+export interface NodeAgentOptions {
+  /** Orchestrator `host:port`. */
+  orchestrator: string;
+  dataDir: string;
+  /** @default the node id */
+  name?: string;
+  /** Jobs run at once (one worker thread each). @default the number of CPU cores */
+  slots?: number;
+  /** Local `/healthz` and `/metrics`. @default 7403; 0 picks a free port; -1 disables */
+  httpPort?: number;
+  /** @default '127.0.0.1' */
+  httpHost?: string;
+  /** The agent adds the node id to every line. */
+  logger: Logger;
+  /** Extra capabilities advertised to the scheduler, with the handlers for their job kinds. */
+  features?: string[];
+  extraKinds?: ConstructorParameters<typeof JobRunner>[0]['extraKinds'];
+  /** Replaces the CPU backend (tests, or the Hailo selector). */
+  backend?: InferenceBackend;
+}
+
+export interface NodeAgentHandle {
+  nodeId: string;
+  httpPort: number;
+  readonly connected: boolean;
+  close(): Promise<void>;
+}
+
+export async function startNodeAgent(options: NodeAgentOptions): Promise<NodeAgentHandle> {
+  const nodeId = await loadOrCreateNodeId(options.dataDir).catch((err: unknown) => {
+    throw new ConclaveError('NODE-STATE-701', { detail: `${options.dataDir}: ${String(err)}`, cause: err });
+  });
+  const logger = options.logger.child({ node: nodeId });
+  const slots = options.slots ?? Math.max(1, cpus().length);
+  const name = options.name ?? nodeId.slice(0, 12);
+
+  const store = new ModelStore({ dir: join(options.dataDir, 'models'), logger });
+  await store.verifyAll();
+  const outbox = new Outbox(join(options.dataDir, 'outbox'));
+  await outbox.open();
+  const backend = options.backend ?? (await CpuBackend.create({ workers: slots, logger }));
+
+  const eventLoopDelay = monitorEventLoopDelay({ resolution: 10 });
+  eventLoopDelay.enable();
+
+  let runner: JobRunner | undefined;
+  const session = new SessionClient({
+    address: options.orchestrator,
+    logger,
+    register: async () => ({
+      nodeId, name, slots,
+      capabilities: {
+        cpuCores: cpus().length, memoryBytes: totalmem(), backends: [backend.name], backendActive: backend.name,
+        features: options.features ?? [], agentVersion: AGENT_VERSION,
+      },
+      models: store.list(),
+      pendingResults: (await outbox.pending()).map((r) => `${r.jobId ?? ''}:${r.attempt ?? 0}`),
+    }),
+    heartbeat: () => ({
+      running: runner?.running ?? 0, slots, loadedModels: backend.loadedModels(),
+      memoryUsedBytes: totalmem() - freemem(), backendActive: backend.name,
+    }),
+  });
+  const fetcher = new ModelFetcher(store, (m) => session.send(m), logger);
+  runner = new JobRunner({
+    backend, fetcher, outbox, logger, send: (m) => session.send(m),
+    ...(options.extraKinds ? { extraKinds: options.extraKinds } : {}),
+  });
+  const jobRunner = runner;
+
+  session.on('message', (message) => {
+    switch (message.body) {
+      case 'assign':
+        if (message.assign) void jobRunner.run(message.assign as AssignJob__Output);
+        return;
+      case 'cancel':
+        if (message.cancel) jobRunner.cancel(message.cancel.jobId, message.cancel.attempt, message.cancel.reason);
+        return;
+      case 'modelChunk':
+        if (message.modelChunk) void fetcher.onChunk(message.modelChunk);
+        return;
+      case 'resultAck':
+        if (message.resultAck) void outbox.ack(message.resultAck.jobId, message.resultAck.attempt);
+        return;
+      default:
+        return;
+    }
+  });
+  session.on('connected', () => {
+    // Results that never got their ack (dropped link, reboot) go again; the orchestrator
+    // stores each job:attempt once.
+    void outbox.pending().then((results: JobResult[]) => {
+      for (const result of results) session.send({ result });
+      if (results.length) logger.info('NET', 'resent unacknowledged results', { count: results.length });
+    });
+  });
+  session.on('disconnected', () => void fetcher.abortAll('session lost'));
+
+  const metrics = new Registry();
+  collectDefaultMetrics({ register: metrics, prefix: 'conclave_node_' });
+  new Gauge({ name: 'conclave_node_jobs_running', help: 'Jobs running now.', registers: [metrics], collect() { this.set(jobRunner.running); } });
+  new Gauge({
+    name: 'conclave_node_event_loop_delay_max_seconds', help: 'Max event-loop delay since the last scrape.', registers: [metrics],
+    collect() { this.set(eventLoopDelay.max / 1e9); eventLoopDelay.reset(); },
+  });
+  new Counter({ name: 'conclave_node_info', help: 'Agent version.', labelNames: ['version', 'node'], registers: [metrics] })
+    .inc({ version: AGENT_VERSION, node: nodeId }, 0);
+
+  let httpPort = -1;
+  let httpServer: import('node:http').Server | undefined;
+  const requestedPort = options.httpPort ?? 7403;
+  if (requestedPort >= 0) {
+    const http = await startNodeHttp({
+      port: requestedPort, host: options.httpHost ?? '127.0.0.1', metrics,
+      health: () => ({ status: session.state, connected: session.state === 'connected' }),
+    });
+    httpPort = http.port;
+    httpServer = http.server;
+  }
+
+  session.start();
+  logger.info('STATE', 'node agent started', { name, slots, orchestrator: options.orchestrator, backend: backend.name, models: store.list().length });
+
+  return {
+    nodeId,
+    httpPort,
+    get connected() {
+      return session.state === 'connected';
+    },
+    async close() {
+      await session.close();
+      jobRunner.cancelAll('node shutting down');
+      await backend.dispose();
+      eventLoopDelay.disable();
+      await new Promise((resolve) => (httpServer ? httpServer.close(resolve) : resolve(undefined)));
+      logger.info('STATE', 'node agent stopped');
+    },
+  };
+}

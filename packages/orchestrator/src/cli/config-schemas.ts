@@ -1,0 +1,82 @@
+import { ConclaveError, z } from '@conclave/common';
+
+const UINT32_MAX = 4_294_967_295;
+
+const port = (fallback: number) => z.coerce.number().int().min(0).max(65_535).default(fallback);
+const logLevel = z.enum(['error', 'warn', 'info', 'debug']).default('info');
+
+/**
+ * `orchestrator start`: flags > CONCLAVE_* env > YAML file > these defaults.
+ * docs/configuration.md lists every key; keep the two in step.
+ */
+export const startConfigSchema = z.object({
+  /** Absent: an embedded redis-server under <dataDir>/redis. */
+  redisUrl: z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://').optional(),
+  /** 127.0.0.1 keeps the Control API off the network until sessions are authenticated; 0.0.0.0 for boards. */
+  grpcHost: z.string().min(1).default('127.0.0.1'),
+  /** 0 picks a free port (tests). */
+  grpcPort: port(7400),
+  httpPort: port(7401),
+  dataDir: z.string().min(1).default('./.conclave/orchestrator'),
+  logLevel,
+  heartbeatIntervalMs: z.coerce.number().int().positive().optional(),
+  resultTtlSeconds: z.coerce.number().int().positive().optional(),
+  defaultJobTimeoutMs: z.coerce.number().int().positive().optional(),
+});
+
+/** Client commands (`models`, `nodes`, `jobs`). */
+export const clientConfigSchema = z.object({
+  /** The orchestrator's gRPC address, HOST:PORT. */
+  address: z
+    .string()
+    .regex(/^\S+:\d{1,5}$/, 'must be HOST:PORT')
+    .default('127.0.0.1:7400'),
+});
+
+/** `jobs submit` flags: validated before anything is sent. */
+export const submitFlagsSchema = z.object({
+  kind: z.enum(['infer', 'generate']).default('infer'),
+  model: z.string().min(1).optional(),
+  input: z.string().optional(),
+  prompt: z.string().optional(),
+  maxTokens: z.coerce.number().int().min(1).max(UINT32_MAX).optional(),
+  temperature: z.coerce.number().min(0).optional(),
+  seed: z.coerce.number().int().min(0).optional(),
+  priority: z.coerce.number().int().min(0).max(UINT32_MAX).optional(),
+  timeoutMs: z.coerce.number().int().min(0).max(UINT32_MAX).optional(),
+  accelerator: z.enum(['cpu', 'hailo']).optional(),
+  capability: z.string().min(1).optional(),
+  clientJobId: z.string().min(1).optional(),
+  wait: z.boolean().default(false),
+  json: z.boolean().default(false),
+});
+
+/** `--json` alone (list and get commands). */
+export const readFlagsSchema = z.object({ json: z.boolean().default(false) });
+
+export type StartConfigInput = z.input<typeof startConfigSchema>;
+export type ClientConfig = z.output<typeof clientConfigSchema>;
+export type SubmitFlags = z.output<typeof submitFlagsSchema>;
+
+/** `maxTokens` → `--max-tokens`, for messages about flags. */
+export function flagName(key: string): string {
+  return `--${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+}
+
+/**
+ * Parses command flags (no env, no file) against `schema`; a mistake is
+ * ORCH-REQ-253 naming each flag, so nothing is sent.
+ */
+export function parseFlags<S extends z.ZodType>(schema: S, flags: Record<string, unknown>): z.output<S> {
+  const result = schema.safeParse(dropUndefined(flags));
+  if (result.success) return result.data;
+  const detail = result.error.issues
+    .map((issue) => `${issue.path.length > 0 ? flagName(String(issue.path[0])) : 'flags'}: ${issue.message}`)
+    .join('; ');
+  throw new ConclaveError('ORCH-REQ-253', { detail, data: { flags: Object.keys(flags) } });
+}
+
+/** Commander leaves unset options undefined; dropping them lets env, file and defaults apply. */
+export function dropUndefined(values: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(values).filter(([, v]) => v !== undefined));
+}

@@ -1,0 +1,193 @@
+import { once } from 'node:events';
+import { ConclaveError, statusNameOfGrpc, type StatusName } from '@conclave/common';
+import type {
+  AddModelHeader,
+  ControlClient,
+  Job__Output,
+  ListModelsResponse__Output,
+  ListNodesResponse__Output,
+  ModelInfo__Output,
+  NodeInfo__Output,
+  SubmitJobRequest,
+} from '@conclave/protocol';
+import { isTerminalState } from './job-view.js';
+
+/**
+ * The Control API as the commands use it: promises, deadlines, and errors
+ * already mapped. Commands take this interface so tests can hand them a fake.
+ */
+export interface ControlCalls {
+  readonly address: string;
+  submitJob(request: SubmitJobRequest): Promise<Job__Output>;
+  getJob(id: string): Promise<Job__Output>;
+  cancelJob(id: string): Promise<Job__Output>;
+  /** Follows the job until a terminal state and resolves with that state; `onUpdate` sees every change. */
+  watchJob(id: string, onUpdate?: (job: Job__Output) => void): Promise<Job__Output>;
+  listNodes(): Promise<NodeInfo__Output[]>;
+  listModels(): Promise<ModelInfo__Output[]>;
+  /** Sends the header, then the chunks in order, honouring back-pressure. */
+  addModel(header: AddModelHeader, chunks: AsyncIterable<Uint8Array>): Promise<ModelInfo__Output>;
+  close(): void;
+}
+
+export interface ControlCallsOptions {
+  /** Used in error messages: "orchestrator unreachable: 127.0.0.1:7400 …". */
+  address: string;
+  /**
+   * Deadline of each unary call. Without one, a call to an address that
+   * accepts but never answers would hang the CLI.
+   * @default 5000
+   */
+  deadlineMs?: number;
+}
+
+export const DEFAULT_DEADLINE_MS = 5_000;
+
+/** An error the orchestrator returned, with the catalog code it put at the start of the status details. */
+export class ControlCallError extends Error {
+  override readonly name = 'ControlCallError';
+
+  constructor(
+    readonly status: StatusName,
+    /** The catalog code (e.g. `ORCH-REQ-202`), when the server sent one. */
+    readonly code: string | undefined,
+    /** The details without the code. */
+    readonly details: string,
+    options?: { cause?: unknown },
+  ) {
+    super(code ? `${code} ${details}` : `${status} ${details}`, options);
+  }
+}
+
+/** The shape of a grpc-js ServiceError; duck-typed so that this package needs no grpc-js import. */
+interface ServiceErrorLike {
+  code: number;
+  details?: string;
+  message: string;
+}
+
+function isServiceErrorLike(err: unknown): err is ServiceErrorLike {
+  return err instanceof Error && typeof (err as Partial<ServiceErrorLike>).code === 'number';
+}
+
+const LEADING_CODE = /^((?:ORCH|NODE|CHAT|MODEL)-[A-Z]+-\d{3})\b[:\s]*/;
+
+const GRPC_UNAVAILABLE = 14;
+const GRPC_DEADLINE_EXCEEDED = 4;
+
+/**
+ * Maps a gRPC failure: a coded server error becomes a ControlCallError; an
+ * uncoded UNAVAILABLE or DEADLINE_EXCEEDED means nothing answered at
+ * `address`, which is ORCH-NET-650.
+ */
+export function fromServiceError(err: unknown, address: string, deadlineMs?: number): Error {
+  if (!isServiceErrorLike(err)) return err instanceof Error ? err : new Error(String(err));
+  const details = (err.details ?? err.message).trim();
+  const match = LEADING_CODE.exec(details);
+  const status = statusNameOfGrpc(err.code);
+  if (match?.[1]) return new ControlCallError(status, match[1], details.slice(match[0].length), { cause: err });
+  if (err.code === GRPC_UNAVAILABLE) {
+    return new ConclaveError('ORCH-NET-650', { detail: `${address}: ${details}`, data: { address }, cause: err });
+  }
+  if (err.code === GRPC_DEADLINE_EXCEEDED && deadlineMs !== undefined) {
+    return new ConclaveError('ORCH-NET-650', {
+      detail: `${address}: no answer within ${deadlineMs} ms`,
+      data: { address },
+      cause: err,
+    });
+  }
+  return new ControlCallError(status, undefined, details, { cause: err });
+}
+
+type UnaryCallback<T> = (err: unknown, value?: T) => void;
+
+/** Wraps a ControlClient from `createControlClient()`. */
+export function controlCallsFromClient(client: ControlClient, options: ControlCallsOptions): ControlCalls {
+  const { address } = options;
+  const deadlineMs = options.deadlineMs ?? DEFAULT_DEADLINE_MS;
+  const unary = <T>(start: (callOptions: { deadline: number }, callback: UnaryCallback<T>) => void): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      start({ deadline: Date.now() + deadlineMs }, (err, value) => {
+        if (err) reject(fromServiceError(err, address, deadlineMs));
+        else resolve(value as T);
+      });
+    });
+
+  return {
+    address,
+    submitJob: (request) => unary<Job__Output>((o, cb) => client.SubmitJob(request, o, cb)),
+    getJob: (id) => unary<Job__Output>((o, cb) => client.GetJob({ id }, o, cb)),
+    cancelJob: (id) => unary<Job__Output>((o, cb) => client.CancelJob({ id }, o, cb)),
+    listNodes: async () => (await unary<ListNodesResponse__Output>((o, cb) => client.ListNodes({}, o, cb))).nodes,
+    listModels: async () => (await unary<ListModelsResponse__Output>((o, cb) => client.ListModels({}, o, cb))).models,
+
+    watchJob(id, onUpdate) {
+      return new Promise<Job__Output>((resolve, reject) => {
+        // No deadline: a job may queue for a long time; the orchestrator ends it at its timeout.
+        const call = client.WatchJob({ id });
+        let settled = false;
+        const settle = (fn: () => void): void => {
+          if (settled) return;
+          settled = true;
+          fn();
+        };
+        call.on('data', (job: Job__Output) => {
+          onUpdate?.(job);
+          if (isTerminalState(job.state)) {
+            settle(() => resolve(job));
+            // The server ends the stream itself; cancelling only frees the call sooner.
+            call.cancel();
+          }
+        });
+        call.on('error', (err: unknown) => settle(() => reject(fromServiceError(err, address))));
+        call.on('end', () => {
+          if (settled) return;
+          // The stream ended without a terminal state (e.g. the orchestrator stopped): ask once more.
+          unary<Job__Output>((o, cb) => client.GetJob({ id }, o, cb)).then(
+            (job) => settle(() => resolve(job)),
+            (err: unknown) => settle(() => reject(err)),
+          );
+        });
+      });
+    },
+
+    addModel(header, chunks) {
+      return new Promise<ModelInfo__Output>((resolve, reject) => {
+        let settled = false;
+        let rejectSettled: (err: unknown) => void = () => {};
+        const done = new Promise<void>((_resolve, rejectDone) => {
+          rejectSettled = rejectDone;
+        });
+        done.catch(() => {});
+        const call = client.AddModel((err, info) => {
+          settled = true;
+          if (err) {
+            const mapped = fromServiceError(err, address);
+            rejectSettled(mapped);
+            reject(mapped);
+          } else if (info) {
+            resolve(info);
+          } else {
+            reject(new Error('AddModel answered without a model'));
+          }
+        });
+        const send = async (): Promise<void> => {
+          call.write({ header });
+          for await (const chunk of chunks) {
+            if (settled) return;
+            if (!call.write({ data: chunk })) await Promise.race([once(call, 'drain'), done]);
+          }
+          call.end();
+        };
+        send().catch((err: unknown) => {
+          if (settled) return;
+          settled = true;
+          call.cancel();
+          reject(err);
+        });
+      });
+    },
+
+    close: () => client.close(),
+  };
+}

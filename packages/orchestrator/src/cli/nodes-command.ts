@@ -1,0 +1,53 @@
+import type { NodeInfo__Output } from '@conclave/protocol';
+import type { CliIo } from './cli-io.js';
+import type { ControlCalls } from './control-calls.js';
+import { EXIT_OK } from './exit-codes.js';
+import { formatAge, formatJson, formatList, formatTable, orDash } from './output-format.js';
+
+export interface ListNodesOptions {
+  json?: boolean;
+  /** Clock for "last seen"; tests pin it. */
+  now?: () => number;
+}
+
+/** `nodes list`: `--json` prints the NodeInfo fields as they arrive (camelCase). */
+export async function listNodesCommand(calls: ControlCalls, io: CliIo, options: ListNodesOptions): Promise<number> {
+  const nodes = await calls.listNodes();
+  io.stdout.write(options.json ? formatJson(nodes.map(nodeToJson)) : formatNodeTable(nodes, (options.now ?? Date.now)()));
+  return EXIT_OK;
+}
+
+export type NodeJson = NodeInfo__Output;
+
+export function nodeToJson(node: NodeInfo__Output): NodeJson {
+  return {
+    ...node,
+    lastSeenMs: Number(node.lastSeenMs),
+    connectedAtMs: Number(node.connectedAtMs),
+    memoryBytes: Number(node.memoryBytes),
+  };
+}
+
+export function formatNodeTable(nodes: readonly NodeInfo__Output[], now: number): string {
+  if (nodes.length === 0) return 'no nodes; start one with `node-agent start --orchestrator HOST:PORT --data-dir DIR`\n';
+  return formatTable(
+    [
+      { header: 'id' },
+      { header: 'name' },
+      { header: 'state' },
+      { header: 'slots', align: 'right' },
+      { header: 'backend' },
+      { header: 'loaded models' },
+      { header: 'last seen', align: 'right' },
+    ],
+    nodes.map((n) => [
+      n.id,
+      orDash(n.name),
+      n.state,
+      `${n.running}/${n.slots}`,
+      orDash(n.backendActive),
+      formatList(n.loadedModels),
+      formatAge(Number(n.lastSeenMs), now),
+    ]),
+  );
+}

@@ -1,0 +1,344 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConclaveError, captureLogger, type ClosableLogger } from '@conclave/common';
+import { tensorFromJson, type Job__Output, type ModelInfo__Output, type NodeInfo__Output, type SubmitJobRequest } from '@conclave/protocol';
+import { StringOut } from './cli-io.js';
+import type { ControlCalls } from './control-calls.js';
+import { MODEL_CHUNK_BYTES } from './models-command.js';
+import { runOrchestratorCli, type OrchestratorCliDeps } from './orchestrator-program.js';
+import type { StartOrchestratorOptions } from './start-command.js';
+
+function job(overrides: Partial<Job__Output> = {}): Job__Output {
+  return {
+    id: 'job-1',
+    state: 'JOB_STATE_QUEUED',
+    model: 'add',
+    node: '',
+    attempts: 0,
+    outputs: {},
+    error: null,
+    createdAtMs: 1_700_000_000_000,
+    finishedAtMs: 0,
+    generated: null,
+    kind: 'infer',
+    runMs: 0,
+    ...overrides,
+  };
+}
+
+const NODE: NodeInfo__Output = {
+  id: 'n-3f9a',
+  name: 'pi-01',
+  state: 'connected',
+  slots: 4,
+  running: 1,
+  backends: ['cpu'],
+  backendActive: 'cpu',
+  loadedModels: ['add'],
+  models: ['add'],
+  lastSeenMs: 0,
+  connectedAtMs: 0,
+  cpuCores: 4,
+  memoryBytes: 8 * 1024 ** 3,
+  features: [],
+  address: '10.0.0.5',
+};
+
+const MODEL: ModelInfo__Output = {
+  name: 'add',
+  sha256: 'ab'.repeat(32),
+  size: 600_000,
+  inputs: [{ name: 'x', dtype: 'float32', dims: [-1, 4], dimNames: ['batch', ''] }],
+  outputs: [{ name: 'y', dtype: 'float32', dims: [-1, 4], dimNames: ['batch', ''] }],
+  addedAtMs: 1_700_000_000_000,
+};
+
+/** Records what the commands asked for; answers like a small orchestrator. */
+class FakeCalls implements ControlCalls {
+  readonly submitted: SubmitJobRequest[] = [];
+  readonly uploads: Array<{ header: unknown; chunkSizes: number[] }> = [];
+  closed = false;
+  failWith: Error | undefined;
+
+  constructor(readonly address: string) {}
+
+  async submitJob(request: SubmitJobRequest): Promise<Job__Output> {
+    this.check();
+    this.submitted.push(request);
+    return job({ kind: request.generate ? 'generate' : 'infer' });
+  }
+  async getJob(id: string): Promise<Job__Output> {
+    this.check();
+    return job({ id, state: 'JOB_STATE_RUNNING', node: 'n-3f9a' });
+  }
+  async cancelJob(id: string): Promise<Job__Output> {
+    return job({ id, state: 'JOB_STATE_CANCELLED' });
+  }
+  async watchJob(id: string, onUpdate?: (job: Job__Output) => void): Promise<Job__Output> {
+    onUpdate?.(job({ id, state: 'JOB_STATE_RUNNING', node: 'n-3f9a' }));
+    const done = job({
+      id,
+      state: 'JOB_STATE_COMPLETED',
+      node: 'n-3f9a',
+      attempts: 1,
+      finishedAtMs: 1_700_000_000_500,
+      runMs: 1.25,
+      outputs: { y: tensorFromJson({ dtype: 'float32', dims: [1, 2], data: [1.5, 2] }) },
+    });
+    onUpdate?.(done);
+    return done;
+  }
+  async listNodes(): Promise<NodeInfo__Output[]> {
+    this.check();
+    return [NODE];
+  }
+  async listModels(): Promise<ModelInfo__Output[]> {
+    return [MODEL];
+  }
+  async addModel(header: { name?: string; size?: unknown }, chunks: AsyncIterable<Uint8Array>): Promise<ModelInfo__Output> {
+    const chunkSizes: number[] = [];
+    for await (const chunk of chunks) chunkSizes.push(chunk.byteLength);
+    this.uploads.push({ header, chunkSizes });
+    return { ...MODEL, name: header.name ?? '', size: Number(header.size) };
+  }
+  close(): void {
+    this.closed = true;
+  }
+  private check(): void {
+    if (this.failWith) throw this.failWith;
+  }
+}
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+  calls: FakeCalls[];
+  started: StartOrchestratorOptions[];
+}
+
+async function run(argv: string[], options: { env?: Record<string, string>; deps?: Partial<OrchestratorCliDeps>; failWith?: Error } = {}): Promise<Run> {
+  const stdout = new StringOut();
+  const stderr = new StringOut();
+  const calls: FakeCalls[] = [];
+  const started: StartOrchestratorOptions[] = [];
+  const code = await runOrchestratorCli(argv, {
+    env: options.env ?? {},
+    io: { stdout, stderr },
+    connect: (address) => {
+      const fake = new FakeCalls(address);
+      if (options.failWith) fake.failWith = options.failWith;
+      calls.push(fake);
+      return fake;
+    },
+    startOrchestrator: async (o) => {
+      started.push(o);
+      return { grpcPort: o.grpcPort ?? 0, httpPort: o.httpPort ?? 0, redisUrl: o.redisUrl ?? 'redis://embedded', close: async () => {} };
+    },
+    shutdownSignal: () => Promise.resolve('SIGTERM'),
+    createLogger: () => Object.assign(captureLogger('ORCH').logger, { close: async () => {} }) as ClosableLogger,
+    ...options.deps,
+  });
+  return { code, stdout: stdout.text, stderr: stderr.text, calls, started };
+}
+
+const INPUT = '{"x": {"dtype": "float32", "dims": [1, 2], "data": [0.5, 1]}}';
+
+describe('orchestrator CLI: client commands', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'conclave-cli-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('nodes list --json prints an array with id, name and state', async () => {
+    const r = await run(['nodes', 'list', '--json']);
+    expect(r.code).toBe(0);
+    const nodes = JSON.parse(r.stdout) as Array<Record<string, unknown>>;
+    expect(nodes).toHaveLength(1);
+    expect(nodes[0]).toMatchObject({ id: 'n-3f9a', name: 'pi-01', state: 'connected', slots: 4, running: 1 });
+    expect(r.calls[0]?.closed).toBe(true);
+  });
+
+  it('nodes list prints an aligned table', async () => {
+    const r = await run(['nodes', 'list']);
+    const lines = r.stdout.trimEnd().split('\n');
+    expect(lines[0]).toMatch(/^ID\s+NAME\s+STATE\s+SLOTS\s+BACKEND\s+LOADED MODELS\s+LAST SEEN$/);
+    expect(lines[1]).toMatch(/^n-3f9a\s+pi-01\s+connected\s+1\/4\s+cpu\s+add\s+-$/);
+  });
+
+  it('models list prints specs with symbolic dims, and --json the full model', async () => {
+    const human = await run(['models', 'list']);
+    expect(human.stdout).toContain('x:float32[batch,4]');
+    const json = await run(['models', 'list', '--json']);
+    expect(JSON.parse(json.stdout)).toEqual([
+      expect.objectContaining({ name: 'add', size: 600_000, inputs: [expect.objectContaining({ name: 'x', dims: [-1, 4] })] }),
+    ]);
+  });
+
+  it('models add streams the header, then 256 KiB chunks', async () => {
+    const file = join(dir, 'model.onnx');
+    await writeFile(file, Buffer.alloc(2 * MODEL_CHUNK_BYTES + 1000, 7));
+    const r = await run(['models', 'add', 'big', file, '--json']);
+    expect(r.code).toBe(0);
+    expect(r.calls[0]?.uploads).toEqual([
+      { header: { name: 'big', size: 2 * MODEL_CHUNK_BYTES + 1000 }, chunkSizes: [MODEL_CHUNK_BYTES, MODEL_CHUNK_BYTES, 1000] },
+    ]);
+    expect(JSON.parse(r.stdout)).toMatchObject({ name: 'big', size: 2 * MODEL_CHUNK_BYTES + 1000 });
+  });
+
+  it('models add of a missing file is ORCH-REQ-252, exit 2', async () => {
+    const r = await run(['models', 'add', 'm', join(dir, 'nope.onnx')]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^ORCH-REQ-252 model file unreadable: /);
+    expect(r.calls[0]?.uploads).toEqual([]);
+  });
+
+  it('jobs submit sends an infer request with priority and timeout', async () => {
+    const r = await run(['jobs', 'submit', '--model', 'add', '--input', INPUT, '--priority', '5', '--timeout-ms', '2000']);
+    expect(r.code).toBe(0);
+    const request = r.calls[0]?.submitted[0];
+    expect(request).toMatchObject({ infer: { model: 'add' }, priority: 5, timeoutMs: 2000 });
+    expect(Object.keys(request?.infer?.inputs ?? {})).toEqual(['x']);
+    expect(r.stdout).toMatch(/^id:\s+job-1$/m);
+    expect(r.stdout).toMatch(/^state:\s+queued$/m);
+  });
+
+  it('jobs submit --wait --json prints id, lower-case state, node and JSON outputs', async () => {
+    const r = await run(['jobs', 'submit', '--model', 'add', '--input', INPUT, '--wait', '--json']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe('');
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      id: 'job-1',
+      state: 'completed',
+      node: 'n-3f9a',
+      outputs: { y: { dtype: 'float32', dims: [1, 2], data: [1.5, 2] } },
+    });
+  });
+
+  it('jobs submit --wait prints progress on stderr and the job on stdout', async () => {
+    const r = await run(['jobs', 'submit', '--model', 'add', '--input', INPUT, '--wait']);
+    expect(r.stderr).toBe('job job-1 queued\njob job-1 running on n-3f9a\njob job-1 completed on n-3f9a\n');
+    expect(r.stdout).toMatch(/^output y:\s+float32\[1,2\] \[1\.5, 2\]$/m);
+  });
+
+  it('jobs submit --kind generate sends SubmitJobRequest.generate', async () => {
+    const r = await run(['jobs', 'submit', '--kind', 'generate', '--prompt', 'hello', '--max-tokens', '16']);
+    expect(r.code).toBe(0);
+    expect(r.calls[0]?.submitted[0]).toEqual({ generate: { prompt: 'hello', maxTokens: 16 } });
+  });
+
+  it('malformed --input is ORCH-REQ-250, exit 2, and nothing is sent', async () => {
+    const r = await run(['jobs', 'submit', '--model', 'add', '--input', '{"x": [']);
+    expect(r.code).toBe(2);
+    expect(r.stderr.split('\n')).toHaveLength(2);
+    expect(r.stderr).toMatch(/^ORCH-REQ-250 malformed job input: --input: invalid JSON/);
+    expect(r.calls.flatMap((c) => c.submitted)).toEqual([]);
+  });
+
+  it('an unreadable @file is ORCH-REQ-251, exit 2', async () => {
+    const r = await run(['jobs', 'submit', '--model', 'add', '--input', `@${join(dir, 'missing.json')}`]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^ORCH-REQ-251 input file unreadable: /);
+  });
+
+  it('bad flag values are ORCH-REQ-253, exit 2', async () => {
+    const r = await run(['jobs', 'submit', '--model', 'add', '--input', INPUT, '--priority', 'high']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^ORCH-REQ-253 invalid command-line arguments: --priority: /);
+    const missing = await run(['jobs', 'submit', '--input', INPUT]);
+    expect(missing.stderr).toMatch(/--model is required/);
+  });
+
+  it('an unknown command or option is a usage error, exit 2', async () => {
+    expect((await run(['jobs', 'frobnicate'])).code).toBe(2);
+    expect((await run(['nodes', 'list', '--bogus'])).code).toBe(2);
+    expect((await run(['--help'])).code).toBe(0);
+  });
+
+  it('a server error prints its code and message, exit 1', async () => {
+    const { ControlCallError } = await import('./control-calls.js');
+    const r = await run(['jobs', 'get', 'j-9'], { failWith: new ControlCallError('NOT_FOUND', 'ORCH-JOB-801', 'job not found: j-9') });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe('ORCH-JOB-801 job not found: j-9\n');
+  });
+
+  it('an unreachable orchestrator names the address, exit 1', async () => {
+    const r = await run(['nodes', 'list', '--address', '10.1.2.3:7400'], {
+      failWith: new ConclaveError('ORCH-NET-650', { detail: '10.1.2.3:7400: connect ECONNREFUSED' }),
+    });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^ORCH-NET-650 orchestrator unreachable: 10\.1\.2\.3:7400: connect ECONNREFUSED — /);
+  });
+
+  it('the address comes from --address, then CONCLAVE_ADDRESS, then 127.0.0.1:7400', async () => {
+    expect((await run(['nodes', 'list'])).calls[0]?.address).toBe('127.0.0.1:7400');
+    const env = { CONCLAVE_ADDRESS: 'env-host:7500' };
+    expect((await run(['nodes', 'list'], { env })).calls[0]?.address).toBe('env-host:7500');
+    expect((await run(['nodes', 'list', '--address', 'flag-host:7600'], { env })).calls[0]?.address).toBe('flag-host:7600');
+    const bad = await run(['nodes', 'list', '--address', 'no-port']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/^ORCH-STATE-703 /);
+  });
+});
+
+describe('orchestrator CLI: start', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'conclave-cli-start-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('starts with the defaults, closes on the signal and exits 0', async () => {
+    let closed = false;
+    const r = await run(['start'], {
+      deps: {
+        startOrchestrator: async (o) => {
+          expect(o).toMatchObject({ grpcHost: '127.0.0.1', grpcPort: 7400, httpPort: 7401 });
+          expect(o.redisUrl).toBeUndefined();
+          expect(o.dataDir).toBe(join(process.cwd(), '.conclave/orchestrator'));
+          return { grpcPort: 7400, httpPort: 7401, redisUrl: 'redis://127.0.0.1:1', close: async () => { closed = true; } };
+        },
+      },
+    });
+    expect(r.code).toBe(0);
+    expect(closed).toBe(true);
+  });
+
+  it('takes flags over env over the YAML file', async () => {
+    const file = join(dir, 'orchestrator.yaml');
+    await writeFile(file, 'grpcPort: 9001\nhttpPort: 9002\ndataDir: /from/file\nredisUrl: redis://file:6379\n');
+    const env = { CONCLAVE_HTTP_PORT: '8002', CONCLAVE_DATA_DIR: '/from/env', CONCLAVE_CONFIG: file };
+    const r = await run(['start', '--data-dir', '/from/flag'], { env });
+    expect(r.code).toBe(0);
+    expect(r.started[0]).toMatchObject({ grpcPort: 9001, httpPort: 8002, dataDir: '/from/flag', redisUrl: 'redis://file:6379' });
+    const explicit = await run(['start', '--config', file, '--grpc-port', '0'], { env: {} });
+    expect(explicit.started[0]).toMatchObject({ grpcPort: 0, httpPort: 9002, dataDir: '/from/file' });
+  });
+
+  it('an invalid value is ORCH-STATE-703 naming the key and its env var, exit 2', async () => {
+    const r = await run(['start', '--grpc-port', 'abc']);
+    expect(r.code).toBe(2);
+    expect(r.started).toEqual([]);
+    expect(r.stderr).toMatch(/^ORCH-STATE-703 invalid orchestrator configuration: grpcPort \(from flag, env CONCLAVE_GRPC_PORT\)/);
+  });
+
+  it('a startup failure prints one coded line with the recovery and exits 1', async () => {
+    const r = await run(['start'], {
+      deps: {
+        startOrchestrator: async () => {
+          throw new ConclaveError('ORCH-STATE-701', { detail: 'not on PATH' });
+        },
+      },
+    });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^ORCH-STATE-701 redis-server not found: not on PATH — Install Redis \(`apt-get install redis-server`/);
+    expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
+  });
+});

@@ -1,0 +1,104 @@
+import { join, resolve } from 'node:path';
+import { createLogger, type ClosableLogger, type LogLevel, type Logger, type LoggerOptions } from '@conclave/common';
+import type { TextOut } from './cli-io.js';
+import { describeFailure } from './cli-failure.js';
+import { EXIT_FAILURE, EXIT_OK } from './exit-codes.js';
+
+/** The resolved configuration of `orchestrator start` (see start-config.ts for the schema and defaults). */
+export interface StartConfig {
+  redisUrl?: string | undefined;
+  grpcHost: string;
+  grpcPort: number;
+  httpPort: number;
+  dataDir: string;
+  logLevel: LogLevel;
+  heartbeatIntervalMs?: number | undefined;
+  resultTtlSeconds?: number | undefined;
+  defaultJobTimeoutMs?: number | undefined;
+}
+
+/** What `startOrchestrator` takes and returns, as far as the CLI needs it (orchestrator.ts has the full types). */
+export interface StartOrchestratorOptions {
+  redisUrl?: string;
+  grpcHost?: string;
+  grpcPort?: number;
+  httpPort?: number;
+  dataDir: string;
+  logger: Logger;
+  heartbeatIntervalMs?: number;
+  resultTtlSeconds?: number;
+  defaultJobTimeoutMs?: number;
+}
+
+export interface StartedOrchestrator {
+  grpcPort: number;
+  httpPort: number;
+  redisUrl: string;
+  close(): Promise<void>;
+}
+
+export interface StartDeps {
+  startOrchestrator(options: StartOrchestratorOptions): Promise<StartedOrchestrator>;
+  /** Resolves with the signal name on the first SIGINT/SIGTERM (main.ts wires the process). */
+  shutdownSignal: Promise<string>;
+  /** Where the one-line startup failure goes. */
+  stderr: TextOut;
+  /** @default createLogger from @conclave/common */
+  createLogger?: (options: LoggerOptions) => ClosableLogger;
+}
+
+/**
+ * `orchestrator start`: runs until a signal, then closes cleanly.
+ * Resolves with the exit code: 0 after a clean close, 1 when startup or close failed.
+ */
+export async function runOrchestratorStart(config: StartConfig, deps: StartDeps): Promise<number> {
+  const dataDir = resolve(config.dataDir);
+  const logger = (deps.createLogger ?? createLogger)({
+    prefix: 'ORCH',
+    level: config.logLevel,
+    console: true,
+    file: { dir: join(dataDir, 'logs') },
+  });
+  try {
+    let handle: StartedOrchestrator;
+    try {
+      handle = await deps.startOrchestrator(toOrchestratorOptions(config, dataDir, logger));
+    } catch (err) {
+      // Not logged as well: the console would show the same failure twice.
+      deps.stderr.write(`${describeFailure(err).line}\n`);
+      return EXIT_FAILURE;
+    }
+    logger.info('STATE', 'orchestrator running', {
+      grpcPort: handle.grpcPort,
+      httpPort: handle.httpPort,
+      redisUrl: handle.redisUrl,
+      dataDir,
+    });
+    const signal = await deps.shutdownSignal;
+    logger.info('CLEAN', 'shutting down', { signal });
+    try {
+      await handle.close();
+    } catch (err) {
+      logger.failure(err, { section: 'CLEAN' });
+      return EXIT_FAILURE;
+    }
+    logger.info('CLEAN', 'orchestrator stopped');
+    return EXIT_OK;
+  } finally {
+    await logger.close();
+  }
+}
+
+export function toOrchestratorOptions(config: StartConfig, dataDir: string, logger: Logger): StartOrchestratorOptions {
+  return {
+    ...(config.redisUrl !== undefined ? { redisUrl: config.redisUrl } : {}),
+    grpcHost: config.grpcHost,
+    grpcPort: config.grpcPort,
+    httpPort: config.httpPort,
+    dataDir,
+    logger,
+    ...(config.heartbeatIntervalMs !== undefined ? { heartbeatIntervalMs: config.heartbeatIntervalMs } : {}),
+    ...(config.resultTtlSeconds !== undefined ? { resultTtlSeconds: config.resultTtlSeconds } : {}),
+    ...(config.defaultJobTimeoutMs !== undefined ? { defaultJobTimeoutMs: config.defaultJobTimeoutMs } : {}),
+  };
+}

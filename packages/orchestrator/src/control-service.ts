@@ -1,0 +1,207 @@
+import { randomUUID } from 'node:crypto';
+import type * as grpc from '@grpc/grpc-js';
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { ConclaveError } from '@conclave/common';
+import type { Logger } from '@conclave/common';
+import {
+  checkInputs, TensorFormatError, typedArrayFromTensor,
+} from '@conclave/protocol';
+import type {
+  AddModelRequest__Output, ControlHandlers, GetJobRequest__Output, Job, ModelInfo, SubmitJobRequest__Output, WireTensor,
+} from '@conclave/protocol';
+import type { Dispatcher, JobData } from './dispatcher.js';
+import { wireError } from './dispatcher.js';
+import { toServiceError, unary } from './grpc-errors.js';
+import type { JobRecord, JobStore } from './job-store.js';
+import { storeTensors, TERMINAL_STATES, toWireJob } from './job-store.js';
+import type { ModelRegistry } from './model-registry.js';
+import { toModelInfo } from './model-registry.js';
+import type { NodeRegistry } from './node-registry.js';
+import { redisKeys } from './redis-keys.js';
+
+export interface ControlServiceOptions {
+  redis: Redis;
+  queue: Queue<JobData>;
+  jobs: JobStore;
+  models: ModelRegistry;
+  registry: NodeRegistry;
+  dispatcher: Dispatcher;
+  logger: Logger;
+  defaultJobTimeoutMs: number;
+  /** Submissions beyond this many waiting jobs get RESOURCE_EXHAUSTED. */
+  maxQueuedJobs: number;
+  /** BullMQ attempts per job (first run + retries). */
+  jobAttempts: number;
+}
+
+/** Highest BullMQ priority number (lowest priority); BullMQ runs priority 1 first. */
+const BULL_LOWEST_PRIORITY = 2_097_152;
+
+export function createControlService(o: ControlServiceOptions): ControlHandlers {
+  const { logger } = o;
+
+  async function submitJob(request: SubmitJobRequest__Output): Promise<Job> {
+    if (request.clientJobId) {
+      const existing = await o.redis.get(redisKeys.clientJob(request.clientJobId));
+      if (existing) return getJob({ id: existing });
+    }
+    const data = await buildJobData(request);
+    const waiting = await o.queue.count();
+    if (waiting >= o.maxQueuedJobs) {
+      throw new ConclaveError('ORCH-REQ-204', { detail: `${waiting} jobs waiting (limit ${o.maxQueuedJobs})` });
+    }
+    const id = randomUUID();
+    if (request.clientJobId) {
+      const claimed = await o.redis.set(redisKeys.clientJob(request.clientJobId), id, 'EX', 86_400, 'NX');
+      if (claimed !== 'OK') return getJob({ id: (await o.redis.get(redisKeys.clientJob(request.clientJobId))) ?? '' });
+    }
+    const record: JobRecord = {
+      id, state: 'queued', kind: data.kind, model: data.model?.name ?? '', node: '', attempts: 0,
+      createdAtMs: Date.now(), finishedAtMs: 0, runMs: 0,
+    };
+    await o.jobs.create(record);
+    await o.queue.add(data.kind, data, {
+      jobId: id,
+      attempts: o.jobAttempts,
+      // Full jitter, as DESIGN.md asks for every retry: base 250 ms.
+      backoff: { type: 'exponential', delay: 250, jitter: 1 },
+      removeOnComplete: true,
+      removeOnFail: true,
+      ...(request.priority > 0 ? { priority: Math.max(1, BULL_LOWEST_PRIORITY - request.priority) } : {}),
+    });
+    logger.debug('JOB', 'job queued', { jobId: id, model: record.model, kind: data.kind });
+    return toWireJob(record);
+  }
+
+  async function buildJobData(request: SubmitJobRequest__Output): Promise<JobData> {
+    const timeoutMs = request.timeoutMs > 0 ? request.timeoutMs : o.defaultJobTimeoutMs;
+    const requirements = request.requirements;
+    if (request.payload === 'generate' && request.generate) {
+      if (!request.generate.prompt) throw new ConclaveError('ORCH-REQ-203', { detail: 'generate needs a prompt' });
+      return {
+        kind: 'generate', generate: request.generate, timeoutMs,
+        needs: { capability: 'text-generation', ...(requirements?.accelerator ? { accelerator: requirements.accelerator } : {}) },
+      };
+    }
+    if (request.payload !== 'infer' || !request.infer) {
+      throw new ConclaveError('ORCH-REQ-203', { detail: 'a job needs "infer" (model + inputs) or "generate"' });
+    }
+    const model = await o.models.require(request.infer.model);
+    const inputs = request.infer.inputs as Record<string, WireTensor>;
+    for (const [name, tensor] of Object.entries(inputs)) {
+      try {
+        typedArrayFromTensor(tensor);
+      } catch (err) {
+        if (err instanceof TensorFormatError) throw new ConclaveError('ORCH-REQ-201', { detail: `input "${name}": ${err.message}` });
+        throw err;
+      }
+    }
+    const problem = checkInputs(model.inputs, inputs);
+    if (problem) throw new ConclaveError('ORCH-REQ-201', { detail: problem, data: { model: model.name } });
+    return {
+      kind: 'infer',
+      model: { name: model.name, sha256: model.sha256, size: model.size, inputs: model.inputs, outputs: model.outputs },
+      inputs: storeTensors(inputs),
+      timeoutMs,
+      needs: {
+        modelSha256: model.sha256,
+        ...(requirements?.accelerator ? { accelerator: requirements.accelerator } : {}),
+        ...(requirements?.capability ? { capability: requirements.capability } : {}),
+      },
+    };
+  }
+
+  async function getJob(request: { id: string }): Promise<Job> {
+    const record = await o.jobs.get(request.id);
+    if (!record) throw new ConclaveError('ORCH-JOB-801', { detail: request.id });
+    return toWireJob(record);
+  }
+
+  async function cancelJob(request: GetJobRequest__Output): Promise<Job> {
+    const record = await o.jobs.get(request.id);
+    if (!record) throw new ConclaveError('ORCH-JOB-801', { detail: request.id });
+    if (TERMINAL_STATES.has(record.state)) return toWireJob(record);
+    if (!o.dispatcher.cancel(request.id)) {
+      // Not running here: take it out of the queue (a no-op if BullMQ already gave it to a worker).
+      await o.queue.remove(request.id).catch(() => 0);
+      await o.jobs.update(request.id, {
+        state: 'cancelled', finishedAtMs: Date.now(),
+        error: wireError(new ConclaveError('ORCH-JOB-803', { detail: 'cancelled while queued' })),
+      });
+    }
+    return getJob(request);
+  }
+
+  function watchJob(call: grpc.ServerWritableStream<GetJobRequest__Output, Job>): void {
+    const id = call.request.id;
+    const onUpdate = (record: JobRecord) => {
+      if (record.id !== id) return;
+      call.write(toWireJob(record));
+      if (TERMINAL_STATES.has(record.state)) stop();
+    };
+    const stop = () => {
+      o.jobs.off('update', onUpdate);
+      call.end();
+    };
+    o.jobs.on('update', onUpdate);
+    call.on('cancelled', () => o.jobs.off('update', onUpdate));
+    // Subscribe first, then read: an update between the two is not lost.
+    o.jobs.get(id).then(
+      (record) => {
+        if (!record) {
+          o.jobs.off('update', onUpdate);
+          call.destroy(Object.assign(new Error(), toServiceError(new ConclaveError('ORCH-JOB-801', { detail: id }), logger)));
+          return;
+        }
+        call.write(toWireJob(record));
+        if (TERMINAL_STATES.has(record.state)) stop();
+      },
+      (err: unknown) => {
+        o.jobs.off('update', onUpdate);
+        call.destroy(Object.assign(new Error(), toServiceError(err, logger)));
+      },
+    );
+  }
+
+  function addModel(call: grpc.ServerReadableStream<AddModelRequest__Output, ModelInfo>, callback: grpc.sendUnaryData<ModelInfo>): void {
+    let header: { name: string; size: number } | undefined;
+    async function* chunks(): AsyncGenerator<Uint8Array> {
+      for await (const part of call as AsyncIterable<AddModelRequest__Output>) {
+        if (part.part === 'header' && part.header && !header) {
+          header = { name: part.header.name, size: part.header.size };
+          continue;
+        }
+        if (!header) throw new ConclaveError('ORCH-REQ-203', { detail: 'AddModel must start with a header' });
+        if (part.data) yield part.data;
+      }
+    }
+    const run = async () => {
+      const iterator = chunks();
+      // Read the header before handing the stream to the registry, which needs the name.
+      const first = await iterator.next();
+      if (!header) throw new ConclaveError('ORCH-REQ-203', { detail: 'AddModel must start with a header' });
+      async function* rest(): AsyncGenerator<Uint8Array> {
+        if (!first.done) yield first.value;
+        yield* iterator;
+      }
+      const record = await o.models.add(header.name, header.size, rest());
+      return toModelInfo(record);
+    };
+    run().then(
+      (info) => callback(null, info),
+      (err: unknown) => callback(toServiceError(err, logger)),
+    );
+  }
+
+  return {
+    SubmitJob: unary(logger, submitJob),
+    GetJob: unary(logger, getJob),
+    CancelJob: unary(logger, cancelJob),
+    WatchJob: watchJob,
+    ListNodes: unary(logger, async () => ({ nodes: await o.registry.list() })),
+    AddModel: addModel,
+    ListModels: unary(logger, async () => ({ models: (await o.models.list()).map(toModelInfo) })),
+  };
+}
+

@@ -1,0 +1,119 @@
+import { EventEmitter } from 'node:events';
+import type { Redis } from 'ioredis';
+import type { GenerateResult, Job, JobError, Tensor, WireTensor } from '@conclave/protocol';
+import { redisKeys } from './redis-keys.js';
+
+export type JobStateName = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';
+
+export const TERMINAL_STATES: ReadonlySet<JobStateName> = new Set(['completed', 'failed', 'cancelled']);
+
+/** Tensors as stored in Redis and in BullMQ job data: JSON with base64 bytes. */
+export type StoredTensor = { dtype: string; dims: number[]; raw: string };
+
+export interface JobRecord {
+  id: string;
+  state: JobStateName;
+  kind: string;
+  model: string;
+  node: string;
+  attempts: number;
+  createdAtMs: number;
+  finishedAtMs: number;
+  runMs: number;
+  error?: JobError;
+  outputs?: Record<string, StoredTensor>;
+  generated?: GenerateResult;
+}
+
+export function storeTensors(tensors: Record<string, WireTensor | Tensor>): Record<string, StoredTensor> {
+  return Object.fromEntries(
+    Object.entries(tensors).map(([name, t]) => [
+      name,
+      { dtype: t.dtype ?? '', dims: (t.dims ?? []).map(Number), raw: Buffer.from(t.raw ?? Buffer.alloc(0)).toString('base64') },
+    ]),
+  );
+}
+
+export function loadTensors(stored: Record<string, StoredTensor>): Record<string, WireTensor> {
+  return Object.fromEntries(
+    Object.entries(stored).map(([name, t]) => [name, { dtype: t.dtype, dims: t.dims, raw: Buffer.from(t.raw, 'base64') }]),
+  );
+}
+
+export interface JobStoreEvents {
+  update: [JobRecord];
+}
+
+/**
+ * Job records and results in Redis. A record expires `resultTtlSeconds` after the job ends;
+ * until then GetJob and WatchJob read it. Updates are also published in process for watchers.
+ */
+export class JobStore extends EventEmitter<JobStoreEvents> {
+  constructor(
+    private readonly redis: Redis,
+    private readonly resultTtlSeconds: number,
+  ) {
+    super();
+    this.setMaxListeners(0);
+  }
+
+  async create(record: JobRecord): Promise<void> {
+    await this.redis.hset(redisKeys.job(record.id), serialize(record));
+    this.emit('update', record);
+  }
+
+  async get(id: string): Promise<JobRecord | undefined> {
+    const hash = await this.redis.hgetall(redisKeys.job(id));
+    return hash.id ? deserialize(hash) : undefined;
+  }
+
+  /** Applies a change; a terminal state starts the record's TTL. Never moves a terminal job. */
+  async update(id: string, change: Partial<JobRecord>): Promise<JobRecord | undefined> {
+    const current = await this.get(id);
+    if (!current || TERMINAL_STATES.has(current.state)) return current;
+    const next: JobRecord = { ...current, ...change };
+    const key = redisKeys.job(id);
+    const multi = this.redis.multi().hset(key, serialize(next));
+    if (TERMINAL_STATES.has(next.state)) multi.expire(key, this.resultTtlSeconds);
+    await multi.exec();
+    this.emit('update', next);
+    return next;
+  }
+}
+
+function serialize(r: JobRecord): Record<string, string> {
+  const out: Record<string, string> = {
+    id: r.id, state: r.state, kind: r.kind, model: r.model, node: r.node, attempts: String(r.attempts),
+    createdAtMs: String(r.createdAtMs), finishedAtMs: String(r.finishedAtMs), runMs: String(r.runMs),
+  };
+  if (r.error) out.error = JSON.stringify(r.error);
+  if (r.outputs) out.outputs = JSON.stringify(r.outputs);
+  if (r.generated) out.generated = JSON.stringify(r.generated);
+  return out;
+}
+
+function deserialize(h: Record<string, string>): JobRecord {
+  return {
+    id: h.id ?? '', state: (h.state ?? 'queued') as JobStateName, kind: h.kind ?? 'infer', model: h.model ?? '',
+    node: h.node ?? '', attempts: Number(h.attempts ?? 0), createdAtMs: Number(h.createdAtMs ?? 0),
+    finishedAtMs: Number(h.finishedAtMs ?? 0), runMs: Number(h.runMs ?? 0),
+    ...(h.error ? { error: JSON.parse(h.error) as JobError } : {}),
+    ...(h.outputs ? { outputs: JSON.parse(h.outputs) as Record<string, StoredTensor> } : {}),
+    ...(h.generated ? { generated: JSON.parse(h.generated) as GenerateResult } : {}),
+  };
+}
+
+const WIRE_STATE: Record<JobStateName, Job['state']> = {
+  queued: 'JOB_STATE_QUEUED', running: 'JOB_STATE_RUNNING', completed: 'JOB_STATE_COMPLETED',
+  failed: 'JOB_STATE_FAILED', cancelled: 'JOB_STATE_CANCELLED',
+};
+
+export function toWireJob(r: JobRecord): Job {
+  return {
+    id: r.id, state: WIRE_STATE[r.state], model: r.model, node: r.node, attempts: r.attempts, kind: r.kind,
+    createdAtMs: r.createdAtMs, finishedAtMs: r.finishedAtMs, runMs: r.runMs,
+    outputs: r.outputs ? loadTensors(r.outputs) : {},
+    error: r.error ?? null,
+    generated: r.generated ?? null,
+  };
+}

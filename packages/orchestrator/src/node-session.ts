@@ -1,0 +1,191 @@
+import { EventEmitter } from 'node:events';
+import type * as grpc from '@grpc/grpc-js';
+import { ConclaveError } from '@conclave/common';
+import type { Logger } from '@conclave/common';
+import type {
+  AssignJob, Heartbeat__Output, JobResult__Output, NodeFrame__Output, NodeMessage__Output, OrchestratorFrame,
+  OrchestratorMessage, Register__Output,
+} from '@conclave/protocol';
+import type { NodeSnapshot, NodeState } from './scheduling/scheduler.js';
+
+export type SessionStream = grpc.ServerDuplexStream<NodeFrame__Output, OrchestratorFrame>;
+
+interface PendingJob {
+  resolve: (result: JobResult__Output) => void;
+  reject: (err: Error) => void;
+}
+
+export interface NodeSessionEvents {
+  message: [NodeMessage__Output];
+  closed: [ConclaveError];
+}
+
+/**
+ * One node's live session on the orchestrator: the stream, what the node said about itself,
+ * and the jobs it is running. Closing the session fails those jobs at once, so none hangs.
+ */
+export class NodeSession extends EventEmitter<NodeSessionEvents> {
+  readonly id: string;
+  readonly name: string;
+  readonly connectedAtMs = Date.now();
+  slots: number;
+  state: NodeState = 'connected';
+  draining = false;
+  lastSeenMs = Date.now();
+  lastAssignedAtMs = 0;
+  loadedModels = new Set<string>();
+  storedModels: Set<string>;
+  backends: string[];
+  backendActive: string;
+  features: string[];
+  cpuCores: number;
+  memoryBytes: number;
+  readonly address: string;
+  private readonly pending = new Map<string, PendingJob>();
+  private closed = false;
+  private writable = true;
+
+  constructor(
+    private readonly stream: SessionStream,
+    register: Register__Output,
+    readonly logger: Logger,
+  ) {
+    super();
+    this.id = register.nodeId;
+    this.name = register.name || register.nodeId;
+    this.slots = Math.max(1, register.slots);
+    this.storedModels = new Set(register.models);
+    const caps = register.capabilities;
+    this.backends = caps?.backends ?? ['cpu'];
+    this.backendActive = caps?.backendActive ?? 'cpu';
+    this.features = caps?.features ?? [];
+    this.cpuCores = caps?.cpuCores ?? 0;
+    this.memoryBytes = caps?.memoryBytes ?? 0;
+    this.address = stream.getPeer();
+    stream.on('data', (frame: NodeFrame__Output) => this.onFrame(frame));
+  }
+
+  get running(): number {
+    return this.pending.size;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  snapshot(): NodeSnapshot {
+    return {
+      id: this.id, state: this.state, slots: this.slots, running: this.running,
+      loadedModels: this.loadedModels, storedModels: this.storedModels, backends: this.backends,
+      features: this.features, draining: this.draining, lastAssignedAtMs: this.lastAssignedAtMs,
+    };
+  }
+
+  send(message: OrchestratorMessage): void {
+    if (this.closed) return;
+    this.writable = this.stream.write({ message });
+  }
+
+  /** Resolves once the stream can take more (backpressure for model transfers). */
+  drained(): Promise<void> {
+    if (this.writable || this.closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        this.stream.off('drain', done);
+        this.off('closed', done);
+        this.writable = true;
+        resolve();
+      };
+      this.stream.on('drain', done);
+      this.once('closed', done);
+    });
+  }
+
+  /** Sends a job and resolves with its result; rejects when the session ends first. */
+  assign(job: AssignJob): Promise<JobResult__Output> {
+    const key = pendingKey(job.jobId ?? '', job.attempt ?? 0);
+    if (this.closed) return Promise.reject(this.lostError());
+    this.lastAssignedAtMs = Date.now();
+    return new Promise<JobResult__Output>((resolve, reject) => {
+      this.pending.set(key, { resolve, reject });
+      this.send({ assign: job });
+    });
+  }
+
+  /** Stops waiting for a job (cancel or timeout); the node is told to stop it. */
+  abandon(jobId: string, attempt: number, reason: string): void {
+    const key = pendingKey(jobId, attempt);
+    if (!this.pending.delete(key)) return;
+    this.send({ cancel: { jobId, attempt, reason } });
+  }
+
+  /** Ends the session: in-flight jobs fail with a retryable error and go back to the queue. */
+  close(reason: ConclaveError): void {
+    if (this.closed) return;
+    this.closed = true;
+    const lost = this.pending.size;
+    for (const job of this.pending.values()) job.reject(reason);
+    this.pending.clear();
+    this.logger.info('NET', 'node session closed', { reason: reason.message, code: reason.code, jobsInFlight: lost });
+    try {
+      this.stream.end();
+    } catch {
+      // The stream may already be gone; nothing more to tell the node.
+    }
+    this.emit('closed', reason);
+  }
+
+  private lostError(): ConclaveError {
+    return new ConclaveError('ORCH-NET-602', { detail: `node ${this.id}`, data: { node: this.id } });
+  }
+
+  private onFrame(frame: NodeFrame__Output): void {
+    const message = frame.message;
+    if (!message) {
+      this.close(new ConclaveError('ORCH-NET-603', { detail: 'frame without a message' }));
+      return;
+    }
+    this.lastSeenMs = Date.now();
+    if (this.state === 'suspect') {
+      this.state = 'connected';
+      this.logger.info('HEALTH', 'node heard from again');
+    }
+    switch (message.body) {
+      case 'heartbeat':
+        if (message.heartbeat) this.onHeartbeat(message.heartbeat);
+        return;
+      case 'result':
+        if (message.result) this.onResult(message.result);
+        return;
+      case 'register':
+        this.close(new ConclaveError('ORCH-NET-603', { detail: 'register sent twice' }));
+        return;
+      default:
+        this.emit('message', message);
+    }
+  }
+
+  private onHeartbeat(heartbeat: Heartbeat__Output): void {
+    this.loadedModels = new Set(heartbeat.loadedModels);
+    if (heartbeat.slots > 0) this.slots = heartbeat.slots;
+    if (heartbeat.backendActive) this.backendActive = heartbeat.backendActive;
+  }
+
+  private onResult(result: JobResult__Output): void {
+    // Acknowledge every result, even a late or duplicate one: results are idempotent by
+    // job id and attempt, and the ack lets the node drop it from its outbox.
+    this.send({ resultAck: { jobId: result.jobId, attempt: result.attempt } });
+    const key = pendingKey(result.jobId, result.attempt);
+    const job = this.pending.get(key);
+    if (!job) {
+      this.logger.debug('JOB', 'late or duplicate result ignored', { jobId: result.jobId, attempt: result.attempt });
+      return;
+    }
+    this.pending.delete(key);
+    job.resolve(result);
+  }
+}
+
+function pendingKey(jobId: string, attempt: number): string {
+  return `${jobId}:${attempt}`;
+}

@@ -1,0 +1,159 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { ConclaveError, launchRedis, maskUrlCredentials } from '@conclave/common';
+import type { Logger, RedisServerHandle } from '@conclave/common';
+import { DEFAULT_CHANNEL_OPTIONS, loadConclaveProtos } from '@conclave/protocol';
+import { createControlService } from './control-service.js';
+import type { JobData } from './dispatcher.js';
+import { Dispatcher } from './dispatcher.js';
+import { createGatewayService } from './gateway-service.js';
+import { startHttpServer } from './http-server.js';
+import { JobStore } from './job-store.js';
+import { createOrchestratorMetrics } from './metrics.js';
+import { ModelRegistry } from './model-registry.js';
+import { NodeRegistry } from './node-registry.js';
+import { connectRedis } from './redis-connection.js';
+import { BULL_PREFIX, JOB_QUEUE_NAME } from './redis-keys.js';
+
+export const ORCHESTRATOR_VERSION = '0.1.0';
+
+export interface OrchestratorOptions {
+  /** Redis to keep state in. @default an embedded redis-server under `<dataDir>/redis` */
+  redisUrl?: string;
+  /** gRPC listen host: loopback until sessions are authenticated. @default '127.0.0.1' */
+  grpcHost?: string;
+  /** @default 7400; 0 picks a free port */
+  grpcPort?: number;
+  /** @default same as grpcHost */
+  httpHost?: string;
+  /** @default 7401; 0 picks a free port; -1 disables HTTP */
+  httpPort?: number;
+  dataDir: string;
+  logger: Logger;
+  /** @default 1000 */
+  heartbeatIntervalMs?: number;
+  /** How long results are kept after a job ends. @default 3600 */
+  resultTtlSeconds?: number;
+  /** @default 30000 */
+  defaultJobTimeoutMs?: number;
+  /** @default 100000 */
+  maxQueuedJobs?: number;
+  /** First run plus retries. @default 5 */
+  jobAttempts?: number;
+}
+
+export interface OrchestratorHandle {
+  grpcPort: number;
+  httpPort: number;
+  /** `host:port` for nodes and clients. */
+  address: string;
+  redisUrl: string;
+  /** Present when the orchestrator started its own redis-server. */
+  embeddedRedis?: RedisServerHandle;
+  close(): Promise<void>;
+}
+
+export async function startOrchestrator(options: OrchestratorOptions): Promise<OrchestratorHandle> {
+  const o = {
+    grpcHost: '127.0.0.1', grpcPort: 7400, httpPort: 7401, heartbeatIntervalMs: 1000, resultTtlSeconds: 3600,
+    defaultJobTimeoutMs: 30_000, maxQueuedJobs: 100_000, jobAttempts: 5, ...options,
+  };
+  const logger = o.logger;
+  await mkdir(o.dataDir, { recursive: true });
+  const cleanups: Array<() => Promise<unknown>> = [];
+  const closeAll = async () => {
+    for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
+  };
+
+  try {
+    let embeddedRedis: RedisServerHandle | undefined;
+    if (!o.redisUrl) {
+      const launched = await launchRedis({ dir: join(o.dataDir, 'redis'), logger });
+      embeddedRedis = launched;
+      cleanups.push(() => launched.stop());
+      logger.info('STATE', 'started embedded redis-server (no --redis-url given)', { redis: launched.url, dir: launched.dir });
+    }
+    const redisUrl: string = o.redisUrl ?? embeddedRedis?.url ?? '';
+    const redis: Redis = await connectRedis({ url: redisUrl, logger });
+    cleanups.push(() => redis.quit());
+
+    const queue = new Queue<JobData>(JOB_QUEUE_NAME, { connection: redis, prefix: BULL_PREFIX });
+    cleanups.push(() => queue.close());
+    const jobs = new JobStore(redis, o.resultTtlSeconds);
+    const models = new ModelRegistry(redis, o.dataDir, logger);
+    const registry = new NodeRegistry(redis, logger, o.heartbeatIntervalMs);
+    registry.start();
+    cleanups.push(async () => registry.stop());
+    const dispatcher = new Dispatcher({ redis, registry, jobs, logger });
+    cleanups.push(() => dispatcher.close());
+
+    const protos = loadConclaveProtos().conclave.v1;
+    const server = new grpc.Server(DEFAULT_CHANNEL_OPTIONS);
+    server.addService(protos.NodeGateway.service, createGatewayService({
+      registry, models, logger, heartbeatIntervalMs: o.heartbeatIntervalMs, version: ORCHESTRATOR_VERSION,
+    }));
+    server.addService(protos.Control.service, createControlService({
+      redis, queue, jobs, models, registry, dispatcher, logger,
+      defaultJobTimeoutMs: o.defaultJobTimeoutMs, maxQueuedJobs: o.maxQueuedJobs, jobAttempts: o.jobAttempts,
+    }));
+    const grpcPort = await bind(server, `${o.grpcHost}:${o.grpcPort}`);
+    cleanups.push(() => shutdownServer(server));
+    let serving = true;
+    dispatcher.start();
+
+    let httpPort = -1;
+    if (o.httpPort >= 0) {
+      const http = await startHttpServer({
+        host: o.httpHost ?? o.grpcHost, port: o.httpPort, logger,
+        metrics: createOrchestratorMetrics({ queue, jobs, registry }),
+        readiness: async () => {
+          const failed: string[] = [];
+          if (!serving) failed.push('grpc');
+          await redis.ping().catch(() => failed.push('redis'));
+          return failed;
+        },
+      }).catch((err: unknown) => {
+        throw new ConclaveError('ORCH-NET-604', { detail: `http ${o.httpPort}: ${String(err)}`, cause: err });
+      });
+      httpPort = http.port;
+      cleanups.push(() => new Promise((resolve) => http.server.close(resolve)));
+    }
+
+    const address = `${o.grpcHost}:${grpcPort}`;
+    logger.info('STATE', 'orchestrator ready', { grpc: address, http: httpPort, redis: maskUrlCredentials(redisUrl), dataDir: o.dataDir });
+    return {
+      grpcPort, httpPort, address, redisUrl, ...(embeddedRedis ? { embeddedRedis } : {}),
+      async close() {
+        serving = false;
+        await closeAll();
+        logger.info('STATE', 'orchestrator stopped');
+      },
+    };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}
+
+function bind(server: grpc.Server, address: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => {
+      if (err) reject(new ConclaveError('ORCH-NET-604', { detail: `${address}: ${err.message}`, cause: err }));
+      else resolve(port);
+    });
+  });
+}
+
+function shutdownServer(server: grpc.Server): Promise<void> {
+  return new Promise((resolve) => {
+    // Give streams a moment to close cleanly, then cut them.
+    const force = setTimeout(() => server.forceShutdown(), 2_000);
+    server.tryShutdown(() => {
+      clearTimeout(force);
+      resolve();
+    });
+  });
+}

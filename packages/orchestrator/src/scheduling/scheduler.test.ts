@@ -1,0 +1,45 @@
+import { describe, expect, it } from 'vitest';
+import { pickNode } from './scheduler.js';
+import type { NodeSnapshot } from './scheduler.js';
+
+function node(id: string, extra: Partial<NodeSnapshot> = {}): NodeSnapshot {
+  return {
+    id, state: 'connected', slots: 2, running: 0, loadedModels: new Set(), storedModels: new Set(),
+    backends: ['cpu'], features: [], draining: false, lastAssignedAtMs: 0, ...extra,
+  };
+}
+
+describe('pickNode', () => {
+  it('prefers a node with the model loaded, then on disk, over a less loaded one', () => {
+    const nodes = [
+      node('a'),
+      node('b', { running: 1, storedModels: new Set(['m']) }),
+      node('c', { running: 1, loadedModels: new Set(['m']) }),
+    ];
+    expect(pickNode(nodes, { modelSha256: 'm' })?.id).toBe('c');
+    expect(pickNode(nodes.slice(0, 2), { modelSha256: 'm' })?.id).toBe('b');
+  });
+
+  it('never picks a full, suspect, dead, draining or incapable node', () => {
+    const nodes = [
+      node('full', { running: 2 }),
+      node('suspect', { state: 'suspect' }),
+      node('dead', { state: 'dead' }),
+      node('draining', { draining: true }),
+      node('cpu-only', { backends: ['cpu'] }),
+    ];
+    expect(pickNode(nodes, {})?.id).toBe('cpu-only');
+    expect(pickNode(nodes, { accelerator: 'hailo' })).toBeUndefined();
+    expect(pickNode(nodes, { capability: 'text-generation' })).toBeUndefined();
+  });
+
+  it('spreads equal choices to the node that waited longest', () => {
+    const nodes = [node('a', { lastAssignedAtMs: 20 }), node('b', { lastAssignedAtMs: 10 })];
+    expect(pickNode(nodes, {})?.id).toBe('b');
+  });
+
+  it('balances by load ratio', () => {
+    const nodes = [node('a', { slots: 4, running: 2 }), node('b', { slots: 2, running: 0 })];
+    expect(pickNode(nodes, {})?.id).toBe('b');
+  });
+});

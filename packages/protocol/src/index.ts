@@ -1,0 +1,17 @@
+export type * from './generated/index.js';
+export type { ProtoGrpcType as ControlProtoGrpcType } from './generated/control.js';
+export type { ProtoGrpcType as GatewayProtoGrpcType } from './generated/gateway.js';
+export { loadConclaveProtos, protoDir, PROTO_LOADER_OPTIONS } from './load-protos.js';
+export type { ConclaveProtos } from './load-protos.js';
+export {
+  createControlClient, createGatewayClient, DEFAULT_CHANNEL_OPTIONS, MAX_MESSAGE_BYTES,
+} from './clients.js';
+export type { ClientOptions } from './clients.js';
+export {
+  DTYPES, DTYPE_BYTES, TensorFormatError, elementCount, isDType, tensorFromJson, tensorFromTypedArray,
+  tensorMapFromJson, tensorMapToJson, tensorToJson, typedArrayFromTensor,
+} from './tensor-codec.js';
+export type { DType, JsonTensor, TensorData, WireTensor } from './tensor-codec.js';
+export { checkInputs, formatSignature } from './signature.js';
+export { SessionClient } from './session-client.js';
+export type { SessionClientEvents, SessionClientOptions, SessionClientState } from './session-client.js';

@@ -1,0 +1,3 @@
+export { startRedis, type StartRedisOptions } from './redis.js';
+export type { RedisServerHandle } from '@conclave/common';
+export * from './onnx/index.js';
