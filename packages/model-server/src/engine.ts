@@ -174,7 +174,7 @@ export class WorkerEngine implements Engine {
       return;
     }
     this.stateValue = next;
-    this.options.logger.info('LOAD', 'engine state changed', { from, to: next, model: this.options.files.dir });
+    this.options.logger.info('LOAD', 'engine state changed', { from, to: next, modelDir: this.options.files.dir });
     this.options.onStateChange?.(next);
   }
 

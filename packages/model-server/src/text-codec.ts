@@ -62,6 +62,8 @@ export class TextCodec {
   }
 
   decode(ids: readonly number[]): string {
+    // tokenizers.js throws on an empty list.
+    if (ids.length === 0) return '';
     return this.tokenizer.decode([...ids], { skip_special_tokens: true });
   }
 

@@ -64,6 +64,8 @@ interface Job {
   readonly resolve: (reply: WorkerReply) => void;
   readonly reject: (err: ConclaveError) => void;
   worker?: PoolWorker;
+  /** Failed by timeout, abort or dispose while its worker still runs it; its reply is dropped. */
+  abandoned: boolean;
 }
 
 interface PoolWorker {
@@ -71,8 +73,9 @@ interface PoolWorker {
   readonly thread: Worker;
   readonly spawnedAt: number;
   job?: Job;
-  /** Set when the pool ends the thread itself; its exit is then not a crash. */
+  /** Set when the pool closes the thread itself; its exit is then not a crash. */
   retiring: boolean;
+  exited: boolean;
   lastError?: Error;
 }
 
@@ -91,6 +94,7 @@ export class CpuBackend implements InferenceBackend {
   private readonly models = new Map<string, BackendModel>();
   private readonly loading = new Map<string, Promise<void>>();
   private nextJobId = 1;
+  private crashNextJob = false;
   private stateValue: CpuBackendState = 'running';
 
   /** Starts the pool and waits until every worker has loaded onnxruntime. */
@@ -177,35 +181,39 @@ export class CpuBackend implements InferenceBackend {
     this.logger.info('CLEAN', 'model unloaded', { model: sha256 });
   }
 
+  /**
+   * Fails queued and running jobs at once, then closes the workers. A worker inside
+   * `session.run` is closed when that run returns: terminating a thread while
+   * onnxruntime-node runs in it aborts the whole process (a Napi::Error thrown into a
+   * dying environment), so dispose waits for the run instead.
+   */
   async dispose(): Promise<void> {
     if (this.stateValue !== 'running') return;
     this.setState('disposing');
     const stopped = new ConclaveError('NODE-STATE-711');
     for (const job of this.queue.splice(0)) job.reject(stopped);
-    const exits: Array<Promise<number>> = [];
+    const exits: Array<Promise<void>> = [];
     for (const w of this.workers) {
       if (!w) continue;
-      w.retiring = true;
-      w.job?.reject(stopped);
-      w.job = undefined;
-      exits.push(w.thread.terminate());
+      if (w.job && !w.job.abandoned) {
+        w.job.abandoned = true;
+        w.job.reject(stopped);
+      }
+      exits.push(this.close(w));
     }
-    this.workers.fill(undefined);
     this.models.clear();
-    await Promise.allSettled(exits);
+    await Promise.all(exits);
+    this.workers.fill(undefined);
     this.setState('disposed');
   }
 
   /**
-   * Test hook: ends the thread of a busy worker (or the first) the way a native crash
-   * would, without the pool's knowledge, so that crash handling can be exercised.
+   * Test hook: the next job's worker throws an uncaught error before running it, as a
+   * crashing worker would, so that the job fails and the worker is replaced.
    * @internal
    */
-  simulateWorkerCrash(): boolean {
-    const victim = this.workers.find((w) => w?.job) ?? this.workers.find((w) => w);
-    if (!victim) return false;
-    void victim.thread.terminate();
-    return true;
+  simulateWorkerCrash(): void {
+    this.crashNextJob = true;
   }
 
   private submit(
@@ -237,6 +245,7 @@ export class CpuBackend implements InferenceBackend {
           cleanup();
           reject(err);
         },
+        abandoned: false,
       };
       const onAbort = () => this.abandon(job, new ConclaveError('NODE-JOB-801', { data: { model: sha256 } }));
       signal?.addEventListener('abort', onAbort, { once: true });
@@ -252,18 +261,16 @@ export class CpuBackend implements InferenceBackend {
   }
 
   /**
-   * Fails a job that timed out or was aborted. A queued job is simply dropped; a running
-   * one cannot be interrupted inside onnxruntime, so its worker is retired and replaced:
-   * the slot is free again at once and the result, if any, is never read.
+   * Fails a job that timed out or was aborted. A queued job is dropped. A running one
+   * cannot be interrupted inside onnxruntime (and its thread cannot be terminated, see
+   * `dispose`), so the job fails now and its worker stays busy until the run returns;
+   * the result is then dropped.
    */
   private abandon(job: Job, err: ConclaveError): void {
+    if (job.abandoned) return;
     const index = this.queue.indexOf(job);
     if (index >= 0) this.queue.splice(index, 1);
-    const w = job.worker;
-    if (w && w.job === job) {
-      w.job = undefined;
-      this.retire(w);
-    }
+    if (job.worker) job.abandoned = true;
     job.reject(err);
     this.logger.failure(err, { model: job.sha256, job: job.id }, 'warn');
   }
@@ -279,6 +286,10 @@ export class CpuBackend implements InferenceBackend {
         job.kind === 'load'
           ? { kind: 'load', id: job.id, sha256: job.sha256, path: job.path }
           : { kind: 'run', id: job.id, sha256: job.sha256, path: job.path, inputs: job.inputs };
+      if (this.crashNextJob) {
+        this.crashNextJob = false;
+        w.thread.postMessage({ kind: 'crash' } satisfies WorkerRequest);
+      }
       w.thread.postMessage(request, transferListOf(job.inputs));
     }
   }
@@ -286,7 +297,7 @@ export class CpuBackend implements InferenceBackend {
   private spawn(slot: number): PoolWorker {
     const workerData: InferenceWorkerData = { intraOpThreads: this.options.intraOpThreads };
     const thread = new Worker(this.scriptUrl, { workerData, name: `conclave-inference-${slot}` });
-    const w: PoolWorker = { slot, thread, spawnedAt: Date.now(), retiring: false };
+    const w: PoolWorker = { slot, thread, spawnedAt: Date.now(), retiring: false, exited: false };
     thread.on('message', (reply: WorkerReply) => this.onReply(w, reply));
     thread.on('error', (err) => {
       w.lastError = err;
@@ -319,10 +330,11 @@ export class CpuBackend implements InferenceBackend {
   private onReply(w: PoolWorker, reply: WorkerReply): void {
     if (reply.kind === 'ready') return;
     const job = w.job;
-    // A reply for a job the pool gave up on (timeout, abort) is dropped.
     if (!job || job.id !== reply.id) return;
     w.job = undefined;
-    if (reply.kind === 'failed') {
+    if (job.abandoned) {
+      // The pool gave up on this job (timeout, abort); the worker is free again.
+    } else if (reply.kind === 'failed') {
       job.reject(this.failureOf(job, reply.stage, reply.message));
     } else {
       job.resolve(reply);
@@ -336,6 +348,7 @@ export class CpuBackend implements InferenceBackend {
   }
 
   private onExit(w: PoolWorker, exitCode: number): void {
+    w.exited = true;
     if (this.workers[w.slot] === w) this.workers[w.slot] = undefined;
     if (!w.retiring) {
       const err = new ConclaveError('NODE-JOB-811', {
@@ -344,7 +357,7 @@ export class CpuBackend implements InferenceBackend {
         cause: w.lastError,
       });
       this.logger.failure(err);
-      w.job?.reject(err);
+      if (w.job && !w.job.abandoned) w.job.reject(err);
       w.job = undefined;
     }
     if (this.stateValue !== 'running') return;
@@ -363,10 +376,14 @@ export class CpuBackend implements InferenceBackend {
     this.dispatch();
   }
 
-  /** Ends a worker on purpose; `onExit` then respawns its slot. */
-  private retire(w: PoolWorker): void {
+  /** Asks a worker to release its sessions and end after its current job. */
+  private close(w: PoolWorker): Promise<void> {
     w.retiring = true;
-    void w.thread.terminate();
+    if (w.exited) return Promise.resolve();
+    return new Promise((resolve) => {
+      w.thread.once('exit', () => resolve());
+      w.thread.postMessage({ kind: 'close' } satisfies WorkerRequest);
+    });
   }
 
   private postAll(request: WorkerRequest): void {

@@ -20,7 +20,11 @@ export type WorkerRequest =
       readonly path: string;
       readonly inputs: Record<string, TransferTensor>;
     }
-  | { readonly kind: 'unload'; readonly sha256: string };
+  | { readonly kind: 'unload'; readonly sha256: string }
+  /** Release every session and end the thread once the current job is done. */
+  | { readonly kind: 'close' }
+  /** Fault injection for tests: throw an uncaught error at once, as a crashing worker would. */
+  | { readonly kind: 'crash' };
 
 /** Worker → main thread. `stage` tells a model that failed to load from a run that failed. */
 export type WorkerReply =
@@ -108,6 +112,16 @@ async function handle(request: WorkerRequest): Promise<void> {
       if (session) await session.then((s) => s.release(), () => undefined);
       return;
     }
+    case 'close': {
+      const all = [...sessions.values()];
+      sessions.clear();
+      await Promise.all(all.map((session) => session.then((s) => s.release(), () => undefined)));
+      // With the port closed the thread has nothing left to wait for and exits by itself.
+      port!.close();
+      return;
+    }
+    case 'crash':
+      return;
   }
 }
 
@@ -115,6 +129,8 @@ async function handle(request: WorkerRequest): Promise<void> {
 // at a time, and an unload queued behind a run waits for it.
 let queue: Promise<void> = Promise.resolve();
 port.on('message', (request: WorkerRequest) => {
+  // Thrown here, outside the queue, so that no job of this worker runs after it.
+  if (request.kind === 'crash') throw new Error('simulated inference worker crash');
   queue = queue.then(() => handle(request));
 });
 reply({ kind: 'ready' });

@@ -4,9 +4,7 @@ import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { ConclaveError } from '@conclave/common';
 import type { Logger } from '@conclave/common';
-import {
-  checkInputs, TensorFormatError, typedArrayFromTensor,
-} from '@conclave/protocol';
+import { checkInputs } from '@conclave/protocol';
 import type {
   AddModelRequest__Output, ControlHandlers, GetJobRequest__Output, Job, ModelInfo, SubmitJobRequest__Output, WireTensor,
 } from '@conclave/protocol';
@@ -89,14 +87,6 @@ export function createControlService(o: ControlServiceOptions): ControlHandlers 
     }
     const model = await o.models.require(request.infer.model);
     const inputs = request.infer.inputs as Record<string, WireTensor>;
-    for (const [name, tensor] of Object.entries(inputs)) {
-      try {
-        typedArrayFromTensor(tensor);
-      } catch (err) {
-        if (err instanceof TensorFormatError) throw new ConclaveError('ORCH-REQ-201', { detail: `input "${name}": ${err.message}` });
-        throw err;
-      }
-    }
     const problem = checkInputs(model.inputs, inputs);
     if (problem) throw new ConclaveError('ORCH-REQ-201', { detail: problem, data: { model: model.name } });
     return {

@@ -1,3 +1,12 @@
 export { startRedis, type StartRedisOptions } from './redis.js';
 export type { RedisServerHandle } from '@conclave/common';
 export * from './onnx/index.js';
+export { spawnNode } from './child-process.js';
+export type { ChildHandle } from './child-process.js';
+export {
+  spawnNodeAgent, spawnOrchestrator, startTestNode, startTestOrchestrator, tempDir,
+} from './fleet.js';
+export type { TestOrchestratorOptions } from './fleet.js';
+export { createTestControl } from './control.js';
+export type { TestControl } from './control.js';
+export { waitUntil } from './wait-until.js';

@@ -43,6 +43,7 @@ export async function runNodeAgentCli(argv: readonly string[], deps: NodeAgentCl
     .option('--data-dir <dir>', 'identity, models, outbox and logs (env CONCLAVE_DATA_DIR)')
     .option('--name <name>', 'node name shown by `orchestrator nodes list` (env CONCLAVE_NAME)')
     .option('--slots <n>', 'jobs run at once (default: CPU count; env CONCLAVE_SLOTS)')
+    .option('--http-host <host>', 'bind address of the local HTTP server (default 127.0.0.1; env CONCLAVE_HTTP_HOST)')
     .option('--http-port <port>', 'local /healthz and /metrics; 0 = any free, -1 = off (default 7403; env CONCLAVE_HTTP_PORT)')
     .addOption(new Option('--log-level <level>', 'default info; env CONCLAVE_LOG_LEVEL').choices(['error', 'warn', 'info', 'debug']))
     .option('--config <file>', 'YAML file with the same keys in camelCase (env CONCLAVE_CONFIG)')

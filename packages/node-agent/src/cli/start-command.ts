@@ -14,6 +14,7 @@ export interface StartNodeAgentOptions {
   dataDir: string;
   name?: string;
   slots?: number;
+  httpHost?: string;
   httpPort?: number;
   logger: Logger;
 }
@@ -79,6 +80,7 @@ export function toNodeAgentOptions(config: NodeAgentConfig, dataDir: string, log
     dataDir,
     ...(config.name !== undefined ? { name: config.name } : {}),
     ...(config.slots !== undefined ? { slots: config.slots } : {}),
+    ...(config.httpHost !== undefined ? { httpHost: config.httpHost } : {}),
     httpPort: config.httpPort,
     logger,
   };

@@ -9,10 +9,12 @@ export const nodeAgentConfigSchema = z.object({
   orchestrator: z.string().regex(/^\S+:\d{1,5}$/, 'must be HOST:PORT'),
   /** Identity, verified models, outbox and logs; on the board's SSD. */
   dataDir: z.string().min(1),
-  /** A human name for `nodes list`; the id comes from the node's key. @default the host name (the agent decides) */
+  /** A human name for `nodes list`; the id comes from the node's key. @default the node id (the agent decides) */
   name: z.string().min(1).optional(),
   /** Jobs run at once. @default the CPU count (the agent decides) */
   slots: z.coerce.number().int().min(1).optional(),
+  /** Bind address of the local HTTP server. @default 127.0.0.1 (the agent decides) */
+  httpHost: z.string().min(1).optional(),
   /** Local /healthz and /metrics; 0 = any free port, -1 = off. */
   httpPort: z.coerce.number().int().min(-1).max(65_535).default(7403),
   logLevel: z.enum(['error', 'warn', 'info', 'debug']).default('info'),

@@ -16,12 +16,17 @@ export const startConfigSchema = z.object({
   grpcHost: z.string().min(1).default('127.0.0.1'),
   /** 0 picks a free port (tests). */
   grpcPort: port(7400),
-  httpPort: port(7401),
+  /** Absent: the same as grpcHost. */
+  httpHost: z.string().min(1).optional(),
+  /** 0 picks a free port; -1 turns HTTP off. */
+  httpPort: z.coerce.number().int().min(-1).max(65_535).default(7401),
   dataDir: z.string().min(1).default('./.conclave/orchestrator'),
   logLevel,
   heartbeatIntervalMs: z.coerce.number().int().positive().optional(),
   resultTtlSeconds: z.coerce.number().int().positive().optional(),
   defaultJobTimeoutMs: z.coerce.number().int().positive().optional(),
+  maxQueuedJobs: z.coerce.number().int().positive().optional(),
+  jobAttempts: z.coerce.number().int().positive().optional(),
 });
 
 /** Client commands (`models`, `nodes`, `jobs`). */

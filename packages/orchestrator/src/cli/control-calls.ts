@@ -64,7 +64,11 @@ interface ServiceErrorLike {
   code: number;
   details?: string;
   message: string;
+  metadata?: { get(key: string): unknown[] };
 }
+
+/** Metadata key the orchestrator also sets to the catalog code (grpc-errors.ts). */
+const CODE_METADATA_KEY = 'conclave-error-code';
 
 function isServiceErrorLike(err: unknown): err is ServiceErrorLike {
   return err instanceof Error && typeof (err as Partial<ServiceErrorLike>).code === 'number';
@@ -86,8 +90,12 @@ export function fromServiceError(err: unknown, address: string, deadlineMs?: num
   const match = LEADING_CODE.exec(details);
   const status = statusNameOfGrpc(err.code);
   if (match?.[1]) return new ControlCallError(status, match[1], details.slice(match[0].length), { cause: err });
+  const metadataCode = err.metadata?.get(CODE_METADATA_KEY)[0];
+  if (typeof metadataCode === 'string' && metadataCode !== '') {
+    return new ControlCallError(status, metadataCode, details, { cause: err });
+  }
   if (err.code === GRPC_UNAVAILABLE) {
-    return new ConclaveError('ORCH-NET-650', { detail: `${address}: ${details}`, data: { address }, cause: err });
+    return new ConclaveError('ORCH-NET-650', { detail: `${address}: ${connectionReason(details)}`, data: { address }, cause: err });
   }
   if (err.code === GRPC_DEADLINE_EXCEEDED && deadlineMs !== undefined) {
     return new ConclaveError('ORCH-NET-650', {
@@ -97,6 +105,18 @@ export function fromServiceError(err: unknown, address: string, deadlineMs?: num
     });
   }
   return new ControlCallError(status, undefined, details, { cause: err });
+}
+
+/**
+ * grpc-js says "No connection established. Last error: Error: connect
+ * ECONNREFUSED 127.0.0.1:7400. Resolution note: "; the operator needs the middle.
+ */
+function connectionReason(details: string): string {
+  const reason = details
+    .replace(/^No connection established\.\s*Last error:\s*(?:Error:\s*)?/, '')
+    .replace(/\.?\s*Resolution note:.*$/s, '')
+    .trim();
+  return reason === '' ? details : reason;
 }
 
 type UnaryCallback<T> = (err: unknown, value?: T) => void;

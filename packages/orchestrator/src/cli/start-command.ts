@@ -9,12 +9,15 @@ export interface StartConfig {
   redisUrl?: string | undefined;
   grpcHost: string;
   grpcPort: number;
+  httpHost?: string | undefined;
   httpPort: number;
   dataDir: string;
   logLevel: LogLevel;
   heartbeatIntervalMs?: number | undefined;
   resultTtlSeconds?: number | undefined;
   defaultJobTimeoutMs?: number | undefined;
+  maxQueuedJobs?: number | undefined;
+  jobAttempts?: number | undefined;
 }
 
 /** What `startOrchestrator` takes and returns, as far as the CLI needs it (orchestrator.ts has the full types). */
@@ -22,17 +25,22 @@ export interface StartOrchestratorOptions {
   redisUrl?: string;
   grpcHost?: string;
   grpcPort?: number;
+  httpHost?: string;
   httpPort?: number;
   dataDir: string;
   logger: Logger;
   heartbeatIntervalMs?: number;
   resultTtlSeconds?: number;
   defaultJobTimeoutMs?: number;
+  maxQueuedJobs?: number;
+  jobAttempts?: number;
 }
 
 export interface StartedOrchestrator {
   grpcPort: number;
   httpPort: number;
+  /** `host:port` for nodes and clients. */
+  address?: string;
   redisUrl: string;
   close(): Promise<void>;
 }
@@ -68,12 +76,6 @@ export async function runOrchestratorStart(config: StartConfig, deps: StartDeps)
       deps.stderr.write(`${describeFailure(err).line}\n`);
       return EXIT_FAILURE;
     }
-    logger.info('STATE', 'orchestrator running', {
-      grpcPort: handle.grpcPort,
-      httpPort: handle.httpPort,
-      redisUrl: handle.redisUrl,
-      dataDir,
-    });
     const signal = await deps.shutdownSignal;
     logger.info('CLEAN', 'shutting down', { signal });
     try {
@@ -82,7 +84,6 @@ export async function runOrchestratorStart(config: StartConfig, deps: StartDeps)
       logger.failure(err, { section: 'CLEAN' });
       return EXIT_FAILURE;
     }
-    logger.info('CLEAN', 'orchestrator stopped');
     return EXIT_OK;
   } finally {
     await logger.close();
@@ -90,15 +91,20 @@ export async function runOrchestratorStart(config: StartConfig, deps: StartDeps)
 }
 
 export function toOrchestratorOptions(config: StartConfig, dataDir: string, logger: Logger): StartOrchestratorOptions {
+  const { redisUrl, httpHost, heartbeatIntervalMs, resultTtlSeconds, defaultJobTimeoutMs, maxQueuedJobs, jobAttempts } = config;
+  // Unset knobs stay absent so that startOrchestrator's own defaults apply.
   return {
-    ...(config.redisUrl !== undefined ? { redisUrl: config.redisUrl } : {}),
+    ...(redisUrl !== undefined ? { redisUrl } : {}),
     grpcHost: config.grpcHost,
     grpcPort: config.grpcPort,
+    ...(httpHost !== undefined ? { httpHost } : {}),
     httpPort: config.httpPort,
     dataDir,
     logger,
-    ...(config.heartbeatIntervalMs !== undefined ? { heartbeatIntervalMs: config.heartbeatIntervalMs } : {}),
-    ...(config.resultTtlSeconds !== undefined ? { resultTtlSeconds: config.resultTtlSeconds } : {}),
-    ...(config.defaultJobTimeoutMs !== undefined ? { defaultJobTimeoutMs: config.defaultJobTimeoutMs } : {}),
+    ...(heartbeatIntervalMs !== undefined ? { heartbeatIntervalMs } : {}),
+    ...(resultTtlSeconds !== undefined ? { resultTtlSeconds } : {}),
+    ...(defaultJobTimeoutMs !== undefined ? { defaultJobTimeoutMs } : {}),
+    ...(maxQueuedJobs !== undefined ? { maxQueuedJobs } : {}),
+    ...(jobAttempts !== undefined ? { jobAttempts } : {}),
   };
 }

@@ -80,7 +80,9 @@ export const NODE_INFERENCE_ERRORS = defineErrors({
   },
   'NODE-JOB-812': {
     message: 'inference exceeded its deadline',
-    recovery: 'The run is stopped (its worker is replaced) and the job retried with backoff; raise the job timeout for large models.',
+    recovery:
+      'The job fails at once and is retried with backoff; the run itself cannot be interrupted inside onnxruntime, ' +
+      'so its worker stays busy until it ends. Raise the job timeout for large models.',
     status: 'DEADLINE_EXCEEDED',
     retryable: true,
   },

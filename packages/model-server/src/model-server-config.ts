@@ -1,0 +1,70 @@
+import { ApiKeys } from './api-keys.js';
+import { loadConfig, z, type LogLevel } from '@conclave/common';
+import { DEFAULT_PORT, type ModelServerOptions } from './model-server-options.js';
+
+/** Environment variables are this prefix plus the key in SCREAMING_SNAKE_CASE (`queueLimit` → CONCLAVE_MODEL_QUEUE_LIMIT). */
+export const MODEL_ENV_PREFIX = 'CONCLAVE_MODEL_';
+
+/** Every knob of `model-server start`; docs/model-server.md lists them with their env names. */
+export const modelServerConfigSchema = z.object({
+  dir: z.string().min(1).optional(),
+  id: z.string().min(1).optional(),
+  port: z.number().int().min(0).max(65535).default(DEFAULT_PORT),
+  host: z.string().min(1).default('127.0.0.1'),
+  concurrency: z.number().int().min(1).max(1024).default(4),
+  queueLimit: z.number().int().min(0).max(100_000).default(64),
+  timeoutMs: z.number().int().min(1).default(120_000),
+  maxTokensLimit: z.number().int().min(1).default(4096),
+  whileLoading: z.enum(['reject', 'wait']).default('reject'),
+  apiKeys: z.array(z.string()).default([]),
+  apiKeyFile: z.string().min(1).optional(),
+  threads: z.number().int().min(1).max(256).default(1),
+  memorySoft: z.number().gt(0).max(1).default(0.9),
+  memoryHard: z.number().gt(0).max(1).default(0.95),
+  memoryMarginMb: z.number().min(0).default(256),
+  loadOverhead: z.number().min(1).default(1.5),
+  logLevel: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
+  logDir: z.string().min(1).optional(),
+});
+
+export type ModelServerConfig = z.output<typeof modelServerConfigSchema>;
+
+/** Flags, then CONCLAVE_MODEL_* env, then an optional YAML file; throws MODEL-STATE-703 listing bad keys. */
+export function loadModelServerConfig(source: {
+  flags: Record<string, unknown>;
+  env: Record<string, string | undefined>;
+  file?: string;
+}): ModelServerConfig {
+  return loadConfig(modelServerConfigSchema, {
+    flags: source.flags,
+    env: source.env,
+    envPrefix: MODEL_ENV_PREFIX,
+    ...(source.file ? { file: source.file } : {}),
+    errorCode: 'MODEL-STATE-703',
+  });
+}
+
+/** Config → server options (minus the logger, which main builds). Reads the key file if named. */
+export function configToOptions(config: ModelServerConfig): ModelServerOptions & { logLevel: LogLevel } {
+  const keys = [...config.apiKeys, ...(config.apiKeyFile ? ApiKeys.readFile(config.apiKeyFile) : [])];
+  return {
+    ...(config.dir ? { modelDir: config.dir } : {}),
+    ...(config.id ? { modelId: config.id } : {}),
+    port: config.port,
+    host: config.host,
+    concurrency: config.concurrency,
+    queueLimit: config.queueLimit,
+    requestTimeoutMs: config.timeoutMs,
+    maxTokensLimit: config.maxTokensLimit,
+    whileLoading: config.whileLoading,
+    apiKeys: keys,
+    intraOpThreads: config.threads,
+    memory: {
+      softThreshold: config.memorySoft,
+      hardThreshold: config.memoryHard,
+      marginBytes: config.memoryMarginMb * 2 ** 20,
+      loadOverhead: config.loadOverhead,
+    },
+    logLevel: config.logLevel,
+  };
+}

@@ -1,0 +1,76 @@
+import type * as grpc from '@grpc/grpc-js';
+import { createControlClient } from '@conclave/protocol';
+import type {
+  Job__Output, ModelInfo__Output, NodeInfo__Output, SubmitJobRequest, WireTensor,
+} from '@conclave/protocol';
+
+/** A promise-shaped Control client for tests and benchmarks. */
+export interface TestControl {
+  addModel(name: string, bytes: Uint8Array, chunkBytes?: number): Promise<ModelInfo__Output>;
+  listModels(): Promise<ModelInfo__Output[]>;
+  listNodes(): Promise<NodeInfo__Output[]>;
+  submit(request: SubmitJobRequest): Promise<Job__Output>;
+  infer(model: string, inputs: Record<string, WireTensor>, extra?: Partial<SubmitJobRequest>): Promise<Job__Output>;
+  get(id: string): Promise<Job__Output>;
+  cancel(id: string): Promise<Job__Output>;
+  /** Resolves with the job's terminal state. */
+  wait(id: string, timeoutMs?: number): Promise<Job__Output>;
+  /** Submits and waits. */
+  run(model: string, inputs: Record<string, WireTensor>, extra?: Partial<SubmitJobRequest>): Promise<Job__Output>;
+  close(): void;
+}
+
+const TERMINAL = new Set(['JOB_STATE_COMPLETED', 'JOB_STATE_FAILED', 'JOB_STATE_CANCELLED']);
+
+function call<T>(fn: (cb: (err: grpc.ServiceError | null, value?: T) => void) => void): Promise<T> {
+  return new Promise((resolve, reject) => fn((err, value) => (err ? reject(err) : resolve(value as T))));
+}
+
+export function createTestControl(address: string): TestControl {
+  const client = createControlClient(address);
+  const api: TestControl = {
+    addModel(name, bytes, chunkBytes = 64 * 1024) {
+      return new Promise((resolve, reject) => {
+        const stream = client.AddModel((err, info) => (err ? reject(err) : resolve(info as ModelInfo__Output)));
+        stream.write({ header: { name, size: bytes.byteLength } });
+        for (let offset = 0; offset < bytes.byteLength; offset += chunkBytes) {
+          stream.write({ data: Buffer.from(bytes.subarray(offset, offset + chunkBytes)) });
+        }
+        stream.end();
+      });
+    },
+    listModels: async () => (await call<{ models: ModelInfo__Output[] }>((cb) => client.ListModels({}, cb))).models,
+    listNodes: async () => (await call<{ nodes: NodeInfo__Output[] }>((cb) => client.ListNodes({}, cb))).nodes,
+    submit: (request) => call<Job__Output>((cb) => client.SubmitJob(request, cb)),
+    infer: (model, inputs, extra = {}) => api.submit({ infer: { model, inputs }, ...extra }),
+    get: (id) => call<Job__Output>((cb) => client.GetJob({ id }, cb)),
+    cancel: (id) => call<Job__Output>((cb) => client.CancelJob({ id }, cb)),
+    wait(id, timeoutMs = 30_000) {
+      return new Promise((resolve, reject) => {
+        const stream = client.WatchJob({ id }, { deadline: Date.now() + timeoutMs });
+        let last: Job__Output | undefined;
+        stream.on('data', (job: Job__Output) => {
+          last = job;
+          if (TERMINAL.has(job.state)) {
+            stream.cancel();
+            resolve(job);
+          }
+        });
+        stream.on('error', (err: grpc.ServiceError) => {
+          if (last && TERMINAL.has(last.state)) return;
+          reject(err);
+        });
+        stream.on('end', () => {
+          if (last && TERMINAL.has(last.state)) resolve(last);
+          else reject(new Error(`watch of ${id} ended in state ${last?.state ?? 'unknown'}`));
+        });
+      });
+    },
+    async run(model, inputs, extra) {
+      const job = await api.infer(model, inputs, extra);
+      return api.wait(job.id);
+    },
+    close: () => client.close(),
+  };
+  return api;
+}
