@@ -98,8 +98,10 @@ function node(opType, inputs, outputs, attributes = {}) {
   return { opType, input: inputs, output: outputs, name: `${opType}_${outputs[0]}`, attribute };
 }
 
-function weights(V) {
-  const D = V + 2; // one-hot word, a constant 1, a position feature
+function weights(V, hiddenPad) {
+  // One-hot word, a constant 1, a position feature, then `hiddenPad` zero dimensions
+  // that change nothing but the size (the benchmark's large variant).
+  const D = V + 2 + hiddenPad;
   const E = new Float32Array(V * D);
   for (let t = 0; t < V; t++) {
     E[t * D + t] = 1;
@@ -121,11 +123,11 @@ function weights(V) {
   return { D, E, PE, Wq, Wk, Wv, Wout, Wa };
 }
 
-function graph(V, withCache) {
+function graph(V, withCache, hiddenPad) {
   const F = onnx.TensorProto.DataType.FLOAT;
   const I64 = onnx.TensorProto.DataType.INT64;
   const BOOL = onnx.TensorProto.DataType.BOOL;
-  const w = weights(V);
+  const w = weights(V, hiddenPad);
   const D = w.D;
   const initializer = [
     tensor('embed', [V, D], w.E),
@@ -201,7 +203,8 @@ function graph(V, withCache) {
 function externalize(initializers, dataFile) {
   const chunks = [];
   let offset = 0;
-  for (const t of initializers) {
+  // Small constants stay inline, as onnx's save_model(size_threshold=1024) leaves them.
+  for (const t of initializers.filter((i) => i.rawData.length >= 1024)) {
     const bytes = t.rawData;
     // Offsets aligned to 4 KiB, as onnx's save_model does, so the runtime may map them.
     const pad = (4096 - (offset % 4096)) % 4096;
@@ -250,15 +253,16 @@ const CHAT_TEMPLATE =
 /**
  * Writes the demo model directory.
  * @param {string} dir target directory
- * @param {{ cache?: boolean, externalData?: boolean, onnxSubdir?: boolean }} [options]
+ * @param {{ cache?: boolean, externalData?: boolean, onnxSubdir?: boolean, hiddenPad?: number }} [options]
  *   cache (default true): KV-cache inputs/outputs; externalData (default false): weights in
- *   `model.onnx_data`; onnxSubdir (default true): `onnx/model.onnx` instead of `model.onnx`.
+ *   `model.onnx_data`; onnxSubdir (default true): `onnx/model.onnx` instead of `model.onnx`;
+ *   hiddenPad (default 0): extra zero hidden dimensions, only to make the file larger.
  */
 export function writeDemoModel(dir, options = {}) {
-  const { cache = true, externalData = false, onnxSubdir = true } = options;
+  const { cache = true, externalData = false, onnxSubdir = true, hiddenPad = 0 } = options;
   const vocab = vocabulary();
   const V = vocab.length;
-  const g = graph(V, cache);
+  const g = graph(V, cache, hiddenPad);
   const onnxDir = onnxSubdir ? join(dir, 'onnx') : dir;
   mkdirSync(onnxDir, { recursive: true });
   if (externalData) {

@@ -22,6 +22,9 @@ interface Loaded {
   loop: GenerationLoop;
 }
 
+/** Longest a streamed delta waits in the worker to be sent with the next ones. */
+const STREAM_FLUSH_MS = 5;
+
 let loaded: Loaded | undefined;
 const cancelled = new Set<number>();
 const active = new Set<number>();
@@ -91,17 +94,28 @@ async function generate(id: number, requestId: string, request: EngineRequest): 
     const params = resolveGeneration(request, files, promptIds.length);
     send({ t: 'started', id, promptTokens: promptIds.length });
     let tokens = 0;
+    // Deltas are coalesced: the first goes at once (time to first token), later ones at most
+    // every STREAM_FLUSH_MS, because a message per token costs the worker more than the token.
+    let buffered = '';
+    let lastFlush = -Infinity;
+    const flush = (): void => {
+      if (buffered) send({ t: 'delta', id, text: buffered, tokens });
+      buffered = '';
+      lastFlush = performance.now();
+    };
     const out = await loop.generate(promptIds, params, {
       isCancelled: () => cancelled.has(id),
       onToken: (text) => {
         tokens++;
         if (request.stream) {
-          if (text) send({ t: 'delta', id, text, tokens });
+          buffered += text;
+          if (buffered && performance.now() - lastFlush >= STREAM_FLUSH_MS) flush();
         } else if (tokens === 1) {
           send({ t: 'first-token', id });
         }
       },
     });
+    if (request.stream) flush();
     send({
       t: 'done',
       id,

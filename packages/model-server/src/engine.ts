@@ -131,6 +131,8 @@ export class WorkerEngine implements Engine {
         if (settled) return;
         settled = true;
         this.setState('failed');
+        // A failed load is final for this engine: its worker's exit is not a crash to recover from.
+        this.disposing = true;
         void this.worker.terminate();
         reject(err);
       };

@@ -45,7 +45,8 @@ export class GenerationLoop {
 
   async generate(promptIds: readonly number[], params: GenerationParams, hooks: GenerationHooks = {}): Promise<GenerationOutput> {
     if (promptIds.length === 0) throw new ConclaveError('MODEL-REQ-203', { detail: 'the prompt encodes to no tokens' });
-    const useCache = this.decoder.signature.layers > 0 && !params.noCache;
+    const hasCache = this.decoder.signature.layers > 0;
+    const useCache = hasCache && !params.noCache;
     const random = seededRandom(params.seed ?? randomInt(0, 2 ** 31));
     const stops = new StopMatcher(params.stop);
     const detok = this.codec.streamDecoder();
@@ -61,8 +62,10 @@ export class GenerationLoop {
         break;
       }
       const pastLength = useCache ? all.length - pending.length : 0;
-      const step = await this.decoder.forward(useCache ? pending : all, pastLength, cache);
-      cache = step.cache;
+      // Full recomputation on a with-past export still feeds the (empty) past inputs.
+      const past = useCache ? cache : hasCache ? this.decoder.emptyCache() : cache;
+      const step = await this.decoder.forward(useCache ? pending : all, pastLength, past);
+      if (useCache) cache = step.cache;
       const id = sampleToken(step.logits, params, random);
       if (!params.ignoreEos && this.codec.eosTokenIds.has(id)) {
         finishReason = 'stop';

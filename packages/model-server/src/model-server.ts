@@ -131,7 +131,7 @@ class ModelServer {
     });
     // Nobody may be waiting on ready(); the failure is logged and visible on /health.
     this.readyPromise.catch(() => {});
-    this.http = createServer((req, res) => void this.handle_(req, res));
+    this.http = createServer((req, res) => void this.onRequest(req, res));
     this.metrics.sessionsLoaded.set({ model: files.dir }, 0);
   }
 
@@ -163,13 +163,13 @@ class ModelServer {
   }
 
   handle(): ModelServerHandle {
-    const self = this;
+    const state = (): EngineState => this.engineState;
     return {
       url: this.url,
       port: (this.http.address() as AddressInfo).port,
       modelId: this.o.modelId,
       get state() {
-        return self.engineState;
+        return state();
       },
       ready: this.readyPromise,
       metrics: this.metrics,
@@ -226,7 +226,7 @@ class ModelServer {
     return promise;
   }
 
-  private async handle_(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const header = req.headers['x-request-id'];
     const requestId = typeof header === 'string' && REQUEST_ID_PATTERN.test(header) ? header : `req-${randomUUID()}`;
     const log = this.log.child({ requestId });
@@ -399,7 +399,11 @@ class ModelServer {
     }
     const controller = new AbortController();
     const entry: ActiveRequest = { controller, startedAt: ctx.arrival };
-    const onClientAbort = (): void => controller.abort(ctx.signal?.reason ?? new ConclaveError('MODEL-REQ-210'));
+    // Any abort by the caller is a cancellation (MODEL-REQ-210) unless it already carries a code.
+    const onClientAbort = (): void => {
+      const reason: unknown = ctx.signal?.reason;
+      controller.abort(isConclaveError(reason) ? reason : new ConclaveError('MODEL-REQ-210', { cause: reason }));
+    };
     if (ctx.signal?.aborted) onClientAbort();
     ctx.signal?.addEventListener('abort', onClientAbort, { once: true });
     const timer = setTimeout(
@@ -465,6 +469,10 @@ class ModelServer {
   private async readyEngine(signal: AbortSignal): Promise<Engine> {
     if (this.engine && this.engineState === 'ready') return this.engine;
     if (this.o.whileLoading === 'reject') throw new ConclaveError('MODEL-REQ-208', { detail: `model is ${this.engineState}` });
+    // A load that failed for good (bad file, bad signature) is not retried per request.
+    if (this.loadError && !this.loadError.entry.retryable) {
+      throw new ConclaveError('MODEL-REQ-208', { detail: `model failed to load: ${this.loadError.code}` });
+    }
     const loading = this.load();
     const aborted = new Promise<never>((_, reject) => {
       if (signal.aborted) reject(signal.reason);

@@ -56,7 +56,7 @@ function sessionFor(sha256: string, path: string): Promise<ort.InferenceSession>
     });
     sessions.set(sha256, session);
     // A failed load is not cached: the next job tries again (the file may be replaced).
-    session.catch(() => sessions.delete(sha256));
+    void session.catch(() => sessions.delete(sha256));
   }
   return session;
 }

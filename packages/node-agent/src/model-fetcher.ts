@@ -19,6 +19,9 @@ interface Transfer {
  */
 export class ModelFetcher {
   private readonly transfers = new Map<string, Transfer>();
+  private readonly starting = new Map<string, Promise<string>>();
+  /** Set in the same tick as the store check, so that concurrent jobs share one fetch. */
+  private readonly fetches = new Map<string, Promise<string>>();
 
   constructor(
     private readonly store: ModelStore,
@@ -27,12 +30,18 @@ export class ModelFetcher {
   ) {}
 
   /** The path of a verified copy of the model, fetching it first if needed. */
-  async ensure(model: ModelRef): Promise<string> {
+  ensure(model: ModelRef): Promise<string> {
     const sha256 = model.sha256 ?? '';
-    if (this.store.has(sha256)) return this.store.pathOf(sha256);
-    const existing = this.transfers.get(sha256);
-    if (existing) return existing.promise;
+    if (this.store.has(sha256)) return Promise.resolve(this.store.pathOf(sha256));
+    const existing = this.starting.get(sha256) ?? this.transfers.get(sha256)?.promise;
+    if (existing) return existing;
+    // Registered before the first await, so that concurrent jobs for the same model share it.
+    const started = this.start(model, sha256).finally(() => this.starting.delete(sha256));
+    this.starting.set(sha256, started);
+    return started;
+  }
 
+  private async start(model: ModelRef, sha256: string): Promise<string> {
     const writer = await this.store.beginWrite(sha256, Number(model.size ?? 0));
     let resolve!: (path: string) => void;
     let reject!: (err: Error) => void;
@@ -64,8 +73,10 @@ export class ModelFetcher {
       }
       if (chunk.data.byteLength > 0) await transfer.writer.write(chunk.offset, chunk.data);
       if (!chunk.last) return;
-      this.transfers.delete(chunk.sha256);
+      // Still registered while finish() verifies, so that fail() below can reject it: a
+      // transfer removed first left the job waiting forever on a file that failed its sha256.
       await transfer.writer.finish();
+      if (this.transfers.get(chunk.sha256) === transfer) this.transfers.delete(chunk.sha256);
       this.logger.info('LOAD', 'model verified and stored', { sha256: chunk.sha256 });
       transfer.resolve(this.store.pathOf(chunk.sha256));
     } catch (err) {

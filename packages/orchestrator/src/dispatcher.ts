@@ -4,7 +4,7 @@ import type { Job as BullJob } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { ConclaveError, isConclaveError } from '@conclave/common';
 import type { Logger } from '@conclave/common';
-import type { GenerateRequest, JobError, JobResult__Output, ModelRef } from '@conclave/protocol';
+import type { AssignJob, GenerateRequest, JobError, JobResult__Output, ModelRef } from '@conclave/protocol';
 import type { JobStore } from './job-store.js';
 import { loadTensors, storeTensors } from './job-store.js';
 import type { StoredTensor } from './job-store.js';
@@ -104,18 +104,16 @@ export class Dispatcher {
     const timer = setTimeout(() => controller.abort(new AttemptTimedOut()), job.data.timeoutMs);
     let node: NodeSession | undefined;
     try {
-      node = await this.waitForNode(job.data.needs, controller.signal);
+      const placed = await this.assignToNode(job.data.needs, controller.signal, {
+        jobId: id, attempt, kind: job.data.kind, timeoutMs: job.data.timeoutMs,
+        ...(job.data.model ? { model: job.data.model } : {}),
+        ...(job.data.inputs ? { inputs: loadTensors(job.data.inputs) } : {}),
+        ...(job.data.generate ? { generate: job.data.generate } : {}),
+      });
+      node = placed.node;
       await jobs.update(id, { state: 'running', node: node.id, attempts: attempt });
       log.debug('SCHED', 'job assigned', { node: node.id });
-      const result = await abortable(
-        node.assign({
-          jobId: id, attempt, kind: job.data.kind, timeoutMs: job.data.timeoutMs,
-          ...(job.data.model ? { model: job.data.model } : {}),
-          ...(job.data.inputs ? { inputs: loadTensors(job.data.inputs) } : {}),
-          ...(job.data.generate ? { generate: job.data.generate } : {}),
-        }),
-        controller.signal,
-      );
+      const result = await abortable(placed.assigned, controller.signal);
       await this.finish(job, result, attempt, maxAttempts, log);
     } catch (err) {
       const reason: unknown = controller.signal.aborted ? controller.signal.reason : err;
@@ -175,14 +173,26 @@ export class Dispatcher {
     throw new UnrecoverableError(final.message ?? 'job failed');
   }
 
-  /** Resolves with a node that can take the job, waiting for capacity events until aborted. */
-  private async waitForNode(needs: JobNeeds, signal: AbortSignal): Promise<NodeSession> {
+  /**
+   * Waits (for capacity events, until aborted) for a node that can take the job and assigns
+   * it there in the same tick as the choice: assign() takes the node's slot at once, so the
+   * jobs processed concurrently see it taken. Choosing in one tick and assigning after an
+   * await let every concurrent job pick the same node, past its slots.
+   */
+  private async assignToNode(
+    needs: JobNeeds, signal: AbortSignal, assignment: AssignJob,
+  ): Promise<{ node: NodeSession; assigned: Promise<JobResult__Output> }> {
     const { registry } = this.options;
     for (;;) {
       signal.throwIfAborted();
       const choice = pickNode(registry.snapshots(), needs);
       const session = choice && registry.get(choice.id);
-      if (session && !session.isClosed) return session;
+      if (session && !session.isClosed) {
+        const assigned = session.assign(assignment);
+        // Awaited by the caller; until then a session lost meanwhile is not an unhandled rejection.
+        void assigned.catch(() => undefined);
+        return { node: session, assigned };
+      }
       await once(registry, 'capacity', { signal });
     }
   }

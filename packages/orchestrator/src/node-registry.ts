@@ -53,9 +53,16 @@ export class NodeRegistry extends EventEmitter<NodeRegistryEvents> {
       previous.close(new ConclaveError('ORCH-NET-602', { detail: 'replaced by a new session of the same node' }));
     }
     this.sessions.set(session.id, session);
+    // Suspect nodes count for no slots; one that recovers must give them back to the dispatcher.
+    session.on('recovered', () => {
+      this.emit('changed');
+      this.emit('capacity');
+    });
     session.once('closed', () => {
-      if (this.sessions.get(session.id) === session) this.sessions.delete(session.id);
-      void this.persist(session, 'disconnected');
+      if (this.sessions.get(session.id) !== session) return;
+      this.sessions.delete(session.id);
+      // A node declared dead stays 'dead' in the list until it connects again.
+      void this.persist(session, session.state === 'dead' ? 'dead' : 'disconnected');
       this.emit('changed');
       this.emit('capacity');
     });
@@ -97,7 +104,7 @@ export class NodeRegistry extends EventEmitter<NodeRegistryEvents> {
       const h = value as Record<string, string> | null;
       if (!h?.id) return;
       infos.push({
-        id: h.id, name: h.name ?? h.id, state: 'disconnected', slots: Number(h.slots ?? 0), running: 0,
+        id: h.id, name: h.name ?? h.id, state: h.state === 'dead' ? 'dead' : 'disconnected', slots: Number(h.slots ?? 0), running: 0,
         backends: (h.backends ?? '').split(',').filter(Boolean), lastSeenMs: Number(h.lastSeenMs ?? 0),
         cpuCores: Number(h.cpuCores ?? 0), memoryBytes: Number(h.memoryBytes ?? 0),
         features: (h.features ?? '').split(',').filter(Boolean), address: h.address ?? '',

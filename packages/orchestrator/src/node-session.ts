@@ -18,6 +18,8 @@ interface PendingJob {
 export interface NodeSessionEvents {
   message: [NodeMessage__Output];
   closed: [ConclaveError];
+  /** A suspect node was heard from again: it can take work. */
+  recovered: [];
 }
 
 /**
@@ -149,6 +151,7 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
     if (this.state === 'suspect') {
       this.state = 'connected';
       this.logger.info('HEALTH', 'node heard from again');
+      this.emit('recovered');
     }
     switch (message.body) {
       case 'heartbeat':

@@ -14,15 +14,29 @@ export interface ChildHandle {
 }
 
 /** Runs `node script args…` with both output streams captured line by line. */
-export function spawnNode(script: string, args: string[], env: NodeJS.ProcessEnv = {}): ChildHandle {
+export function spawnNode(
+  script: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  /** Called with each output line as it arrives (e.g. to pass a child's logs through). */
+  onOutputLine?: (line: string) => void,
+): ChildHandle {
   const child = spawn(process.execPath, [script, ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    // A process group of its own: Ctrl-C in a terminal reaches only the parent, which then
+    // stops its children once, cleanly, instead of each child getting the signal twice.
+    detached: true,
   });
+  // Never outlive the parent.
+  const killOnExit = () => child.kill('SIGKILL');
+  process.once('exit', killOnExit);
+  child.once('exit', () => process.off('exit', killOnExit));
   const lines: string[] = [];
   const waiters = new Set<{ pattern: RegExp; resolve: (m: RegExpMatchArray) => void }>();
   const onLine = (line: string) => {
     lines.push(line);
+    onOutputLine?.(line);
     if (process.env.CONCLAVE_TEST_ECHO) process.stderr.write(`${line}\n`);
     for (const waiter of waiters) {
       const match = line.match(waiter.pattern);

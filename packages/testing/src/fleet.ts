@@ -87,13 +87,14 @@ export async function spawnNodeAgent(options: {
   env?: NodeJS.ProcessEnv;
   /** @default true */
   waitForConnection?: boolean;
+  onOutputLine?: (line: string) => void;
 }): Promise<ChildHandle & { nodeId: string }> {
   const args = [
     'start', '--orchestrator', options.orchestrator, '--data-dir', options.dataDir, '--http-port', '0',
     ...(options.name ? ['--name', options.name] : []), ...(options.slots ? ['--slots', String(options.slots)] : []),
     ...(options.args ?? []),
   ];
-  const child = spawnNode(NODE_AGENT_MAIN, args, options.env);
+  const child = spawnNode(NODE_AGENT_MAIN, args, options.env, options.onOutputLine);
   const started = await child.waitFor(/node agent started .*node=(\w+)/);
   if (options.waitForConnection !== false) await child.waitFor(/connected to orchestrator/);
   return Object.assign(child, { nodeId: started[1] ?? '' });

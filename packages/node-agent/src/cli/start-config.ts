@@ -12,11 +12,11 @@ export const nodeAgentConfigSchema = z.object({
   /** A human name for `nodes list`; the id comes from the node's key. @default the node id (the agent decides) */
   name: z.string().min(1).optional(),
   /** Jobs run at once. @default the CPU count (the agent decides) */
-  slots: z.coerce.number().int().min(1).optional(),
+  slots: z.number().int().min(1).optional(),
   /** Bind address of the local HTTP server. @default 127.0.0.1 (the agent decides) */
   httpHost: z.string().min(1).optional(),
   /** Local /healthz and /metrics; 0 = any free port, -1 = off. */
-  httpPort: z.coerce.number().int().min(-1).max(65_535).default(7403),
+  httpPort: z.number().int().min(-1).max(65_535).default(7403),
   logLevel: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
 });
 

@@ -2,7 +2,9 @@ import { ConclaveError, z } from '@conclave/common';
 
 const UINT32_MAX = 4_294_967_295;
 
-const port = (fallback: number) => z.coerce.number().int().min(0).max(65_535).default(fallback);
+// Plain z.number(): loadConfig turns numeric text from env and flags into numbers
+// and leaves "7400x" as text, which then fails as "expected number, received string".
+const port = (fallback: number) => z.number().int().min(0).max(65_535).default(fallback);
 const logLevel = z.enum(['error', 'warn', 'info', 'debug']).default('info');
 
 /**
@@ -19,14 +21,14 @@ export const startConfigSchema = z.object({
   /** Absent: the same as grpcHost. */
   httpHost: z.string().min(1).optional(),
   /** 0 picks a free port; -1 turns HTTP off. */
-  httpPort: z.coerce.number().int().min(-1).max(65_535).default(7401),
+  httpPort: z.number().int().min(-1).max(65_535).default(7401),
   dataDir: z.string().min(1).default('./.conclave/orchestrator'),
   logLevel,
-  heartbeatIntervalMs: z.coerce.number().int().positive().optional(),
-  resultTtlSeconds: z.coerce.number().int().positive().optional(),
-  defaultJobTimeoutMs: z.coerce.number().int().positive().optional(),
-  maxQueuedJobs: z.coerce.number().int().positive().optional(),
-  jobAttempts: z.coerce.number().int().positive().optional(),
+  heartbeatIntervalMs: z.number().int().positive().optional(),
+  resultTtlSeconds: z.number().int().positive().optional(),
+  defaultJobTimeoutMs: z.number().int().positive().optional(),
+  maxQueuedJobs: z.number().int().positive().optional(),
+  jobAttempts: z.number().int().positive().optional(),
 });
 
 /** Client commands (`models`, `nodes`, `jobs`). */

@@ -16,11 +16,14 @@ export interface RateDecision {
   allowed: boolean;
   /** When a refused source may try again; 0 when allowed. */
   retryAfterMs: number;
+  /** Refusals in a row for this source, this one included (0 when allowed); log only the first. */
+  refusedInARow: number;
 }
 
 interface Bucket {
   tokens: number;
   updatedMs: number;
+  refusedInARow: number;
 }
 
 /**
@@ -47,7 +50,7 @@ export class HandshakeRateLimiter {
   /** Takes one token from `source`'s bucket if it has one. */
   tryAcquire(source: string): RateDecision {
     const now = this.#now();
-    const bucket = this.#buckets.get(source) ?? { tokens: this.#burst, updatedMs: now };
+    const bucket = this.#buckets.get(source) ?? { tokens: this.#burst, updatedMs: now, refusedInARow: 0 };
     bucket.tokens = Math.min(this.#burst, bucket.tokens + Math.max(0, now - bucket.updatedMs) * this.#refillPerMs);
     bucket.updatedMs = now;
     // Re-insert so Map order is least-recently-seen first, which makes eviction O(1).
@@ -59,9 +62,15 @@ export class HandshakeRateLimiter {
     }
     if (bucket.tokens >= 1) {
       bucket.tokens -= 1;
-      return { allowed: true, retryAfterMs: 0 };
+      bucket.refusedInARow = 0;
+      return { allowed: true, retryAfterMs: 0, refusedInARow: 0 };
     }
-    return { allowed: false, retryAfterMs: Math.ceil((1 - bucket.tokens) / this.#refillPerMs) };
+    bucket.refusedInARow += 1;
+    return {
+      allowed: false,
+      retryAfterMs: Math.ceil((1 - bucket.tokens) / this.#refillPerMs),
+      refusedInARow: bucket.refusedInARow,
+    };
   }
 
   /** Number of sources currently tracked. */

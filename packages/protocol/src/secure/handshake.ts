@@ -46,9 +46,15 @@ export const NODE_SIGNATURE_DOMAIN = 'conclave/v1 node signature';
 /** Handshake payloads are sealed under single-use keys, so a fixed zero nonce is safe. */
 const ZERO_NONCE = new Uint8Array(24);
 
-/** What the caller does after each step: send `send` if present; stop on `error`; use `done`. */
+/**
+ * What the caller does after each step: send `send` as a handshake message and `sealed` as a
+ * sealed frame if present; stop on `error` (already logged); use `done`.
+ */
 export interface HandshakeStep {
+  /** A handshake message (HELLO, RESPONSE, FINISH or REJECT) for the peer. */
   send?: Uint8Array;
+  /** A sealed CLOSE frame naming a refusal made after the node proved its key. */
+  sealed?: Uint8Array;
   done?: EstablishedSession;
   error?: ConclaveError;
 }
@@ -97,7 +103,13 @@ export interface ResponderOptions extends CommonOptions {
   source?: string;
 }
 
-type StepFailure = { failure: AuthFailure; error: ConclaveError; notify: boolean };
+type StepFailure = {
+  failure: AuthFailure;
+  error: ConclaveError;
+  notify: boolean;
+  /** False only for repeated refusals of a flooding source: one line per burst, not per attempt. */
+  log?: boolean;
+};
 
 /** Shared lifecycle: a deadline, one logged failure, guarded terminal states. */
 abstract class HandshakeBase<S extends string> {
@@ -150,7 +162,9 @@ abstract class HandshakeBase<S extends string> {
 
   protected setState(next: S): void {
     const previous = this.#state;
-    if (this.isTerminal()) throw new Error(`handshake cannot go from ${previous} to ${next}`);
+    // Terminal states are final, except that a node which sent FINISH may still be refused.
+    const refusedAfterDone = previous === 'done' && next === this.failedState() && this.role === 'node';
+    if (this.isTerminal() && !refusedAfterDone) throw new Error(`handshake cannot go from ${previous} to ${next}`);
     this.#state = next;
     this.#logger?.debug('AUTH', 'handshake state changed', { ...this.#logMeta, from: previous, to: next });
   }
@@ -158,7 +172,9 @@ abstract class HandshakeBase<S extends string> {
   protected fail(step: StepFailure): HandshakeStep {
     this.#failure = step.error;
     this.setState(this.failedState());
-    this.#logger?.failure(step.error, this.#logMeta, step.error.entry.retryable ? 'warn' : 'error');
+    if (step.log !== false) {
+      this.#logger?.failure(step.error, this.#logMeta, step.error.entry.retryable ? 'warn' : 'error');
+    }
     this.wipeSecrets();
     const result: HandshakeStep = { error: step.error };
     if (step.notify) result.send = encodeReject(wireReasonOf(step.failure), this.now());
@@ -186,8 +202,10 @@ abstract class HandshakeBase<S extends string> {
         throw err;
       }
       // A failure the peer reported is not echoed back to it.
-      const remote = (err as ConclaveError).data['remoteReason'] !== undefined;
-      return this.fail({ failure, error: err as ConclaveError, notify: notify && !remote && failure !== 'timeout' });
+      const error = err as ConclaveError;
+      const remote = error.data['remoteReason'] !== undefined;
+      const repeatedRefusal = failure === 'rate-limited' && Number(error.data['refusedInARow']) > 1;
+      return this.fail({ failure, error, notify: notify && !remote && failure !== 'timeout', log: !repeatedRefusal });
     }
   }
 
@@ -266,10 +284,28 @@ export class HandshakeInitiator extends HandshakeBase<InitiatorState> {
     return hello;
   }
 
-  /** Consumes message 2 (or a REJECT) and returns message 3 with the session, or the error. */
+  /**
+   * Consumes message 2 (or a REJECT) and returns message 3 with the session, or the error.
+   * After `done`, it still accepts the one message that may follow FINISH on the handshake
+   * channel: a REJECT saying the orchestrator refused FINISH itself (bad signature, key
+   * confirmation, malformed); anything else there is a malformed message.
+   */
   next(inbound: Uint8Array): Promise<HandshakeStep> {
     if (this.state === 'idle') throw new Error('HandshakeInitiator.next() before start()');
+    if (this.state === 'done') return Promise.resolve(this.#afterDone(inbound));
     return this.guard(() => this.#onResponse(inbound), true);
+  }
+
+  #afterDone(bytes: Uint8Array): HandshakeStep {
+    let error: ConclaveError;
+    try {
+      if (decodeHeader(bytes, 'node') === MessageType.reject) this.handleReject(bytes);
+      error = authError('node', 'malformed', { detail: 'handshake message after FINISH' });
+    } catch (err) {
+      if (failureOf(err) === undefined) throw err;
+      error = err as ConclaveError;
+    }
+    return this.fail({ failure: failureOf(error) ?? 'malformed', error, notify: false });
   }
 
   #onResponse(bytes: Uint8Array): HandshakeStep {
@@ -389,7 +425,7 @@ export class HandshakeResponder extends HandshakeBase<ResponderState> {
       const decision = this.#rateLimiter.tryAcquire(this.#source);
       if (!decision.allowed) {
         throw authError('orchestrator', 'rate-limited', {
-          data: { source: this.#source, retryAfterMs: decision.retryAfterMs },
+          data: { source: this.#source, retryAfterMs: decision.retryAfterMs, refusedInARow: decision.refusedInARow },
         });
       }
     }
@@ -479,7 +515,7 @@ export class HandshakeResponder extends HandshakeBase<ResponderState> {
       });
       const closeFrame = new SealedChannel(session, { now: this.now }).close(failure, detail ?? '');
       const step = this.fail({ failure, error, notify: false });
-      if (closeFrame) step.send = closeFrame;
+      if (closeFrame) step.sealed = closeFrame;
       return step;
     };
 

@@ -45,7 +45,12 @@ export async function runHandshakeInMemory(
   if (result.error) {
     if (result.send) {
       messages.push(result.send);
-      const read = nodeChannel.open(result.send);
+      const refused = await initiator.next(result.send);
+      return { node: refused, orchestrator: result, ...errorOf(refused.error), messages };
+    }
+    if (result.sealed) {
+      messages.push(result.sealed);
+      const read = nodeChannel.open(result.sealed);
       return { node: finish, orchestrator: result, nodeReadRefusal: read, ...errorOf(read.kind === 'close' ? read.error : undefined), messages };
     }
     return { node: finish, orchestrator: result, messages };

@@ -15,7 +15,7 @@ describe('ONNX model encoding', () => {
     const model = onnx.ModelProto.decode(affineModel().bytes);
     expect(Number(model.irVersion)).toBe(IR_VERSION);
     expect(model.opsetImport.map((o) => [o.domain, Number(o.version)])).toEqual([['', OPSET_VERSION]]);
-    const dims = model.graph?.input[0]?.type?.tensorType?.shape?.dim ?? [];
+    const dims = model.graph?.input?.[0]?.type?.tensorType?.shape?.dim ?? [];
     expect(dims.map((d) => d.dimParam || Number(d.dimValue))).toEqual(['batch', 4]);
     expect(affineModel().inputs).toEqual([{ name: 'x', dtype: 'float32', dims: [-1, 4], dimNames: ['batch', ''] }]);
   });
@@ -44,8 +44,8 @@ describe('ONNX model encoding', () => {
       const data = await readFile(dataPath);
       for (const init of model.graph?.initializer ?? []) {
         expect(init.dataLocation).toBe(onnx.TensorProto.DataLocation.EXTERNAL);
-        expect(init.rawData.length).toBe(0);
-        const entries = Object.fromEntries(init.externalData.map((e) => [e.key, e.value]));
+        expect(init.rawData?.length ?? 0).toBe(0);
+        const entries = Object.fromEntries((init.externalData ?? []).map((e) => [e.key, e.value]));
         expect(entries['location']).toBe('affine.onnx.data');
         expect(Number(entries['offset']) % 64).toBe(0);
         expect(Number(entries['offset']) + Number(entries['length'])).toBeLessThanOrEqual(data.length);

@@ -51,8 +51,8 @@ export const ORCH_ERRORS = defineErrors({
     retryable: false,
   },
   'ORCH-NET-602': {
-    message: 'node session ended with jobs in flight',
-    recovery: 'Those jobs go back to the queue with attempt+1 and backoff and run on another node.',
+    message: 'node session ended',
+    recovery: 'Jobs that were in flight on it go back to the queue with attempt+1 and backoff and run on another node; the node reconnects on its own.',
     status: 'UNAVAILABLE',
     retryable: true,
   },

@@ -1,0 +1,252 @@
+// `pnpm bench textgen` (or `node packages/model-server/dist/bench/textgen-bench.js`): the text model
+// server against a bare generation loop in the same process, on the same demo model.
+// Absolute figures on shared machines are noise; the ratios are the point.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
+import { nullLogger } from '@conclave/common';
+import { DecoderSession } from '../decoder-session.js';
+import { DEMO_MODEL_DIR, DEMO_MODEL_ID } from '../demo-model.js';
+import { WorkerEngine } from '../engine.js';
+import { GenerationLoop, type GenerationParams } from '../generation-loop.js';
+import { SystemMemoryProbe } from '../memory-probe.js';
+import { inspectModelDir } from '../model-files.js';
+import { TextCodec } from '../text-codec.js';
+
+/** The server under test runs as its own process (`model-server start`), so its event loop is its own. */
+interface ServerProcess {
+  url: string;
+  child: ChildProcess;
+}
+
+const TOKENS = 1000;
+const ROUNDS = 9;
+const PROMPT = 'hello';
+const TTFT_REQUESTS_PER_CLIENT = 24;
+const LARGE_HIDDEN_PAD = 3000;
+
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] as number;
+}
+
+function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)] as number;
+}
+
+const fmt = (x: number, digits = 2): string => x.toFixed(digits);
+
+interface Rate {
+  /** tokens per wall-clock second */
+  wall: number;
+  /** tokens per CPU second of the generating process: what a busy shared machine distorts least */
+  cpu: number;
+}
+
+/** CPU seconds a process used so far, all threads (Linux /proc; clock ticks of 10 ms). */
+function processCpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+async function bareLoop(): Promise<{ run: () => Promise<Rate>; dispose: () => Promise<void> }> {
+  const files = inspectModelDir(DEMO_MODEL_DIR);
+  const codec = TextCodec.fromModelFiles(files);
+  const decoder = await DecoderSession.create(files, { intraOpThreads: 1 });
+  const loop = new GenerationLoop(decoder, codec);
+  const params: GenerationParams = { maxTokens: TOKENS, temperature: 0, topK: 0, topP: 1, seed: 0, stop: [], ignoreEos: true };
+  const ids = codec.encodePrompt(PROMPT);
+  return {
+    run: async () => {
+      const t0 = performance.now();
+      const cpu0 = process.cpuUsage();
+      const out = await loop.generate(ids, params);
+      const cpu = process.cpuUsage(cpu0);
+      return {
+        wall: out.tokenIds.length / ((performance.now() - t0) / 1000),
+        cpu: out.tokenIds.length / ((cpu.user + cpu.system) / 1e6),
+      };
+    },
+    dispose: () => decoder.dispose(),
+  };
+}
+
+async function httpRun(server: ServerProcess, stream: boolean): Promise<Rate> {
+  const t0 = performance.now();
+  const cpu0 = processCpuSeconds(server.child.pid as number);
+  const response = await fetch(`${server.url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: DEMO_MODEL_ID, prompt: PROMPT, max_tokens: TOKENS, ignore_eos: true, temperature: 0, stream }),
+  });
+  const text = await response.text();
+  if (response.status !== 200) throw new Error(`HTTP ${response.status}: ${text}`);
+  const wall = TOKENS / ((performance.now() - t0) / 1000);
+  return { wall, cpu: TOKENS / Math.max(0.01, processCpuSeconds(server.child.pid as number) - cpu0) };
+}
+
+async function ttft(server: ServerProcess, clients: number): Promise<{ p50: number; p99: number }> {
+  const samples: number[] = [];
+  const client = async (): Promise<void> => {
+    for (let i = 0; i < TTFT_REQUESTS_PER_CLIENT; i++) {
+      const t0 = performance.now();
+      const response = await fetch(`${server.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: DEMO_MODEL_ID, messages: [{ role: 'user', content: 'hi' }], max_tokens: 64, ignore_eos: true, stream: true }),
+      });
+      const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+      const decoder = new TextDecoder();
+      let seen = '';
+      let first = false;
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        seen += decoder.decode(value, { stream: true });
+        // The first chunk only carries the role; the first token is the first `content` with text.
+        if (!first && /"content":"[^"]/.test(seen)) {
+          first = true;
+          samples.push(performance.now() - t0);
+        }
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: clients }, client));
+  return { p50: percentile(samples, 50), p99: percentile(samples, 99) };
+}
+
+async function loadMemory(): Promise<{ weightBytes: number; peakDelta: number; ratio: number }> {
+  const dir = mkdtempSync(join(tmpdir(), 'textgen-bench-'));
+  try {
+    // Built in a child process: the builder's garbage would otherwise hide the load in this RSS.
+    const builder = fileURLToPath(new URL('../../scripts/build-demo-model.mjs', import.meta.url));
+    execFileSync(process.execPath, [
+      '--input-type=module',
+      '-e',
+      `import { writeDemoModel } from ${JSON.stringify(builder)}; writeDemoModel(${JSON.stringify(dir)}, { hiddenPad: ${LARGE_HIDDEN_PAD} });`,
+    ]);
+    const files = inspectModelDir(dir);
+    const baseline = process.memoryUsage.rss();
+    let peak = baseline;
+    const timer = setInterval(() => {
+      peak = Math.max(peak, process.memoryUsage.rss());
+    }, 2);
+    const engine = await WorkerEngine.create({ files, logger: nullLogger, memoryProbe: new SystemMemoryProbe(), warmup: true });
+    peak = Math.max(peak, process.memoryUsage.rss());
+    clearInterval(timer);
+    await engine.dispose();
+    const peakDelta = peak - baseline;
+    return { weightBytes: files.weightBytes, peakDelta, ratio: peakDelta / files.weightBytes };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as { port: number };
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+async function startServerProcess(): Promise<ServerProcess> {
+  const port = await freePort();
+  const mainJs = fileURLToPath(new URL('../main.js', import.meta.url));
+  const child = spawn(process.execPath, [mainJs, 'start', '--port', String(port), '--concurrency', '16', '--queue-limit', '256', '--log-level', 'warn'], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const status = await fetch(`${url}/health`).then((r) => r.status, () => 0);
+    if (status === 200) return { url, child };
+    if (Date.now() > deadline || child.exitCode !== null) throw new Error('model server did not become healthy');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Event-loop lag of the server process from its /metrics; prom-client resets the histogram on each scrape. */
+async function serverLag(server: ServerProcess): Promise<{ p99: number; max: number }> {
+  const text = await (await fetch(`${server.url}/metrics`)).text();
+  const read = (name: string): number => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN) * 1000;
+  return { p99: read('nodejs_eventloop_lag_p99_seconds'), max: read('nodejs_eventloop_lag_max_seconds') };
+}
+
+async function main(): Promise<void> {
+  // Load memory first, while the process is small and nothing else allocates.
+  const load = await loadMemory();
+
+  const server = await startServerProcess();
+  const bare = await bareLoop();
+  // Warm both paths, then alternate them so drift on a shared machine hits both alike.
+  await bare.run();
+  await httpRun(server, false);
+  const bareRates: number[] = [];
+  const httpRates: number[] = [];
+  const streamRates: number[] = [];
+  const lagsDuringHttp: Array<{ p99: number; max: number }> = [];
+  const ratios: number[] = [];
+  const streamRatios: number[] = [];
+  const cpuRatios: number[] = [];
+  const streamCpuRatios: number[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    // Each round pairs runs that are close in time; the median of per-round ratios resists drift.
+    const bareBefore = await bare.run();
+    await serverLag(server);
+    const http = await httpRun(server, false);
+    const stream = await httpRun(server, true);
+    lagsDuringHttp.push(await serverLag(server));
+    const bareAfter = await bare.run();
+    const bareWall = (bareBefore.wall + bareAfter.wall) / 2;
+    const bareCpu = (bareBefore.cpu + bareAfter.cpu) / 2;
+    bareRates.push(bareBefore.wall, bareAfter.wall);
+    httpRates.push(http.wall);
+    streamRates.push(stream.wall);
+    ratios.push(http.wall / bareWall);
+    streamRatios.push(stream.wall / bareWall);
+    cpuRatios.push(http.cpu / bareCpu);
+    streamCpuRatios.push(stream.cpu / bareCpu);
+  }
+  const lagDuringHttp = { p99: Math.max(...lagsDuringHttp.map((l) => l.p99)), max: Math.max(...lagsDuringHttp.map((l) => l.max)) };
+  await bare.dispose();
+
+  const ttftRows: Array<[number, { p50: number; p99: number }]> = [];
+  await serverLag(server);
+  for (const clients of [1, 4, 16]) ttftRows.push([clients, await ttft(server, clients)]);
+  const lagDuringTtft = await serverLag(server);
+  server.child.kill('SIGTERM');
+
+  const bareTps = median(bareRates);
+  const httpTps = median(httpRates);
+  const streamTps = median(streamRates);
+  const lines = [
+    `textgen benchmark — demo model (${DEMO_MODEL_ID}), ${TOKENS} tokens per generation, greedy, ${ROUNDS} rounds; ` +
+      `load average at the end ${loadavg().map((x) => x.toFixed(1)).join(' ')}`,
+    '',
+    '| figure | value |',
+    '|---|---|',
+    `| bare generation loop, same process (tokens/s) | ${fmt(bareTps, 0)} |`,
+    `| HTTP /v1/completions, not streaming (tokens/s) | ${fmt(httpTps, 0)} |`,
+    `| HTTP /v1/completions, streaming SSE (tokens/s) | ${fmt(streamTps, 0)} |`,
+    `| **ratio HTTP ÷ bare**, wall clock, median of per-round ratios (target ≥ 0.95) | **${fmt(median(ratios))}** (streaming ${fmt(median(streamRatios))}) |`,
+    `| ratio HTTP ÷ bare in tokens per CPU-second (whole server process vs the loop) | ${fmt(median(cpuRatios))} (streaming ${fmt(median(streamCpuRatios))}) |`,
+    ...ttftRows.map(([c, t]) => `| time to first token, ${c} concurrent client${c > 1 ? 's' : ''} (ms, p50 / p99) | ${fmt(t.p50)} / ${fmt(t.p99)} |`),
+    `| server event-loop lag while generating, 1 client (ms, p99 / max) | ${fmt(lagDuringHttp.p99)} / ${fmt(lagDuringHttp.max)} |`,
+    `| server event-loop lag during the TTFT runs, up to 16 clients (ms, p99 / max) | ${fmt(lagDuringTtft.p99)} / ${fmt(lagDuringTtft.max)} |`,
+    `| peak RSS growth during load ÷ model size (${fmt(load.weightBytes / 2 ** 20, 0)} MiB padded demo model) | ${fmt(load.ratio)} (${fmt(load.peakDelta / 2 ** 20, 0)} MiB) |`,
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+await main();

@@ -1,0 +1,45 @@
+import { ConclaveError } from '@conclave/common';
+import { describe, expect, it } from 'vitest';
+import { fingerprint, identityFromSeed } from './identity.js';
+import { decodeJoinString, encodeJoinString, generateJoinToken, hashToken, tokenMatchesHash } from './join-string.js';
+
+const fp = fingerprint(identityFromSeed(new Uint8Array(32).fill(3)).publicKey);
+
+describe('join strings', () => {
+  it.each(['orch.example.com:7400', '10.0.0.2:7400', '[::1]:7400', '[2001:db8::7]:65535'])(
+    'round-trips address %s',
+    (address) => {
+      const token = generateJoinToken();
+      const text = encodeJoinString({ address, token, fingerprint: fp });
+      expect(text.startsWith('conclave-join:v1:')).toBe(true);
+      expect(decodeJoinString(text)).toEqual({ address, token, fingerprint: fp });
+    },
+  );
+
+  it.each([
+    ['wrong prefix', (s: string) => s.replace('conclave-join:v1', 'conclave-join:v2')],
+    ['short token', (s: string) => s.replace(/:([A-Za-z0-9_-]{43}):SHA256/, ':abc:SHA256')],
+    ['bad fingerprint', (s: string) => s.slice(0, -2)],
+    ['no port', (s: string) => s.replace('orch.example.com:7400', 'orch.example.com')],
+    ['port 0', (s: string) => s.replace(':7400', ':0')],
+    ['padding in token', (s: string) => s.replace(/:([A-Za-z0-9_-]{43}):SHA256/, ':$1=:SHA256')],
+  ])('refuses a join string with %s as NODE-AUTH-540', (_name, mutate) => {
+    const good = encodeJoinString({ address: 'orch.example.com:7400', token: generateJoinToken(), fingerprint: fp });
+    let code: string | undefined;
+    try {
+      decodeJoinString(mutate(good));
+    } catch (err) {
+      code = err instanceof ConclaveError ? err.code : String(err);
+    }
+    expect(code).toBe('NODE-AUTH-540');
+  });
+
+  it('stores only a hash and compares it in constant time', () => {
+    const token = generateJoinToken();
+    const hash = hashToken(token);
+    expect(hash).toMatch(/^[0-9a-f]{64}$/);
+    expect(tokenMatchesHash(token, hash)).toBe(true);
+    expect(tokenMatchesHash(generateJoinToken(), hash)).toBe(false);
+    expect(tokenMatchesHash(token, 'zz')).toBe(false);
+  });
+});

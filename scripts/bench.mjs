@@ -1,0 +1,64 @@
+#!/usr/bin/env node
+// `pnpm bench <scenario> [args…]`: runs one benchmark's built script with node, args passed
+// through. Each benchmark prints a table with its baseline measured in the same run.
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = new URL('..', import.meta.url);
+
+const SCENARIOS = {
+  dispatch: {
+    script: 'packages/orchestrator/dist/bench/dispatch-bench.js',
+    about: 'no-op jobs through orchestrator + nodes vs a raw BullMQ worker',
+  },
+  handshake: {
+    script: 'packages/protocol/dist/bench/handshake-bench.js',
+    about: 'secure session handshake',
+  },
+  textgen: {
+    script: 'packages/model-server/dist/bench/textgen-bench.js',
+    // Its first version is named textgen.ts; used until it follows the *-bench.ts convention.
+    fallback: 'packages/model-server/dist/bench/textgen.js',
+    about: 'text generation tokens/s vs a bare generation loop',
+  },
+};
+
+function scriptPath(scenario) {
+  const main = fileURLToPath(new URL(scenario.script, ROOT));
+  const fallback = scenario.fallback && fileURLToPath(new URL(scenario.fallback, ROOT));
+  return !existsSync(main) && fallback && existsSync(fallback) ? fallback : main;
+}
+
+function usage() {
+  const lines = Object.entries(SCENARIOS).map(([name, scenario]) =>
+    `  ${name.padEnd(10)} ${scenario.about}${existsSync(scriptPath(scenario)) ? '' : ' (not built yet)'}`);
+  return `usage: pnpm bench <scenario> [args…]\nscenarios:\n${lines.join('\n')}`;
+}
+
+const [name, ...args] = process.argv.slice(2);
+if (name === '--help' || name === '-h') {
+  console.log(usage());
+  process.exit(0);
+}
+if (!name || !Object.hasOwn(SCENARIOS, name)) {
+  if (name) console.error(`unknown scenario "${name}"`);
+  console.error(usage());
+  process.exit(2);
+}
+
+const scenario = SCENARIOS[name];
+const script = scriptPath(scenario);
+if (!existsSync(script)) {
+  console.error(`bench ${name}: ${scenario.script} is not built yet`);
+  process.exit(2);
+}
+
+const child = spawn(process.execPath, [...process.execArgv, script, ...args], { stdio: 'inherit', cwd: fileURLToPath(ROOT) });
+// The child shares the terminal and gets Ctrl-C itself; forward what only reaches us.
+process.on('SIGTERM', () => child.kill('SIGTERM'));
+process.on('SIGINT', () => undefined);
+child.on('exit', (code, signal) => {
+  if (signal) process.kill(process.pid, signal);
+  else process.exit(code ?? 1);
+});
