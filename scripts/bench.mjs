@@ -18,17 +18,11 @@ const SCENARIOS = {
   },
   textgen: {
     script: 'packages/model-server/dist/bench/textgen-bench.js',
-    // Its first version is named textgen.ts; used until it follows the *-bench.ts convention.
-    fallback: 'packages/model-server/dist/bench/textgen.js',
     about: 'text generation tokens/s vs a bare generation loop',
   },
 };
 
-function scriptPath(scenario) {
-  const main = fileURLToPath(new URL(scenario.script, ROOT));
-  const fallback = scenario.fallback && fileURLToPath(new URL(scenario.fallback, ROOT));
-  return !existsSync(main) && fallback && existsSync(fallback) ? fallback : main;
-}
+const scriptPath = (scenario) => fileURLToPath(new URL(scenario.script, ROOT));
 
 function usage() {
   const lines = Object.entries(SCENARIOS).map(([name, scenario]) =>

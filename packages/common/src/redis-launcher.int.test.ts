@@ -43,7 +43,7 @@ describe('launchRedis', () => {
     expect(redis.port).toBeGreaterThan(0);
     expect(redis.pid).toBeGreaterThan(0);
     expect(await sendRedisCommands(redis.host, redis.port, [['PING']])).toEqual(['+PONG']);
-    expect(lines.some((l) => / INFO  ORCH-STATE redis-server started /.test(l))).toBe(true);
+    expect(lines.some((l) => / INFO {2}ORCH-STATE redis-server started /.test(l))).toBe(true);
   });
 
   it('writes an AOF with appendOnly and none without', async () => {
@@ -82,7 +82,7 @@ describe('launchRedis', () => {
     const redis = await launch({ logger });
     redis.kill();
     expect(await redis.exited).toBeNull();
-    expect(lines.some((l) => / WARN  ORCH-STATE redis-server exited .*signal=SIGKILL/.test(l))).toBe(true);
+    expect(lines.some((l) => / WARN {2}ORCH-STATE redis-server exited .*signal=SIGKILL/.test(l))).toBe(true);
   });
 
   it('fails with 702 and the log tail when the port is taken', async () => {

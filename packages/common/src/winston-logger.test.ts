@@ -54,14 +54,14 @@ describe('captureLogger', () => {
       expect(lines[i]).toContain(` NODE-${section} tick node=ab12`);
     }
     expect(lines.at(-2)).toMatch(/ ERROR NODE-LOAD-104 model file failed verification node=ab12 model=sha256:aa detail="digest mismatch"$/);
-    expect(lines.at(-1)).toMatch(/ WARN  NODE-STATE-703 config fallback node=ab12$/);
+    expect(lines.at(-1)).toMatch(/ WARN {2}NODE-STATE-703 config fallback node=ab12$/);
   });
 
   it('logs foreign errors at meta.section or STATE', () => {
     const { logger, lines } = captureLogger('ORCH');
     logger.failure(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }), { section: 'NET', attempt: 2 }, 'warn');
     logger.failure('plain string');
-    expect(lines[0]).toMatch(/ WARN  ORCH-NET unexpected error attempt=2 err="connect ECONNREFUSED" code=ECONNREFUSED$/);
+    expect(lines[0]).toMatch(/ WARN {2}ORCH-NET unexpected error attempt=2 err="connect ECONNREFUSED" code=ECONNREFUSED$/);
     expect(lines[1]).toMatch(new RegExp(` ERROR ORCH-STATE ${UNEXPECTED_ERROR_MESSAGE} err="plain string"$`));
   });
 
@@ -70,8 +70,8 @@ describe('captureLogger', () => {
     const job = logger.child({ jobId: 'j1' }).child({ attempt: 1 });
     job.info('JOB', 'job started', { attempt: 2 });
     logger.info('JOB', 'idle');
-    expect(lines[0]).toMatch(/ INFO  NODE-JOB job started node=ab12 jobId=j1 attempt=2$/);
-    expect(lines[1]).toMatch(/ INFO  NODE-JOB idle node=ab12$/);
+    expect(lines[0]).toMatch(/ INFO {2}NODE-JOB job started node=ab12 jobId=j1 attempt=2$/);
+    expect(lines[1]).toMatch(/ INFO {2}NODE-JOB idle node=ab12$/);
   });
 
   it('never prints secrets', () => {

@@ -1,3 +1,4 @@
+import type { Server } from 'node:http';
 import { cpus, freemem, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -62,7 +63,8 @@ export async function startNodeAgent(options: NodeAgentOptions): Promise<NodeAge
   const eventLoopDelay = monitorEventLoopDelay({ resolution: 10 });
   eventLoopDelay.enable();
 
-  let runner: JobRunner | undefined;
+  // The session's heartbeat reads the runner, and the runner sends through the session.
+  const runnerRef: { current?: JobRunner } = {};
   const session = new SessionClient({
     address: options.orchestrator,
     logger,
@@ -76,16 +78,16 @@ export async function startNodeAgent(options: NodeAgentOptions): Promise<NodeAge
       pendingResults: (await outbox.pending()).map((r) => `${r.jobId ?? ''}:${r.attempt ?? 0}`),
     }),
     heartbeat: () => ({
-      running: runner?.running ?? 0, slots, loadedModels: backend.loadedModels(),
+      running: runnerRef.current?.running ?? 0, slots, loadedModels: backend.loadedModels(),
       memoryUsedBytes: totalmem() - freemem(), backendActive: backend.name,
     }),
   });
   const fetcher = new ModelFetcher(store, (m) => session.send(m), logger);
-  runner = new JobRunner({
+  const jobRunner = new JobRunner({
     backend, fetcher, outbox, logger, send: (m) => session.send(m),
     ...(options.extraKinds ? { extraKinds: options.extraKinds } : {}),
   });
-  const jobRunner = runner;
+  runnerRef.current = jobRunner;
 
   session.on('message', (message) => {
     switch (message.body) {
@@ -126,7 +128,7 @@ export async function startNodeAgent(options: NodeAgentOptions): Promise<NodeAge
     .inc({ version: AGENT_VERSION, node: nodeId }, 0);
 
   let httpPort = -1;
-  let httpServer: import('node:http').Server | undefined;
+  let httpServer: Server | undefined;
   const requestedPort = options.httpPort ?? 7403;
   if (requestedPort >= 0) {
     const http = await startNodeHttp({

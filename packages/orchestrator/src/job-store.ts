@@ -40,6 +40,34 @@ export function loadTensors(stored: Record<string, StoredTensor>): Record<string
   );
 }
 
+/**
+ * Applies a change to a job record unless the job already ended, in one step, so that a
+ * cancel and the dispatcher's own update cannot both pass the terminal check.
+ *   KEYS[1]  the job hash
+ *   ARGV[1]  TTL in seconds, applied when the change ends the job
+ *   ARGV[2…] field, value, field, value…
+ * Returns: {} when the job does not exist; otherwise {applied (1 or 0), field, value, …}
+ * with the record as it is after the call.
+ */
+const UPDATE_JOB_SCRIPT = `
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return {} end
+local function terminal(s) return s == 'completed' or s == 'failed' or s == 'cancelled' end
+local applied = 0
+if not terminal(state) then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+  applied = 1
+  if terminal(redis.call('HGET', KEYS[1], 'state')) then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+end
+local hash = redis.call('HGETALL', KEYS[1])
+table.insert(hash, 1, applied)
+return hash
+`;
+
+type RedisWithJobScripts = Redis & {
+  conclaveUpdateJob(key: string, ttlSeconds: string, ...fields: string[]): Promise<Array<number | string>>;
+};
+
 export interface JobStoreEvents {
   update: [JobRecord];
 }
@@ -49,12 +77,16 @@ export interface JobStoreEvents {
  * until then GetJob and WatchJob read it. Updates are also published in process for watchers.
  */
 export class JobStore extends EventEmitter<JobStoreEvents> {
+  private readonly redis: RedisWithJobScripts;
+
   constructor(
-    private readonly redis: Redis,
+    redis: Redis,
     private readonly resultTtlSeconds: number,
   ) {
     super();
     this.setMaxListeners(0);
+    if (!('conclaveUpdateJob' in redis)) redis.defineCommand('conclaveUpdateJob', { numberOfKeys: 1, lua: UPDATE_JOB_SCRIPT });
+    this.redis = redis as RedisWithJobScripts;
   }
 
   async create(record: JobRecord): Promise<void> {
@@ -69,16 +101,27 @@ export class JobStore extends EventEmitter<JobStoreEvents> {
 
   /** Applies a change; a terminal state starts the record's TTL. Never moves a terminal job. */
   async update(id: string, change: Partial<JobRecord>): Promise<JobRecord | undefined> {
-    const current = await this.get(id);
-    if (!current || TERMINAL_STATES.has(current.state)) return current;
-    const next: JobRecord = { ...current, ...change };
-    const key = redisKeys.job(id);
-    const multi = this.redis.multi().hset(key, serialize(next));
-    if (TERMINAL_STATES.has(next.state)) multi.expire(key, this.resultTtlSeconds);
-    await multi.exec();
-    this.emit('update', next);
-    return next;
+    const fields = Object.entries(serializePartial(change)).flat();
+    if (fields.length === 0) return this.get(id);
+    const reply = await this.redis.conclaveUpdateJob(redisKeys.job(id), String(this.resultTtlSeconds), ...fields);
+    if (reply.length === 0) return undefined;
+    const [applied, ...flat] = reply;
+    const hash: Record<string, string> = {};
+    for (let i = 0; i + 1 < flat.length; i += 2) hash[String(flat[i])] = String(flat[i + 1]);
+    const record = deserialize(hash);
+    if (applied === 1) this.emit('update', record);
+    return record;
   }
+}
+
+/** The hash fields of a partial record: objects as JSON, everything else as text. */
+function serializePartial(change: Partial<JobRecord>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [key, value] of Object.entries(change)) {
+    if (value === undefined) continue;
+    out[key] = typeof value === 'object' ? JSON.stringify(value) : String(value);
+  }
+  return out;
 }
 
 function serialize(r: JobRecord): Record<string, string> {

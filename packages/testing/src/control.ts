@@ -51,10 +51,9 @@ export function createTestControl(address: string): TestControl {
         let last: Job__Output | undefined;
         stream.on('data', (job: Job__Output) => {
           last = job;
-          if (TERMINAL.has(job.state)) {
-            stream.cancel();
-            resolve(job);
-          }
+          // The server ends the stream after a terminal state. Cancelling it here instead would
+          // send an HTTP/2 RST_STREAM per job, which Node's server rate-limits per connection.
+          if (TERMINAL.has(job.state)) resolve(job);
         });
         stream.on('error', (err: grpc.ServiceError) => {
           if (last && TERMINAL.has(last.state)) return;

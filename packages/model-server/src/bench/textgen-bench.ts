@@ -2,7 +2,7 @@
 // server against a bare generation loop in the same process, on the same demo model.
 // Absolute figures on shared machines are noise; the ratios are the point.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +21,24 @@ import { TextCodec } from '../text-codec.js';
 interface ServerProcess {
   url: string;
   child: ChildProcess;
+  /** Where the preloaded lag monitor writes a snapshot on SIGUSR2. */
+  lagFile: string;
+  dir: string;
+}
+
+/**
+ * Preloaded into the server process: a 1 ms event-loop delay histogram (prom-client's samples at
+ * 10 ms, too coarse for this figure). The first SIGUSR2 starts it, the next writes a snapshot and
+ * stops it: a 1 ms timer costs CPU, so it must not run during the throughput rounds.
+ */
+function lagMonitorSource(out: string): string {
+  return [
+    "import { monitorEventLoopDelay } from 'node:perf_hooks';",
+    "import { writeFileSync } from 'node:fs';",
+    'const h = monitorEventLoopDelay({ resolution: 1 });',
+    'let on = false;',
+    `process.on('SIGUSR2', () => { if (!on) { h.reset(); h.enable(); on = true; return; } h.disable(); on = false; writeFileSync(${JSON.stringify(out)}, JSON.stringify({ p99: h.percentile(99) / 1e6, max: h.max / 1e6 })); });`,
+  ].join('\n');
 }
 
 const TOKENS = 1000;
@@ -163,24 +181,39 @@ async function freePort(): Promise<number> {
 async function startServerProcess(): Promise<ServerProcess> {
   const port = await freePort();
   const mainJs = fileURLToPath(new URL('../main.js', import.meta.url));
-  const child = spawn(process.execPath, [mainJs, 'start', '--port', String(port), '--concurrency', '16', '--queue-limit', '256', '--log-level', 'warn'], {
+  const dir = mkdtempSync(join(tmpdir(), 'textgen-lag-'));
+  const lagFile = join(dir, 'lag.json');
+  const preload = join(dir, 'lag-monitor.mjs');
+  writeFileSync(preload, lagMonitorSource(lagFile));
+  const child = spawn(process.execPath, ['--import', preload, mainJs, 'start', '--port', String(port), '--concurrency', '16', '--queue-limit', '256', '--log-level', 'warn'], {
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 30_000;
   for (;;) {
     const status = await fetch(`${url}/health`).then((r) => r.status, () => 0);
-    if (status === 200) return { url, child };
+    if (status === 200) return { url, child, lagFile, dir };
     if (Date.now() > deadline || child.exitCode !== null) throw new Error('model server did not become healthy');
     await new Promise((r) => setTimeout(r, 50));
   }
 }
 
-/** Event-loop lag of the server process from its /metrics; prom-client resets the histogram on each scrape. */
-async function serverLag(server: ServerProcess): Promise<{ p99: number; max: number }> {
-  const text = await (await fetch(`${server.url}/metrics`)).text();
-  const read = (name: string): number => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN) * 1000;
-  return { p99: read('nodejs_eventloop_lag_p99_seconds'), max: read('nodejs_eventloop_lag_max_seconds') };
+/** Event-loop lag of the server process while `work` runs: the delay beyond the 1 ms timer, p99 and max, in ms. */
+async function serverLag(server: ServerProcess, work: () => Promise<unknown>): Promise<{ p99: number; max: number }> {
+  rmSync(server.lagFile, { force: true });
+  server.child.kill('SIGUSR2');
+  // Signals are asynchronous: give the monitor a moment to start before the work does.
+  await new Promise((r) => setTimeout(r, 50));
+  await work();
+  server.child.kill('SIGUSR2');
+  const deadline = Date.now() + 5_000;
+  while (!existsSync(server.lagFile)) {
+    if (Date.now() > deadline) throw new Error('no lag snapshot from the server');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  await new Promise((r) => setTimeout(r, 5));
+  const { p99, max } = JSON.parse(readFileSync(server.lagFile, 'utf8')) as { p99: number; max: number };
+  return { p99: Math.max(0, p99 - 1), max: Math.max(0, max - 1) };
 }
 
 async function main(): Promise<void> {
@@ -195,7 +228,6 @@ async function main(): Promise<void> {
   const bareRates: number[] = [];
   const httpRates: number[] = [];
   const streamRates: number[] = [];
-  const lagsDuringHttp: Array<{ p99: number; max: number }> = [];
   const ratios: number[] = [];
   const streamRatios: number[] = [];
   const cpuRatios: number[] = [];
@@ -203,10 +235,8 @@ async function main(): Promise<void> {
   for (let r = 0; r < ROUNDS; r++) {
     // Each round pairs runs that are close in time; the median of per-round ratios resists drift.
     const bareBefore = await bare.run();
-    await serverLag(server);
     const http = await httpRun(server, false);
     const stream = await httpRun(server, true);
-    lagsDuringHttp.push(await serverLag(server));
     const bareAfter = await bare.run();
     const bareWall = (bareBefore.wall + bareAfter.wall) / 2;
     const bareCpu = (bareBefore.cpu + bareAfter.cpu) / 2;
@@ -218,14 +248,19 @@ async function main(): Promise<void> {
     cpuRatios.push(http.cpu / bareCpu);
     streamCpuRatios.push(stream.cpu / bareCpu);
   }
-  const lagDuringHttp = { p99: Math.max(...lagsDuringHttp.map((l) => l.p99)), max: Math.max(...lagsDuringHttp.map((l) => l.max)) };
   await bare.dispose();
-
+  const lagDuringHttp = await serverLag(server, async () => {
+    for (let i = 0; i < 3; i++) {
+      await httpRun(server, false);
+      await httpRun(server, true);
+    }
+  });
   const ttftRows: Array<[number, { p50: number; p99: number }]> = [];
-  await serverLag(server);
-  for (const clients of [1, 4, 16]) ttftRows.push([clients, await ttft(server, clients)]);
-  const lagDuringTtft = await serverLag(server);
+  const lagDuringTtft = await serverLag(server, async () => {
+    for (const clients of [1, 4, 16]) ttftRows.push([clients, await ttft(server, clients)]);
+  });
   server.child.kill('SIGTERM');
+  rmSync(server.dir, { recursive: true, force: true });
 
   const bareTps = median(bareRates);
   const httpTps = median(httpRates);

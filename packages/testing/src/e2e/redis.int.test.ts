@@ -1,0 +1,85 @@
+// Runs the built CLIs (`pnpm exec tsc -b packages/testing`): the orchestrator is a child process.
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, realpathSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { findFreePort, REDIS_FALLBACK_DIRS } from '@conclave/common';
+import { spawnNode } from '../child-process.js';
+import { tempDir } from '../fleet.js';
+import { startRedis } from '../redis.js';
+import { Cleanup } from './e2e-support.js';
+
+const ORCHESTRATOR_MAIN = fileURLToPath(new URL('../../../orchestrator/dist/main.js', import.meta.url));
+
+/**
+ * redis-server copies that a PATH without it does not hide: findRedisServer also looks in
+ * REDIS_FALLBACK_DIRS (/usr/bin on Debian), so those must be hidden another way.
+ */
+const fallbackCopies = [...new Set(
+  REDIS_FALLBACK_DIRS.map((dir) => join(dir, 'redis-server')).filter((p) => existsSync(p)).map((p) => realpathSync(p)),
+)];
+
+/** Whether an unprivileged user + mount namespace can bind /dev/null over those copies. */
+const canHideFallbacks =
+  fallbackCopies.length === 0 ||
+  spawnSync('unshare', ['--user', '--map-root-user', '--mount', 'true'], { stdio: 'ignore' }).status === 0;
+
+describe('orchestrator and Redis', () => {
+  const cleanup = new Cleanup();
+  afterAll(() => cleanup.run());
+
+  it('retries an unreachable Redis with backoff and becomes ready once it is started', async () => {
+    const port = await findFreePort();
+    const dir = await tempDir('conclave-e2e-orch-');
+    cleanup.add(() => dir.remove());
+    const orchestrator = spawnNode(ORCHESTRATOR_MAIN, [
+      'start', '--grpc-port', '0', '--http-port', '0', '--data-dir', dir.path, '--redis-url', `redis://127.0.0.1:${port}`,
+    ]);
+    cleanup.add(() => orchestrator.stop());
+
+    await orchestrator.waitFor(/ORCH-NET-601 Redis unreachable/);
+    // Several retries, each with its backoff delay, and not ready meanwhile.
+    await orchestrator.waitFor(/redis not reachable yet, retrying .*delayMs=/);
+    const retries = () => orchestrator.lines.filter((l) => /redis not reachable yet, retrying .*delayMs=\d/.test(l)).length;
+    await orchestrator.waitFor(/redis not reachable yet, retrying(?:.|\n)*/, 15_000);
+    expect(orchestrator.lines.some((l) => /orchestrator ready/.test(l))).toBe(false);
+    expect(orchestrator.process.exitCode).toBeNull();
+    expect(retries()).toBeGreaterThanOrEqual(1);
+
+    const redis = await startRedis({ port });
+    cleanup.add(() => redis.stop());
+    await orchestrator.waitFor(/orchestrator ready/, 40_000);
+    await orchestrator.waitFor(/connected to redis/);
+    expect(await orchestrator.stop()).toBe(0);
+  });
+
+  it.skipIf(!canHideFallbacks)('without redis-server and --redis-url, `orchestrator start` exits 1 with ORCH-STATE-701 and the install hint', async () => {
+    const emptyBin = await tempDir('conclave-e2e-path-');
+    const dir = await tempDir('conclave-e2e-orch-');
+    cleanup.add(() => emptyBin.remove());
+    cleanup.add(() => dir.remove());
+    const orchestratorArgs = [ORCHESTRATOR_MAIN, 'start', '--grpc-port', '0', '--http-port', '0', '--data-dir', dir.path];
+    const [command, args] = fallbackCopies.length === 0
+      ? [process.execPath, orchestratorArgs]
+      : ['unshare', [
+        '--user', '--map-root-user', '--mount', 'sh', '-c',
+        // Binds /dev/null (not a regular file, so not an executable) over each copy, then runs node.
+        'for f in $HIDE; do mount --bind /dev/null "$f" || exit 97; done; exec "$@"', 'sh', process.execPath, ...orchestratorArgs,
+      ]] as const;
+    const child = spawn(command, args, {
+      env: { ...process.env, PATH: emptyBin.path, HIDE: fallbackCopies.join(' '), CONCLAVE_REDIS_URL: '' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+
+    expect(code, output).toBe(1);
+    expect(output).toMatch(/^ORCH-STATE-701 redis-server not found/m);
+    expect(output).toContain('apt-get install redis-server');
+    expect(output).toContain('--redis-url');
+    expect(output).not.toMatch(/orchestrator ready/);
+  });
+});
