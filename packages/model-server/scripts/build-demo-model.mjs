@@ -307,7 +307,7 @@ export function writeDemoModel(dir, options = {}) {
     clean_up_tokenization_spaces: true,
     chat_template: CHAT_TEMPLATE,
   });
-  writeFileSync(join(dir, 'README.md'), '# conclave-demo (DEMO MODEL)\n\nA tiny hand-set decoder for tests and first runs; it knows about 60 words.\n');
+  writeFileSync(join(dir, 'README.md'), '# conclave-demo (DEMO MODEL)\n\nA tiny hand-set decoder for tests and first runs; it knows 39 words and 6 special tokens.\n');
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

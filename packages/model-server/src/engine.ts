@@ -54,7 +54,7 @@ export interface WorkerEngineOptions {
   /** Run one short generation before reporting ready. @default true */
   warmup?: boolean;
   memoryProbe: MemoryProbe;
-  /** Peak memory during load ÷ weight bytes, as measured by the textgen benchmark. @default 1.5 */
+  /** Peak memory during load ÷ weight bytes, as measured by the textgen benchmark. @default 1.7 */
   loadOverhead?: number;
   /** Bytes that must stay free after loading. @default 256 MiB */
   memoryMarginBytes?: number;
@@ -319,7 +319,7 @@ export class WorkerEngine implements Engine {
  */
 export function checkMemoryForLoad(options: Pick<WorkerEngineOptions, 'files' | 'memoryProbe' | 'loadOverhead' | 'memoryMarginBytes'>): void {
   const sample = options.memoryProbe.sample();
-  const needBytes = Math.ceil(options.files.weightBytes * (options.loadOverhead ?? 1.5));
+  const needBytes = Math.ceil(options.files.weightBytes * (options.loadOverhead ?? 1.7));
   const freeBytes = sample.limitBytes - sample.usedBytes;
   const marginBytes = options.memoryMarginBytes ?? 256 * 2 ** 20;
   if (needBytes > freeBytes - marginBytes) {

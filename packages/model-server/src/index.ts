@@ -1,6 +1,7 @@
 export { startModelServer, type ModelServerHandle, type ModelGenerateRequest, type ModelGenerateResult } from './model-server.js';
 export {
   DEFAULT_PORT,
+  LOAD_OVERHEAD,
   resolveModelServerOptions,
   type MemoryOptions,
   type ModelServerOptions,

@@ -1,6 +1,6 @@
 import { ApiKeys } from './api-keys.js';
 import { loadConfig, z, type LogLevel } from '@conclave/common';
-import { DEFAULT_PORT, type ModelServerOptions } from './model-server-options.js';
+import { DEFAULT_PORT, LOAD_OVERHEAD, type ModelServerOptions } from './model-server-options.js';
 
 /** Environment variables are this prefix plus the key in SCREAMING_SNAKE_CASE (`queueLimit` → CONCLAVE_MODEL_QUEUE_LIMIT). */
 export const MODEL_ENV_PREFIX = 'CONCLAVE_MODEL_';
@@ -22,7 +22,7 @@ export const modelServerConfigSchema = z.object({
   memorySoft: z.number().gt(0).max(1).default(0.9),
   memoryHard: z.number().gt(0).max(1).default(0.95),
   memoryMarginMb: z.number().min(0).default(256),
-  loadOverhead: z.number().min(1).default(1.5),
+  loadOverhead: z.number().min(1).default(LOAD_OVERHEAD),
   logLevel: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
   logDir: z.string().min(1).optional(),
 });

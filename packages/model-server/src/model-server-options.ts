@@ -13,7 +13,7 @@ export interface MemoryOptions {
   hardThreshold?: number;
   /** Bytes that must stay free (soft pressure below it; also required after a load). @default 256 MiB */
   marginBytes?: number;
-  /** Peak memory during load ÷ model bytes; see docs/benchmarks.md#textgen. @default 1.5 */
+  /** Peak memory during load ÷ model bytes: 1.66 measured by the textgen benchmark, rounded up. @default 1.7 */
   loadOverhead?: number;
   /** @default 1000 */
   sampleIntervalMs?: number;
@@ -59,7 +59,7 @@ export interface ModelServerOptions {
   engines?: EngineRegistry;
 }
 
-export interface ResolvedMemoryOptions extends Required<MemoryOptions> {}
+export type ResolvedMemoryOptions = Required<MemoryOptions>;
 
 export interface ResolvedModelServerOptions
   extends Required<Omit<ModelServerOptions, 'memory' | 'engines' | 'apiKeys'>> {
@@ -70,6 +70,9 @@ export interface ResolvedModelServerOptions
 }
 
 export const DEFAULT_PORT = 7402;
+
+/** Peak RSS growth while loading ÷ model file size, measured by `pnpm bench textgen` (1.66), rounded up. */
+export const LOAD_OVERHEAD = 1.7;
 
 export function resolveModelServerOptions(options: ModelServerOptions = {}): ResolvedModelServerOptions {
   const isDemo = options.modelDir === undefined;
@@ -98,7 +101,7 @@ export function resolveModelServerOptions(options: ModelServerOptions = {}): Res
       softThreshold: memory.softThreshold ?? 0.9,
       hardThreshold: memory.hardThreshold ?? 0.95,
       marginBytes: memory.marginBytes ?? 256 * 2 ** 20,
-      loadOverhead: memory.loadOverhead ?? 1.5,
+      loadOverhead: memory.loadOverhead ?? LOAD_OVERHEAD,
       sampleIntervalMs: memory.sampleIntervalMs ?? 1000,
       summaryIntervalMs: memory.summaryIntervalMs ?? 60_000,
       recoveryGraceMs: memory.recoveryGraceMs ?? 2000,

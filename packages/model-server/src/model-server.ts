@@ -153,7 +153,8 @@ class ModelServer {
       auth: this.keys.enabled,
     });
     this.guard.start();
-    this.load();
+    // Failures land in loadError, /health and `ready`; nothing awaits the promise here.
+    void this.load().catch(() => {});
   }
 
   get url(): string {

@@ -70,6 +70,14 @@ export class Dispatcher {
     void this.worker.run().catch((err: unknown) => this.options.logger.error('JOB', 'queue worker stopped', { err }));
   }
 
+  /**
+   * Resolves once the worker's Redis connections are up. Closing BullMQ while its blocking
+   * connection still connects emits an 'error' nobody listens to and kills the process.
+   */
+  async ready(): Promise<void> {
+    await this.worker.waitUntilReady();
+  }
+
   async close(): Promise<void> {
     this.options.registry.off('changed', this.onFleetChange);
     for (const controller of this.active.values()) controller.abort(new CancelledByClient('orchestrator shutting down'));

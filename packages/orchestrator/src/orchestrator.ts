@@ -89,6 +89,9 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
     cleanups.push(async () => registry.stop());
     const dispatcher = new Dispatcher({ redis, registry, jobs, logger });
     cleanups.push(() => dispatcher.close());
+    // Ready means ready: a stop right after start must not find BullMQ still connecting.
+    await queue.waitUntilReady();
+    await dispatcher.ready();
 
     const protos = loadConclaveProtos().conclave.v1;
     const server = new grpc.Server(DEFAULT_CHANNEL_OPTIONS);

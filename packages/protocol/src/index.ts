@@ -15,3 +15,4 @@ export type { DType, JsonTensor, TensorData, WireTensor } from './tensor-codec.j
 export { checkInputs, formatSignature } from './signature.js';
 export { SessionClient } from './session-client.js';
 export type { SessionClientEvents, SessionClientOptions, SessionClientState } from './session-client.js';
+export * from './secure/index.js';

@@ -1,7 +1,7 @@
 // Runs the built CLIs (`pnpm exec tsc -b packages/testing`): the orchestrator is a child process.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, realpathSync } from 'node:fs';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { findFreePort, REDIS_FALLBACK_DIRS } from '@conclave/common';
@@ -20,10 +20,23 @@ const fallbackCopies = [...new Set(
   REDIS_FALLBACK_DIRS.map((dir) => join(dir, 'redis-server')).filter((p) => existsSync(p)).map((p) => realpathSync(p)),
 )];
 
+/** The absolute path of a program on this process's PATH (the child's PATH will not have it). */
+function which(name: string): string | undefined {
+  return (process.env.PATH ?? '').split(delimiter).map((dir) => join(dir, name)).find((p) => existsSync(p));
+}
+
+const [unshare, sh, mount] = [which('unshare'), which('sh'), which('mount')];
+
 /** Whether an unprivileged user + mount namespace can bind /dev/null over those copies. */
 const canHideFallbacks =
   fallbackCopies.length === 0 ||
-  spawnSync('unshare', ['--user', '--map-root-user', '--mount', 'true'], { stdio: 'ignore' }).status === 0;
+  (unshare !== undefined && sh !== undefined && mount !== undefined &&
+    spawnSync(unshare, ['--user', '--map-root-user', '--mount', 'true'], { stdio: 'ignore' }).status === 0);
+
+/** This process's environment minus CONCLAVE_* (a CONCLAVE_REDIS_URL would defeat the test). */
+function withoutConclaveEnv(): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('CONCLAVE_')));
+}
 
 describe('orchestrator and Redis', () => {
   const cleanup = new Cleanup();
@@ -39,13 +52,12 @@ describe('orchestrator and Redis', () => {
     cleanup.add(() => orchestrator.stop());
 
     await orchestrator.waitFor(/ORCH-NET-601 Redis unreachable/);
-    // Several retries, each with its backoff delay, and not ready meanwhile.
-    await orchestrator.waitFor(/redis not reachable yet, retrying .*delayMs=/);
-    const retries = () => orchestrator.lines.filter((l) => /redis not reachable yet, retrying .*delayMs=\d/.test(l)).length;
-    await orchestrator.waitFor(/redis not reachable yet, retrying(?:.|\n)*/, 15_000);
-    expect(orchestrator.lines.some((l) => /orchestrator ready/.test(l))).toBe(false);
+    await orchestrator.waitFor(/redis not reachable yet, retrying .*delayMs=\d/);
+    // Down for a while: the orchestrator keeps retrying (ioredis, with the same full-jitter
+    // backoff) and neither exits nor claims to be ready.
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    expect(orchestrator.lines.filter((l) => /orchestrator ready/.test(l))).toEqual([]);
     expect(orchestrator.process.exitCode).toBeNull();
-    expect(retries()).toBeGreaterThanOrEqual(1);
 
     const redis = await startRedis({ port });
     cleanup.add(() => redis.stop());
@@ -62,13 +74,13 @@ describe('orchestrator and Redis', () => {
     const orchestratorArgs = [ORCHESTRATOR_MAIN, 'start', '--grpc-port', '0', '--http-port', '0', '--data-dir', dir.path];
     const [command, args] = fallbackCopies.length === 0
       ? [process.execPath, orchestratorArgs]
-      : ['unshare', [
-        '--user', '--map-root-user', '--mount', 'sh', '-c',
+      : [unshare ?? 'unshare', [
+        '--user', '--map-root-user', '--mount', sh ?? 'sh', '-c',
         // Binds /dev/null (not a regular file, so not an executable) over each copy, then runs node.
-        'for f in $HIDE; do mount --bind /dev/null "$f" || exit 97; done; exec "$@"', 'sh', process.execPath, ...orchestratorArgs,
+        'for f in $HIDE; do "$MOUNT" --bind /dev/null "$f" || exit 97; done; exec "$@"', 'sh', process.execPath, ...orchestratorArgs,
       ]] as const;
     const child = spawn(command, args, {
-      env: { ...process.env, PATH: emptyBin.path, HIDE: fallbackCopies.join(' '), CONCLAVE_REDIS_URL: '' },
+      env: { ...withoutConclaveEnv(), PATH: emptyBin.path, HIDE: fallbackCopies.join(' '), MOUNT: mount ?? 'mount' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
