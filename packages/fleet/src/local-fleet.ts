@@ -1,10 +1,11 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Logger } from '@conclave/common';
 import { startOrchestrator } from '@conclave/orchestrator';
 import type { OrchestratorHandle } from '@conclave/orchestrator';
 import { tensorFromTypedArray, typedArrayFromTensor } from '@conclave/protocol';
-import { affineModel, createTestControl, spawnNodeAgent } from '@conclave/testing';
+import { affineModel, createTestControl, spawnNode, spawnNodeAgent } from '@conclave/testing';
 import type { ChildHandle } from '@conclave/testing';
 
 export interface LocalFleetOptions {
@@ -15,6 +16,8 @@ export interface LocalFleetOptions {
   grpcPort: number;
   httpPort: number;
   demoJobs: number;
+  /** The text model server's HTTP port; -1 leaves it out of the fleet. */
+  modelServerPort: number;
   logger: Logger;
   /** Where node agents' log lines and demo results go. */
   print: (line: string) => void;
@@ -50,12 +53,27 @@ export async function startLocalFleet(o: LocalFleetOptions): Promise<LocalFleet>
         onOutputLine: o.print,
       }));
     }
+    if (o.modelServerPort >= 0) nodes.push(await startModelServer(orchestrator.address, o));
     await runDemoJobs(orchestrator.address, o);
     return { orchestrator, close };
   } catch (err) {
     await close();
     throw err;
   }
+}
+
+const MODEL_SERVER_MAIN = fileURLToPath(new URL('../../model-server/dist/main.js', import.meta.url));
+
+/** The text model server (embedded demo model), joined to the fleet as a text-generation node. */
+async function startModelServer(address: string, o: LocalFleetOptions): Promise<ChildHandle> {
+  const child = spawnNode(
+    MODEL_SERVER_MAIN,
+    ['start', '--port', String(o.modelServerPort), '--orchestrator', address, '--data-dir', join(o.dataDir, 'model-server')],
+    {},
+    o.print,
+  );
+  await child.waitFor(/NODE-NET connected to orchestrator/, 60_000);
+  return child;
 }
 
 async function runDemoJobs(address: string, o: LocalFleetOptions): Promise<void> {
@@ -78,6 +96,14 @@ async function runDemoJobs(address: string, o: LocalFleetOptions): Promise<void>
       );
     });
     await Promise.all(jobs);
+    if (o.modelServerPort >= 0) {
+      const job = await control.submit({ generate: { prompt: 'the fleet', maxTokens: 12 } });
+      const done = await control.wait(job.id);
+      o.print(
+        `demo generate job ${done.id.slice(0, 8)} ${done.state.replace('JOB_STATE_', '').toLowerCase()} on ` +
+        `${names.get(done.node) ?? 'the model server'}: "the fleet" → ${JSON.stringify(done.generated?.text ?? done.error?.message ?? '')} (demo model)`,
+      );
+    }
   } finally {
     control.close();
   }

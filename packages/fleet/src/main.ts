@@ -13,6 +13,7 @@ const { values } = parseArgs({
     'grpc-port': { type: 'string', default: '7400' },
     'http-port': { type: 'string', default: '7401' },
     'demo-jobs': { type: 'string', default: '6' },
+    'model-server-port': { type: 'string', default: '7402' },
     'log-level': { type: 'string', default: 'info' },
   },
 });
@@ -28,6 +29,7 @@ try {
     dataDir, logger, print,
     nodes: Number(values.nodes), slots: Number(values.slots), demoJobs: Number(values['demo-jobs']),
     grpcPort: Number(values['grpc-port']), httpPort: Number(values['http-port']),
+    modelServerPort: Number(values['model-server-port']),
   });
   print(
     `local fleet running: orchestrator ${fleet.orchestrator.address}, http :${fleet.orchestrator.httpPort}. ` +

@@ -20,3 +20,5 @@ export { MemoryGuard, type MemoryLevel } from './memory-guard.js';
 export { ApiKeys } from './api-keys.js';
 export { ModelServerMetrics } from './metrics.js';
 export { DEMO_MODEL_DIR, DEMO_MODEL_ID, DEMO_NO_CACHE_MODEL_DIR, DEMO_EXTERNAL_DATA_MODEL_DIR } from './demo-model.js';
+export { joinFleet, TEXT_GENERATION_FEATURE } from './fleet-member.js';
+export type { FleetMemberOptions } from './fleet-member.js';

@@ -3,6 +3,7 @@
 import { Command } from 'commander';
 import { createLogger, isConclaveError } from '@conclave/common';
 import { configToOptions, loadModelServerConfig } from './model-server-config.js';
+import { joinFleet } from './fleet-member.js';
 import { startModelServer } from './model-server.js';
 
 /** Exit code for a configuration or model error that a restart will not fix. */
@@ -30,6 +31,8 @@ program
   .option('--memory-margin-mb <mb>', 'memory that must stay free (default 256)')
   .option('--log-level <level>', 'error | warn | info | debug (default info)')
   .option('--log-dir <dir>', 'also write rotated JSON log files here')
+  .option('--orchestrator <host:port>', 'also join this orchestrator as a text-generation node')
+  .option('--data-dir <dir>', 'node identity and outbox when joining an orchestrator (default .conclave/model-server)')
   .option('--config <file>', 'YAML file with the same keys (lowest precedence)')
   .action(async (flags: Record<string, string | undefined>) => {
     const { model, modelId, config: file, ...rest } = flags;
@@ -41,8 +44,15 @@ program
         ...(file ? { file } : {}),
       });
       const { logLevel, ...options } = configToOptions(config);
+      const { orchestrator, dataDir } = config;
       const logger = createLogger({ prefix: 'MODEL', level: logLevel, ...(config.logDir ? { file: { dir: config.logDir } } : {}) });
       const server = await startModelServer({ ...options, logger });
+      const member = orchestrator
+        ? await joinFleet({
+            server, orchestrator, dataDir, slots: config.concurrency,
+            logger: createLogger({ prefix: 'NODE', level: logLevel, ...(config.logDir ? { file: { dir: config.logDir } } : {}) }),
+          })
+        : undefined;
       server.ready.catch(() => {
         // The load error is logged with its code; a model that cannot load will not load on retry.
         process.exitCode = EXIT_CONFIG;
@@ -54,6 +64,7 @@ program
       });
       logger.info('CLEAN', 'shutdown requested', { signal });
       setTimeout(() => process.exit(1), SHUTDOWN_GRACE_MS).unref();
+      await member?.close();
       await server.close();
       await logger.close();
     } catch (err) {

@@ -25,6 +25,10 @@ export const modelServerConfigSchema = z.object({
   loadOverhead: z.number().min(1).default(LOAD_OVERHEAD),
   logLevel: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
   logDir: z.string().min(1).optional(),
+  /** Join this orchestrator (`host:port`) as a `text-generation` node. */
+  orchestrator: z.string().min(1).optional(),
+  /** The fleet member's node identity and outbox. */
+  dataDir: z.string().min(1).default('.conclave/model-server'),
 });
 
 export type ModelServerConfig = z.output<typeof modelServerConfigSchema>;
