@@ -156,7 +156,8 @@ export function toWireJob(r: JobRecord): Job {
     id: r.id, state: WIRE_STATE[r.state], model: r.model, node: r.node, attempts: r.attempts, kind: r.kind,
     createdAtMs: r.createdAtMs, finishedAtMs: r.finishedAtMs, runMs: r.runMs,
     outputs: r.outputs ? loadTensors(r.outputs) : {},
-    error: r.error ?? null,
+    // An attempt's error stays in the record for the log, but a completed job has none.
+    error: r.state === 'completed' ? null : r.error ?? null,
     generated: r.generated ?? null,
   };
 }

@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis';
-import { Backoff, ConclaveError, maskUrlCredentials, sleep } from '@conclave/common';
+import { Backoff, ConclaveError, maskUrlCredentials } from '@conclave/common';
 import type { Logger } from '@conclave/common';
 
 export interface RedisConnectOptions {
@@ -11,41 +11,47 @@ export interface RedisConnectOptions {
 
 /**
  * Opens an ioredis connection suitable for BullMQ (`maxRetriesPerRequest: null`) and waits
- * until Redis answers, retrying with full-jitter backoff and logging why each attempt failed.
- * Later disconnects are retried by ioredis itself with the same backoff.
+ * until Redis answers. ioredis retries with full-jitter backoff; until the first success every
+ * retry is logged with the reason of the last failure.
  */
 export async function connectRedis(options: RedisConnectOptions): Promise<Redis> {
   const { url, logger, signal } = options;
-  const reconnectBackoff = new Backoff();
-  const redis = new Redis(url, {
-    maxRetriesPerRequest: null,
-    enableReadyCheck: true,
-    lazyConnect: true,
-    retryStrategy: () => reconnectBackoff.next(),
-  });
-  redis.on('ready', () => reconnectBackoff.reset());
+  const redisForLog = maskUrlCredentials(url);
+  const backoff = new Backoff();
+  const redis = new Redis(url, { maxRetriesPerRequest: null, retryStrategy: () => backoff.next() });
+  let everReady = false;
   let lastError = '';
   redis.on('error', (err: Error) => {
-    // ioredis repeats the same error on every retry; log each distinct one once.
-    if (err.message === lastError) return;
+    const repeated = err.message === lastError;
     lastError = err.message;
-    logger.failure(new ConclaveError('ORCH-NET-601', { detail: err.message, cause: err }), { redis: maskUrlCredentials(url) }, 'warn');
-  });
-  const startBackoff = new Backoff();
-  for (;;) {
-    try {
-      if (redis.status === 'wait' || redis.status === 'end') await redis.connect();
-      await redis.ping();
-      logger.info('NET', 'connected to redis', { redis: maskUrlCredentials(url) });
-      return redis;
-    } catch (err) {
-      if (signal?.aborted) {
-        redis.disconnect();
-        throw new ConclaveError('ORCH-NET-601', { detail: 'start-up cancelled', cause: err });
-      }
-      const delayMs = startBackoff.next();
-      logger.warn('NET', 'redis not reachable yet, retrying', { redis: maskUrlCredentials(url), delayMs, err });
-      await sleep(delayMs, signal).catch(() => undefined);
+    // Before the first connection the reconnect lines below say it all; after it, ioredis
+    // repeats the same error on every retry, so each distinct one is logged once.
+    if (everReady && !repeated) {
+      logger.failure(new ConclaveError('ORCH-NET-601', { detail: err.message, cause: err }), { redis: redisForLog }, 'warn');
     }
-  }
+  });
+  redis.on('reconnecting', (delayMs: number) => {
+    if (!everReady) {
+      logger.failure(new ConclaveError('ORCH-NET-601', { detail: lastError || 'no answer' }), { redis: redisForLog, delayMs: Math.round(delayMs) }, 'warn');
+    }
+  });
+  redis.on('ready', () => {
+    if (everReady) logger.info('NET', 'reconnected to redis', { redis: redisForLog });
+    everReady = true;
+    backoff.reset();
+  });
+  await new Promise<void>((resolve, reject) => {
+    const onAbort = () => {
+      redis.disconnect();
+      reject(new ConclaveError('ORCH-NET-601', { detail: `start-up cancelled; last error: ${lastError}` }));
+    };
+    if (signal?.aborted) return onAbort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    redis.once('ready', () => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    });
+  });
+  logger.info('NET', 'connected to redis', { redis: redisForLog });
+  return redis;
 }

@@ -8,6 +8,7 @@ import { findFreePort, REDIS_FALLBACK_DIRS } from '@conclave/common';
 import { spawnNode } from '../child-process.js';
 import { tempDir } from '../fleet.js';
 import { startRedis } from '../redis.js';
+import { waitUntil } from '../wait-until.js';
 import { Cleanup } from './e2e-support.js';
 
 const ORCHESTRATOR_MAIN = fileURLToPath(new URL('../../../orchestrator/dist/main.js', import.meta.url));
@@ -51,8 +52,9 @@ describe('orchestrator and Redis', () => {
     ]);
     cleanup.add(() => orchestrator.stop());
 
-    await orchestrator.waitFor(/ORCH-NET-601 Redis unreachable/);
-    await orchestrator.waitFor(/redis not reachable yet, retrying .*delayMs=\d/);
+    // Every retry says why, under the catalog code, with its delay.
+    await orchestrator.waitFor(/ORCH-NET-601 Redis unreachable .*delayMs=\d+ .*ECONNREFUSED/);
+    await waitUntil(() => orchestrator.lines.filter((l) => /ORCH-NET-601/.test(l)).length >= 2, { what: 'a second retry' });
     // Down for a while: the orchestrator keeps retrying (ioredis, with the same full-jitter
     // backoff) and neither exits nor claims to be ready.
     await new Promise((resolve) => setTimeout(resolve, 1_500));
