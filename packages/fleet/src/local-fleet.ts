@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { access, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '@conclave/common';
@@ -39,7 +39,7 @@ export const DEMO_MODEL_NAME = 'demo-affine';
 export async function startLocalFleet(o: LocalFleetOptions): Promise<LocalFleet> {
   await mkdir(o.dataDir, { recursive: true });
   const orchestrator = await startOrchestrator({
-    dataDir: join(o.dataDir, 'orchestrator'), grpcPort: o.grpcPort, httpPort: o.httpPort, logger: o.logger,
+    dataDir: join(o.dataDir, 'orchestrator'), grpcHost: '127.0.0.1', grpcPort: o.grpcPort, httpPort: o.httpPort, logger: o.logger,
   });
   const nodes: ChildHandle[] = [];
   const close = async () => {
@@ -49,12 +49,12 @@ export async function startLocalFleet(o: LocalFleetOptions): Promise<LocalFleet>
   try {
     for (let i = 1; i <= o.nodes; i++) {
       nodes.push(await spawnNodeAgent({
-        orchestrator: orchestrator.address, dataDir: join(o.dataDir, `node-${i}`), name: `local-${i}`, slots: o.slots,
+        orchestrator, dataDir: join(o.dataDir, `node-${i}`), name: `local-${i}`, slots: o.slots,
         onOutputLine: o.print,
       }));
     }
-    if (o.modelServerPort >= 0) nodes.push(await startModelServer(orchestrator.address, o));
-    await runDemoJobs(orchestrator.address, o);
+    if (o.modelServerPort >= 0) nodes.push(await startModelServer(orchestrator, o));
+    await runDemoJobs(orchestrator, o);
     return { orchestrator, close };
   } catch (err) {
     await close();
@@ -65,10 +65,16 @@ export async function startLocalFleet(o: LocalFleetOptions): Promise<LocalFleet>
 const MODEL_SERVER_MAIN = fileURLToPath(new URL('../../model-server/dist/main.js', import.meta.url));
 
 /** The text model server (embedded demo model), joined to the fleet as a text-generation node. */
-async function startModelServer(address: string, o: LocalFleetOptions): Promise<ChildHandle> {
+async function startModelServer(orchestrator: OrchestratorHandle, o: LocalFleetOptions): Promise<ChildHandle> {
+  const dataDir = join(o.dataDir, 'model-server');
+  // The first run enrolls with a join token; later runs reconnect by key alone.
+  const joined = await access(join(dataDir, 'join-state.json')).then(() => true, () => false);
   const child = spawnNode(
     MODEL_SERVER_MAIN,
-    ['start', '--port', String(o.modelServerPort), '--orchestrator', address, '--data-dir', join(o.dataDir, 'model-server')],
+    [
+      'start', '--port', String(o.modelServerPort), '--orchestrator', orchestrator.address, '--data-dir', dataDir,
+      ...(joined ? [] : ['--join', await orchestrator.createJoinString()]),
+    ],
     {},
     o.print,
   );
@@ -76,8 +82,8 @@ async function startModelServer(address: string, o: LocalFleetOptions): Promise<
   return child;
 }
 
-async function runDemoJobs(address: string, o: LocalFleetOptions): Promise<void> {
-  const control = createTestControl(address);
+async function runDemoJobs(orchestrator: OrchestratorHandle, o: LocalFleetOptions): Promise<void> {
+  const control = createTestControl(orchestrator);
   try {
     const model = affineModel({ seed: 1 });
     const info = await control.addModel(DEMO_MODEL_NAME, model.bytes);

@@ -22,8 +22,10 @@ describe('the model server in the fleet', () => {
     server = await startModelServer({ port: 0, logger: nullLogger });
     await server.ready;
     dir = await tempDir();
-    member = await joinFleet({ server, orchestrator: orchestrator.address, dataDir: dir.path, slots: 2, logger: nullLogger });
-    control = createTestControl(orchestrator.address);
+    member = await joinFleet({
+      server, orchestrator: orchestrator.address, join: await orchestrator.createJoinString(), dataDir: dir.path, slots: 2, logger: nullLogger,
+    });
+    control = createTestControl(orchestrator);
     await waitUntil(async () => (await control.listNodes()).some((n) => n.features.includes('text-generation')), { what: 'text node' });
   });
 

@@ -10,6 +10,8 @@ export interface FleetMemberOptions {
   server: ModelServerHandle;
   /** Orchestrator `host:port`. */
   orchestrator: string;
+  /** A join string, for the first start (later starts reconnect by key alone). */
+  join?: string;
   /** The node identity and outbox live here. */
   dataDir: string;
   /** `generate` jobs at once; the server's own queue and memory guard still apply. */
@@ -26,6 +28,7 @@ export interface FleetMemberOptions {
 export function joinFleet(o: FleetMemberOptions): Promise<NodeAgentHandle> {
   return startNodeAgent({
     orchestrator: o.orchestrator,
+    ...(o.join ? { join: o.join } : {}),
     dataDir: o.dataDir,
     name: `model-server-${o.server.modelId}`,
     slots: o.slots,

@@ -32,10 +32,11 @@ program
   .option('--log-level <level>', 'error | warn | info | debug (default info)')
   .option('--log-dir <dir>', 'also write rotated JSON log files here')
   .option('--orchestrator <host:port>', 'also join this orchestrator as a text-generation node')
+  .option('--join <join string>', 'join string from `orchestrator token create` (first start only)')
   .option('--data-dir <dir>', 'node identity and outbox when joining an orchestrator (default .conclave/model-server)')
   .option('--config <file>', 'YAML file with the same keys (lowest precedence)')
   .action(async (flags: Record<string, string | undefined>) => {
-    const { model, modelId, config: file, ...rest } = flags;
+    const { model, modelId, config: file, join, ...rest } = flags;
     let exitCode = 0;
     try {
       const config = loadModelServerConfig({
@@ -49,7 +50,7 @@ program
       const server = await startModelServer({ ...options, logger });
       const member = orchestrator
         ? await joinFleet({
-            server, orchestrator, dataDir, slots: config.concurrency,
+            server, orchestrator, dataDir, slots: config.concurrency, ...(join ? { join } : {}),
             logger: createLogger({ prefix: 'NODE', level: logLevel, ...(config.logDir ? { file: { dir: config.logDir } } : {}) }),
           })
         : undefined;

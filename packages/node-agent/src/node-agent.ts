@@ -13,14 +13,16 @@ import { JobRunner } from './job-runner.js';
 import { ModelFetcher } from './model-fetcher.js';
 import { ModelStore } from './model-store.js';
 import { startNodeHttp } from './node-http.js';
-import { loadOrCreateNodeId } from './node-identity.js';
+import { NodeCredentials } from './node-credentials.js';
 import { Outbox } from './outbox.js';
 
 export const AGENT_VERSION = '0.1.0';
 
 export interface NodeAgentOptions {
-  /** Orchestrator `host:port`. */
-  orchestrator: string;
+  /** Orchestrator `host:port`. @default the address from the join string, kept in the data dir */
+  orchestrator?: string;
+  /** A join string from `orchestrator token create`: needed once, on the first start. */
+  join?: string;
   dataDir: string;
   /** @default the node id */
   name?: string;
@@ -41,15 +43,18 @@ export interface NodeAgentOptions {
 
 export interface NodeAgentHandle {
   nodeId: string;
+  /** Settles when the agent gave up on an authentication failure an operator must fix. */
+  readonly fatal: Promise<ConclaveError>;
   httpPort: number;
   readonly connected: boolean;
   close(): Promise<void>;
 }
 
 export async function startNodeAgent(options: NodeAgentOptions): Promise<NodeAgentHandle> {
-  const nodeId = await loadOrCreateNodeId(options.dataDir).catch((err: unknown) => {
-    throw new ConclaveError('NODE-STATE-701', { detail: `${options.dataDir}: ${String(err)}`, cause: err });
-  });
+  const credentials = await NodeCredentials.load(options.dataDir, options.join);
+  const nodeId = credentials.nodeId;
+  const orchestrator = options.orchestrator ?? credentials.address;
+  if (!orchestrator) throw new ConclaveError('NODE-STATE-702', { detail: 'no orchestrator address: pass --orchestrator or --join' });
   const logger = options.logger.child({ node: nodeId });
   const slots = options.slots ?? Math.max(1, cpus().length);
   const name = options.name ?? nodeId.slice(0, 12);
@@ -66,8 +71,12 @@ export async function startNodeAgent(options: NodeAgentOptions): Promise<NodeAge
   // The session's heartbeat reads the runner, and the runner sends through the session.
   const runnerRef: { current?: JobRunner } = {};
   const session = new SessionClient({
-    address: options.orchestrator,
+    address: orchestrator,
     logger,
+    identity: credentials.identity,
+    pins: credentials.pins,
+    token: () => credentials.token,
+    onEstablished: ({ addedPins }) => credentials.addPins(addedPins),
     register: async () => ({
       nodeId, name, slots,
       capabilities: {
@@ -107,7 +116,9 @@ export async function startNodeAgent(options: NodeAgentOptions): Promise<NodeAge
         return;
     }
   });
+  const fatal = new Promise<ConclaveError>((resolve) => session.once('fatal', resolve));
   session.on('connected', () => {
+    void credentials.forgetToken();
     // Results that never got their ack (dropped link, reboot) go again; the orchestrator
     // stores each job:attempt once.
     void outbox.pending().then((results: JobResult[]) => {
@@ -140,10 +151,11 @@ export async function startNodeAgent(options: NodeAgentOptions): Promise<NodeAge
   }
 
   session.start();
-  logger.info('STATE', 'node agent started', { name, slots, orchestrator: options.orchestrator, backend: backend.name, models: store.list().length });
+  logger.info('STATE', 'node agent started', { name, slots, orchestrator, backend: backend.name, models: store.list().length });
 
   return {
     nodeId,
+    fatal,
     httpPort,
     get connected() {
       return session.state === 'connected';

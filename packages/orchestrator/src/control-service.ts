@@ -36,7 +36,10 @@ export interface ControlServiceOptions {
 /** Highest BullMQ priority number (lowest priority); BullMQ runs priority 1 first. */
 const BULL_LOWEST_PRIORITY = 2_097_152;
 
-export function createControlService(o: ControlServiceOptions): ControlHandlers {
+/** Handlers for jobs, nodes and models; the enrollment handlers come from admin-service.ts. */
+export type JobControlHandlers = Omit<ControlHandlers, 'CreateJoinToken' | 'ListJoinTokens' | 'RevokeJoinToken' | 'ApproveNode' | 'RevokeNode'>;
+
+export function createControlService(o: ControlServiceOptions): JobControlHandlers {
   const { logger } = o;
 
   async function submitJob(request: SubmitJobRequest__Output): Promise<Job> {

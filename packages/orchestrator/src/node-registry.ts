@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { Redis } from 'ioredis';
 import { ConclaveError } from '@conclave/common';
 import type { Logger } from '@conclave/common';
+import { authError } from '@conclave/protocol';
 import type { NodeInfo } from '@conclave/protocol';
 import type { NodeSession } from './node-session.js';
 import { redisKeys } from './redis-keys.js';
@@ -32,6 +33,18 @@ export class NodeRegistry extends EventEmitter<NodeRegistryEvents> {
   ) {
     super();
     this.setMaxListeners(0);
+  }
+
+  private enrollment: { list(): Promise<Array<{ nodeId: string; status: string; fingerprint: string }>> } | undefined;
+
+  /** The enrollment store whose status (pending, accepted, denied, revoked) ListNodes shows. */
+  setEnrollment(store: { list(): Promise<Array<{ nodeId: string; status: string; fingerprint: string }>> }): void {
+    this.enrollment = store;
+  }
+
+  /** Ends a revoked node's session at once; the handshake refuses it from then on. */
+  revoke(nodeId: string, reason: string): void {
+    this.sessions.get(nodeId)?.close(authError('orchestrator', 'revoked', { detail: reason, data: { node: nodeId } }));
   }
 
   start(): void {
@@ -110,6 +123,18 @@ export class NodeRegistry extends EventEmitter<NodeRegistryEvents> {
         features: (h.features ?? '').split(',').filter(Boolean), address: h.address ?? '',
       });
     });
+    // Nodes the enrollment store knows but that never connected (pending approval, say).
+    const records = (await this.enrollment?.list()) ?? [];
+    const byId = new Map(infos.map((n) => [n.id, n]));
+    for (const record of records) {
+      const info = byId.get(record.nodeId);
+      if (info) {
+        info.status = record.status;
+        info.fingerprint = record.fingerprint;
+      } else {
+        infos.push({ id: record.nodeId, name: record.nodeId.slice(0, 12), state: 'disconnected', status: record.status, fingerprint: record.fingerprint });
+      }
+    }
     return infos.sort((a, b) => String(a.name).localeCompare(String(b.name)));
   }
 

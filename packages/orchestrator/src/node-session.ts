@@ -1,14 +1,11 @@
 import { EventEmitter } from 'node:events';
-import type * as grpc from '@grpc/grpc-js';
 import { ConclaveError } from '@conclave/common';
 import type { Logger } from '@conclave/common';
 import type {
-  AssignJob, Heartbeat__Output, JobResult__Output, NodeFrame__Output, NodeMessage__Output, OrchestratorFrame,
-  OrchestratorMessage, Register__Output,
+  AssignJob, Heartbeat__Output, JobResult__Output, NodeMessage__Output, OrchestratorMessage, Register__Output,
 } from '@conclave/protocol';
 import type { NodeSnapshot, NodeState } from './scheduling/scheduler.js';
-
-export type SessionStream = grpc.ServerDuplexStream<NodeFrame__Output, OrchestratorFrame>;
+import type { SealedTransport } from './session-transport.js';
 
 interface PendingJob {
   resolve: (result: JobResult__Output) => void;
@@ -48,9 +45,11 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
   private writable = true;
 
   constructor(
-    private readonly stream: SessionStream,
+    private readonly transport: SealedTransport,
     register: Register__Output,
     readonly logger: Logger,
+    /** SHA256 fingerprint of the key the node proved in the handshake. */
+    readonly fingerprint = '',
   ) {
     super();
     this.id = register.nodeId;
@@ -63,8 +62,7 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
     this.features = caps?.features ?? [];
     this.cpuCores = caps?.cpuCores ?? 0;
     this.memoryBytes = caps?.memoryBytes ?? 0;
-    this.address = stream.getPeer();
-    stream.on('data', (frame: NodeFrame__Output) => this.onFrame(frame));
+    this.address = transport.peer;
   }
 
   get running(): number {
@@ -85,7 +83,7 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
 
   send(message: OrchestratorMessage): void {
     if (this.closed) return;
-    this.writable = this.stream.write({ message });
+    this.writable = this.transport.send(message);
   }
 
   /** Resolves once the stream can take more (backpressure for model transfers). */
@@ -93,12 +91,12 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
     if (this.writable || this.closed) return Promise.resolve();
     return new Promise((resolve) => {
       const done = () => {
-        this.stream.off('drain', done);
+        this.transport.off('drain', done);
         this.off('closed', done);
         this.writable = true;
         resolve();
       };
-      this.stream.on('drain', done);
+      this.transport.on('drain', done);
       this.once('closed', done);
     });
   }
@@ -129,11 +127,7 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
     for (const job of this.pending.values()) job.reject(reason);
     this.pending.clear();
     this.logger.info('NET', 'node session closed', { reason: reason.message, code: reason.code, jobsInFlight: lost });
-    try {
-      this.stream.end();
-    } catch {
-      // The stream may already be gone; nothing more to tell the node.
-    }
+    this.transport.end(reason);
     this.emit('closed', reason);
   }
 
@@ -141,12 +135,8 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
     return new ConclaveError('ORCH-NET-602', { detail: `node ${this.id}`, data: { node: this.id } });
   }
 
-  private onFrame(frame: NodeFrame__Output): void {
-    const message = frame.message;
-    if (!message) {
-      this.close(new ConclaveError('ORCH-NET-603', { detail: 'frame without a message' }));
-      return;
-    }
+  /** A message the node sent, opened from its sealed frame. */
+  receive(message: NodeMessage__Output): void {
     this.lastSeenMs = Date.now();
     if (this.state === 'suspect') {
       this.state = 'connected';

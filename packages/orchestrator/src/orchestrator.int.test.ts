@@ -22,8 +22,8 @@ describe('orchestrator with in-process nodes', () => {
   beforeAll(async () => {
     redis = await startRedis();
     orchestrator = await startTestOrchestrator({ redisUrl: redis.url });
-    control = createTestControl(orchestrator.address);
-    for (let i = 0; i < 2; i++) nodes.push(await startTestNode({ orchestrator: orchestrator.address, name: `n${i}` }));
+    control = createTestControl(orchestrator);
+    for (let i = 0; i < 2; i++) nodes.push(await startTestNode({ orchestrator, name: `n${i}` }));
     await waitUntil(async () => (await control.listNodes()).filter((n) => n.state === 'connected').length === 2, { what: 'two nodes' });
     await control.addModel('affine', model.bytes);
   });

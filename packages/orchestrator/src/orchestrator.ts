@@ -1,11 +1,15 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { ConclaveError, launchRedis, maskUrlCredentials } from '@conclave/common';
 import type { Logger, RedisServerHandle } from '@conclave/common';
-import { DEFAULT_CHANNEL_OPTIONS, loadConclaveProtos } from '@conclave/protocol';
+import {
+  DEFAULT_CHANNEL_OPTIONS, HandshakeRateLimiter, encodeJoinString, fingerprint, loadConclaveProtos, loadOrCreateIdentity,
+} from '@conclave/protocol';
+import { createAdminService } from './admin-service.js';
 import { createControlService } from './control-service.js';
 import type { JobData } from './dispatcher.js';
 import { Dispatcher } from './dispatcher.js';
@@ -14,7 +18,9 @@ import { startHttpServer } from './http-server.js';
 import { JobStore } from './job-store.js';
 import { createOrchestratorMetrics } from './metrics.js';
 import { ModelRegistry } from './model-registry.js';
+import { RedisEnrollmentStore } from './enrollment-store.js';
 import { NodeRegistry } from './node-registry.js';
+import { loadOrCreateOperatorToken, withOperatorAuth } from './operator-auth.js';
 import { connectRedis } from './redis-connection.js';
 import { BULL_PREFIX, JOB_QUEUE_NAME } from './redis-keys.js';
 
@@ -43,6 +49,16 @@ export interface OrchestratorOptions {
   maxQueuedJobs?: number;
   /** First run plus retries. @default 5 */
   jobAttempts?: number;
+  /** auto: a valid join token accepts a node; manual: it waits as pending until approved. @default 'auto' */
+  approval?: 'auto' | 'manual';
+  /** What join strings tell nodes to dial. @default the listen address (hostname when on all interfaces) */
+  advertiseAddress?: string;
+  /** @default 1 hour */
+  defaultTokenTtlMs?: number;
+  /** Bearer token for the Control API. @default read from `<dataDir>/operator-token`, generated at first start */
+  operatorToken?: string;
+  /** gRPC over TLS (in addition to the sealed sessions). */
+  tls?: { certPath: string; keyPath: string };
 }
 
 export interface OrchestratorHandle {
@@ -53,12 +69,18 @@ export interface OrchestratorHandle {
   redisUrl: string;
   /** Present when the orchestrator started its own redis-server. */
   embeddedRedis?: RedisServerHandle;
+  /** `SHA256:…` fingerprint of the orchestrator's key, as join strings pin it. */
+  fingerprint: string;
+  /** The Control API's bearer token. */
+  operatorToken: string;
+  /** A single-use join string (`orchestrator token create`), for tests and the local fleet. */
+  createJoinString(ttlMs?: number): Promise<string>;
   close(): Promise<void>;
 }
 
 export async function startOrchestrator(options: OrchestratorOptions): Promise<OrchestratorHandle> {
   const o = {
-    grpcHost: '127.0.0.1', grpcPort: 7400, httpPort: 7401, heartbeatIntervalMs: 1000, resultTtlSeconds: 3600,
+    grpcHost: '0.0.0.0', approval: 'auto' as const, defaultTokenTtlMs: 3_600_000, grpcPort: 7400, httpPort: 7401, heartbeatIntervalMs: 1000, resultTtlSeconds: 3600,
     defaultJobTimeoutMs: 30_000, maxQueuedJobs: 100_000, jobAttempts: 5, ...options,
   };
   const logger = o.logger;
@@ -93,16 +115,38 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
     await queue.waitUntilReady();
     await dispatcher.ready();
 
+    const { identity } = await loadOrCreateIdentity(o.dataDir, { role: 'orchestrator' });
+    const orchestratorFingerprint = fingerprint(identity.publicKey);
+    const operatorToken = await loadOrCreateOperatorToken({ dataDir: o.dataDir, ...(o.operatorToken ? { fromEnv: o.operatorToken } : {}) });
+    const enrollment = new RedisEnrollmentStore(redis, { approval: o.approval });
+    registry.setEnrollment(enrollment);
+
     const protos = loadConclaveProtos().conclave.v1;
     const server = new grpc.Server(DEFAULT_CHANNEL_OPTIONS);
     server.addService(protos.NodeGateway.service, createGatewayService({
       registry, models, logger, heartbeatIntervalMs: o.heartbeatIntervalMs, version: ORCHESTRATOR_VERSION,
+      identity, enrollment, rateLimiter: new HandshakeRateLimiter(),
     }));
-    server.addService(protos.Control.service, createControlService({
-      redis, queue, jobs, models, registry, dispatcher, logger,
-      defaultJobTimeoutMs: o.defaultJobTimeoutMs, maxQueuedJobs: o.maxQueuedJobs, jobAttempts: o.jobAttempts,
-    }));
-    const grpcPort = await bind(server, `${o.grpcHost}:${o.grpcPort}`);
+    // Bound first: the advertised address needs the port when it was 0.
+    let advertiseAddress = o.advertiseAddress ?? '';
+    const controlHandlers = () => ({
+      ...createControlService({
+        redis, queue, jobs, models, registry, dispatcher, logger,
+        defaultJobTimeoutMs: o.defaultJobTimeoutMs, maxQueuedJobs: o.maxQueuedJobs, jobAttempts: o.jobAttempts,
+      }),
+      ...createAdminService({
+        store: enrollment, orchestratorFingerprint, defaultTokenTtlMs: o.defaultTokenTtlMs, logger,
+        get advertiseAddress() {
+          return advertiseAddress;
+        },
+        closeNodeSessions: (nodeId: string, reason: string) => registry.revoke(nodeId, reason),
+      }),
+    });
+    server.addService(protos.Control.service, withOperatorAuth(controlHandlers(), operatorToken, logger));
+    const credentials = o.tls ? await serverTlsCredentials(o.tls) : grpc.ServerCredentials.createInsecure();
+    const grpcPort = await bind(server, `${o.grpcHost}:${o.grpcPort}`, credentials);
+    const localHost = ['0.0.0.0', '::', ''].includes(o.grpcHost) ? '127.0.0.1' : o.grpcHost;
+    if (!advertiseAddress) advertiseAddress = isLoopback(localHost) && localHost === o.grpcHost ? `${localHost}:${grpcPort}` : `${hostname()}:${grpcPort}`;
     cleanups.push(() => shutdownServer(server));
     let serving = true;
     dispatcher.start();
@@ -125,10 +169,19 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
       cleanups.push(() => new Promise((resolve) => http.server.close(resolve)));
     }
 
-    const address = `${o.grpcHost}:${grpcPort}`;
-    logger.info('STATE', 'orchestrator ready', { grpc: address, http: httpPort, redis: maskUrlCredentials(redisUrl), dataDir: o.dataDir });
+    const address = `${localHost}:${grpcPort}`;
+    logger.info('STATE', 'orchestrator ready', {
+      grpc: address, listen: `${o.grpcHost}:${grpcPort}`, advertise: advertiseAddress, tls: Boolean(o.tls), http: httpPort,
+      redis: maskUrlCredentials(redisUrl), dataDir: o.dataDir, fingerprint: orchestratorFingerprint, approval: o.approval,
+    });
     return {
       grpcPort, httpPort, address, redisUrl, ...(embeddedRedis ? { embeddedRedis } : {}),
+      fingerprint: orchestratorFingerprint,
+      operatorToken,
+      async createJoinString(ttlMs = o.defaultTokenTtlMs) {
+        const created = await enrollment.createToken(ttlMs);
+        return encodeJoinString({ address: advertiseAddress, token: created.token, fingerprint: orchestratorFingerprint });
+      },
       async close() {
         serving = false;
         await closeAll();
@@ -141,9 +194,18 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
   }
 }
 
-function bind(server: grpc.Server, address: string): Promise<number> {
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
+}
+
+async function serverTlsCredentials(tls: { certPath: string; keyPath: string }): Promise<grpc.ServerCredentials> {
+  const [cert, key] = await Promise.all([readFile(tls.certPath), readFile(tls.keyPath)]);
+  return grpc.ServerCredentials.createSsl(null, [{ cert_chain: cert, private_key: key }], false);
+}
+
+function bind(server: grpc.Server, address: string, credentials: grpc.ServerCredentials): Promise<number> {
   return new Promise((resolve, reject) => {
-    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => {
+    server.bindAsync(address, credentials, (err, port) => {
       if (err) reject(new ConclaveError('ORCH-NET-604', { detail: `${address}: ${err.message}`, cause: err }));
       else resolve(port);
     });

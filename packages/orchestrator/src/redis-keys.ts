@@ -21,4 +21,14 @@ export const redisKeys = {
   job: (jobId: string) => `${KEY_PREFIX}job:${jobId}`,
   /** String: job id for a client-chosen idempotency key. */
   clientJob: (clientJobId: string) => `${KEY_PREFIX}client-job:${clientJobId}`,
+  // Enrollment (enrollment-store.ts). The `{enroll}` hash tag keeps every key of the enroll
+  // script in one Redis Cluster slot.
+  /** Hash: one join token by id (hash, createdAtMs, expiresAtMs, used, usedBy, revoked…); expires 24 h after the token. */
+  joinToken: (tokenId: string) => `${KEY_PREFIX}{enroll}:token:${tokenId}`,
+  /** Sorted set: join token ids by creation time; ids whose hash expired are pruned on list. */
+  joinTokens: () => `${KEY_PREFIX}{enroll}:tokens`,
+  /** Hash: a node's enrollment record (status, publicKey hex, enrolledAtMs, updatedAtMs, tokenId). */
+  enrolledNode: (nodeId: string) => `${KEY_PREFIX}{enroll}:node:${nodeId}`,
+  /** Set of every enrolled node id. */
+  enrolledNodes: () => `${KEY_PREFIX}{enroll}:nodes`,
 } as const;

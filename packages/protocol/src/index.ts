@@ -16,3 +16,6 @@ export { checkInputs, formatSignature } from './signature.js';
 export { SessionClient } from './session-client.js';
 export type { SessionClientEvents, SessionClientOptions, SessionClientState } from './session-client.js';
 export * from './secure/index.js';
+export {
+  MessageDecodeError, decodeNodeMessage, decodeOrchestratorMessage, encodeNodeMessage, encodeOrchestratorMessage,
+} from './message-codec.js';

@@ -18,7 +18,7 @@ export const PROTO_LOADER_OPTIONS: protoLoader.Options = {
   bytes: Buffer,
 };
 
-const PROTO_FILES = [
+export const PROTO_FILES = [
   'conclave/v1/tensor.proto',
   'conclave/v1/jobs.proto',
   'conclave/v1/gateway.proto',

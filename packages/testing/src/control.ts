@@ -17,6 +17,10 @@ export interface TestControl {
   wait(id: string, timeoutMs?: number): Promise<Job__Output>;
   /** Submits and waits. */
   run(model: string, inputs: Record<string, WireTensor>, extra?: Partial<SubmitJobRequest>): Promise<Job__Output>;
+  /** A join string (CreateJoinToken), for a node to enroll with. */
+  createJoinString(ttlMs?: number): Promise<string>;
+  approveNode(id: string): Promise<NodeInfo__Output>;
+  revokeNode(id: string): Promise<NodeInfo__Output>;
   close(): void;
 }
 
@@ -26,8 +30,13 @@ function call<T>(fn: (cb: (err: grpc.ServiceError | null, value?: T) => void) =>
   return new Promise((resolve, reject) => fn((err, value) => (err ? reject(err) : resolve(value as T))));
 }
 
-export function createTestControl(address: string): TestControl {
-  const client = createControlClient(address);
+/** Where a test finds an orchestrator: its handle (address and operator token), or an address. */
+export type ControlTarget = string | { address: string; operatorToken?: string };
+
+export function createTestControl(target: ControlTarget, options: { operatorToken?: string } = {}): TestControl {
+  const address = typeof target === 'string' ? target : target.address;
+  const operatorToken = options.operatorToken ?? (typeof target === 'string' ? undefined : target.operatorToken);
+  const client = createControlClient(address, operatorToken !== undefined ? { operatorToken } : {});
   const api: TestControl = {
     addModel(name, bytes, chunkBytes = 64 * 1024) {
       return new Promise((resolve, reject) => {
@@ -69,6 +78,10 @@ export function createTestControl(address: string): TestControl {
       const job = await api.infer(model, inputs, extra);
       return api.wait(job.id);
     },
+    createJoinString: async (ttlMs) =>
+      (await call<{ join: string }>((cb) => client.CreateJoinToken({ ttlSeconds: ttlMs ? Math.ceil(ttlMs / 1000) : 0 }, cb))).join,
+    approveNode: (id) => call<NodeInfo__Output>((cb) => client.ApproveNode({ id }, cb)),
+    revokeNode: (id) => call<NodeInfo__Output>((cb) => client.RevokeNode({ id }, cb)),
     close: () => client.close(),
   };
   return api;

@@ -6,7 +6,7 @@ export type { ChildHandle } from './child-process.js';
 export {
   spawnNodeAgent, spawnOrchestrator, startTestNode, startTestOrchestrator, tempDir,
 } from './fleet.js';
-export type { TestOrchestratorOptions } from './fleet.js';
+export type { JoinSource, TestOrchestratorOptions } from './fleet.js';
 export { createTestControl } from './control.js';
-export type { TestControl } from './control.js';
+export type { ControlTarget, TestControl } from './control.js';
 export { waitUntil } from './wait-until.js';

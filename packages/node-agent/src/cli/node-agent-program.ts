@@ -39,7 +39,8 @@ export async function runNodeAgentCli(argv: readonly string[], deps: NodeAgentCl
   program
     .command('start')
     .description('Run the agent until SIGINT or SIGTERM.')
-    .option('--orchestrator <host:port>', 'orchestrator gRPC address (env CONCLAVE_ORCHESTRATOR)')
+    .option('--join <join string>', 'join string from `orchestrator token create`: first start only (env CONCLAVE_JOIN)')
+    .option('--orchestrator <host:port>', 'orchestrator gRPC address (default: from the join string; env CONCLAVE_ORCHESTRATOR)')
     .option('--data-dir <dir>', 'identity, models, outbox and logs (env CONCLAVE_DATA_DIR)')
     .option('--name <name>', 'node name shown by `orchestrator nodes list` (env CONCLAVE_NAME)')
     .option('--slots <n>', 'jobs run at once (default: CPU count; env CONCLAVE_SLOTS)')

@@ -10,7 +10,8 @@ export const EXIT_USAGE = 2;
 
 /** What `startNodeAgent` takes and returns, as far as the CLI needs it (node-agent.ts has the full types). */
 export interface StartNodeAgentOptions {
-  orchestrator: string;
+  orchestrator?: string;
+  join?: string;
   dataDir: string;
   name?: string;
   slots?: number;
@@ -21,6 +22,8 @@ export interface StartNodeAgentOptions {
 
 export interface StartedNodeAgent {
   nodeId: string;
+  /** Settles when the agent gives up on an authentication failure (revoked, denied, wrong orchestrator key…). */
+  fatal?: Promise<Error>;
   close(): Promise<void>;
 }
 
@@ -59,7 +62,17 @@ export async function runNodeAgentStart(config: NodeAgentConfig, deps: NodeAgent
       deps.stderr.write(`${failureLine(err)}\n`);
       return EXIT_FAILURE;
     }
-    const signal = await deps.shutdownSignal;
+    const ended = await Promise.race([
+      deps.shutdownSignal.then((signal) => ({ signal })),
+      ...(agent.fatal ? [agent.fatal.then((error) => ({ error }))] : []),
+    ]);
+    if ('error' in ended) {
+      // Already logged with its code; an operator must act (approve, re-enroll, check the pin).
+      deps.stderr.write(`${failureLine(ended.error)}\n`);
+      await agent.close().catch(() => undefined);
+      return EXIT_FAILURE;
+    }
+    const signal = ended.signal;
     logger.info('CLEAN', 'shutting down', { signal, node: agent.nodeId });
     try {
       await agent.close();
@@ -76,7 +89,8 @@ export async function runNodeAgentStart(config: NodeAgentConfig, deps: NodeAgent
 
 export function toNodeAgentOptions(config: NodeAgentConfig, dataDir: string, logger: Logger): StartNodeAgentOptions {
   return {
-    orchestrator: config.orchestrator,
+    ...(config.orchestrator !== undefined ? { orchestrator: config.orchestrator } : {}),
+    ...(config.join !== undefined ? { join: config.join } : {}),
     dataDir,
     ...(config.name !== undefined ? { name: config.name } : {}),
     ...(config.slots !== undefined ? { slots: config.slots } : {}),

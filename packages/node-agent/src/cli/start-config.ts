@@ -5,8 +5,10 @@ import { z } from '@conclave/common';
  * docs/configuration.md lists every key; keep the two in step.
  */
 export const nodeAgentConfigSchema = z.object({
-  /** The orchestrator's gRPC address, HOST:PORT. */
-  orchestrator: z.string().regex(/^\S+:\d{1,5}$/, 'must be HOST:PORT'),
+  /** The orchestrator's gRPC address, HOST:PORT. @default the address in the join string, kept in the data dir */
+  orchestrator: z.string().regex(/^\S+:\d{1,5}$/, 'must be HOST:PORT').optional(),
+  /** A join string from `orchestrator token create`: needed on the first start only. */
+  join: z.string().min(1).optional(),
   /** Identity, verified models, outbox and logs; on the board's SSD. */
   dataDir: z.string().min(1),
   /** A human name for `nodes list`; the id comes from the node's key. @default the node id (the agent decides) */

@@ -48,8 +48,8 @@ type BenchOptions = z.infer<typeof BenchOptionsSchema>;
 /** The part of `@conclave/testing` this bench uses. */
 interface TestingHarness {
   startRedis(): Promise<{ url: string; stop(): Promise<void> }>;
-  startTestNode(options: { orchestrator: string; slots: number; name: string }): Promise<{ close(): Promise<void> }>;
-  createTestControl(address: string): {
+  startTestNode(options: { orchestrator: OrchestratorHandle; slots: number; name: string }): Promise<{ close(): Promise<void> }>;
+  createTestControl(target: OrchestratorHandle): {
     addModel(name: string, bytes: Uint8Array): Promise<ModelInfo__Output>;
     listNodes(): Promise<NodeInfo__Output[]>;
     close(): void;
@@ -161,21 +161,21 @@ async function startOrchestratorArm(
   const dataDir = await mkdtemp(join(tmpdir(), 'conclave-bench-orch-'));
   cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
   const orchestrator: OrchestratorHandle = await startOrchestrator({
-    redisUrl, grpcPort: 0, httpPort: -1, dataDir, logger: nullLogger,
+    redisUrl, grpcHost: '127.0.0.1', grpcPort: 0, httpPort: -1, dataDir, logger: nullLogger,
   });
   cleanups.push(() => orchestrator.close());
   for (let i = 0; i < options.nodes; i++) {
-    const node = await testing.startTestNode({ orchestrator: orchestrator.address, slots: options.slots, name: `bench-${i}` });
+    const node = await testing.startTestNode({ orchestrator, slots: options.slots, name: `bench-${i}` });
     cleanups.push(() => node.close());
   }
-  const control = testing.createTestControl(orchestrator.address);
+  const control = testing.createTestControl(orchestrator);
   cleanups.push(async () => control.close());
   await testing.waitUntil(
     async () => (await control.listNodes()).filter((n) => n.state === 'connected').length === options.nodes,
     { what: `${options.nodes} connected nodes` },
   );
   await control.addModel(MODEL_NAME, testing.identityModel('float32', [1]).bytes);
-  const client = createControlClient(orchestrator.address);
+  const client = createControlClient(orchestrator.address, { operatorToken: orchestrator.operatorToken });
   cleanups.push(async () => client.close());
   const inputs: Record<string, WireTensor> = {
     x: { dtype: 'float32', dims: [1], raw: Buffer.from(new Float32Array([1]).buffer) },

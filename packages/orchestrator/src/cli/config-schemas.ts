@@ -1,4 +1,6 @@
 import { ConclaveError, z } from '@conclave/common';
+import { isValidAddress } from '@conclave/protocol';
+import { DURATION_PATTERN, parseDurationMs } from './duration.js';
 
 const UINT32_MAX = 4_294_967_295;
 
@@ -6,6 +8,19 @@ const UINT32_MAX = 4_294_967_295;
 // and leaves "7400x" as text, which then fails as "expected number, received string".
 const port = (fallback: number) => z.number().int().min(0).max(65_535).default(fallback);
 const logLevel = z.enum(['error', 'warn', 'info', 'debug']).default('info');
+
+/** `30m`, `1h`, `7d` (units ms, s, m, h, d), as milliseconds. */
+export const durationMs = z
+  .string()
+  .regex(DURATION_PATTERN, 'must be a duration such as 30m, 1h or 7d')
+  .transform((text, ctx) => {
+    const ms = parseDurationMs(text);
+    if (ms === undefined || ms <= 0) {
+      ctx.addIssue({ code: 'custom', message: 'must be a positive duration' });
+      return z.NEVER;
+    }
+    return ms;
+  });
 
 /**
  * `orchestrator start`: flags > CONCLAVE_* env > YAML file > these defaults.
@@ -29,15 +44,36 @@ export const startConfigSchema = z.object({
   defaultJobTimeoutMs: z.number().int().positive().optional(),
   maxQueuedJobs: z.number().int().positive().optional(),
   jobAttempts: z.number().int().positive().optional(),
+  /** auto: a valid join token accepts a node; manual: it waits as pending until `nodes approve`. */
+  approval: z.enum(['auto', 'manual']).default('auto'),
+  /** What join strings carry. Absent: 127.0.0.1:<port> on loopback, else <hostname>:<port> (orchestrator.ts). */
+  advertiseAddress: z.string().refine(isValidAddress, 'must be HOST:PORT (IPv6 in brackets)').optional(),
+  /** PEM certificate and key for gRPC over TLS; both or neither. */
+  tlsCert: z.string().min(1).optional(),
+  tlsKey: z.string().min(1).optional(),
+  /** Lifetime of a join token created without --ttl. Absent: startOrchestrator's default (1h). */
+  tokenTtl: durationMs.optional(),
+  /** The Control API's bearer token (env CONCLAVE_OPERATOR_TOKEN); absent: <dataDir>/operator-token. */
+  operatorToken: z.string().min(1).optional(),
 });
 
-/** Client commands (`models`, `nodes`, `jobs`). */
+/** Client commands (`models`, `nodes`, `jobs`, `token`). */
 export const clientConfigSchema = z.object({
   /** The orchestrator's gRPC address, HOST:PORT. */
   address: z
     .string()
     .regex(/^\S+:\d{1,5}$/, 'must be HOST:PORT')
     .default('127.0.0.1:7400'),
+  /** --token, CONCLAVE_OPERATOR_TOKEN; absent: read from <data-dir>/operator-token. */
+  operatorToken: z.string().min(1).optional(),
+  /** --tls-ca, CONCLAVE_TLS_CA: connect with TLS, trusting this PEM CA. */
+  tlsCa: z.string().min(1).optional(),
+});
+
+/** `token create` flags. */
+export const tokenCreateFlagsSchema = z.object({
+  ttl: durationMs.optional(),
+  json: z.boolean().default(false),
 });
 
 /** `jobs submit` flags: validated before anything is sent. */

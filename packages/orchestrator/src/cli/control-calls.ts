@@ -4,6 +4,8 @@ import type {
   AddModelHeader,
   ControlClient,
   Job__Output,
+  JoinToken__Output,
+  ListJoinTokensResponse__Output,
   ListModelsResponse__Output,
   ListNodesResponse__Output,
   ModelInfo__Output,
@@ -27,6 +29,12 @@ export interface ControlCalls {
   listModels(): Promise<ModelInfo__Output[]>;
   /** Sends the header, then the chunks in order, honouring back-pressure. */
   addModel(header: AddModelHeader, chunks: AsyncIterable<Uint8Array>): Promise<ModelInfo__Output>;
+  /** `ttlSeconds` 0 or absent: the orchestrator's default. The answer alone carries the join string. */
+  createJoinToken(ttlSeconds?: number): Promise<JoinToken__Output>;
+  listJoinTokens(): Promise<JoinToken__Output[]>;
+  revokeJoinToken(id: string): Promise<JoinToken__Output>;
+  approveNode(id: string): Promise<NodeInfo__Output>;
+  revokeNode(id: string): Promise<NodeInfo__Output>;
   close(): void;
 }
 
@@ -140,6 +148,12 @@ export function controlCallsFromClient(client: ControlClient, options: ControlCa
     cancelJob: (id) => unary<Job__Output>((o, cb) => client.CancelJob({ id }, o, cb)),
     listNodes: async () => (await unary<ListNodesResponse__Output>((o, cb) => client.ListNodes({}, o, cb))).nodes,
     listModels: async () => (await unary<ListModelsResponse__Output>((o, cb) => client.ListModels({}, o, cb))).models,
+    createJoinToken: (ttlSeconds = 0) => unary<JoinToken__Output>((o, cb) => client.CreateJoinToken({ ttlSeconds }, o, cb)),
+    listJoinTokens: async () =>
+      (await unary<ListJoinTokensResponse__Output>((o, cb) => client.ListJoinTokens({}, o, cb))).tokens,
+    revokeJoinToken: (id) => unary<JoinToken__Output>((o, cb) => client.RevokeJoinToken({ id }, o, cb)),
+    approveNode: (id) => unary<NodeInfo__Output>((o, cb) => client.ApproveNode({ id }, o, cb)),
+    revokeNode: (id) => unary<NodeInfo__Output>((o, cb) => client.RevokeNode({ id }, o, cb)),
 
     watchJob(id, onUpdate) {
       return new Promise<Job__Output>((resolve, reject) => {

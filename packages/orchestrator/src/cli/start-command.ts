@@ -18,6 +18,13 @@ export interface StartConfig {
   defaultJobTimeoutMs?: number | undefined;
   maxQueuedJobs?: number | undefined;
   jobAttempts?: number | undefined;
+  approval: 'auto' | 'manual';
+  advertiseAddress?: string | undefined;
+  tlsCert?: string | undefined;
+  tlsKey?: string | undefined;
+  /** Default join token lifetime, in ms (parsed from `1h` and the like). */
+  tokenTtl?: number | undefined;
+  operatorToken?: string | undefined;
 }
 
 /** What `startOrchestrator` takes and returns, as far as the CLI needs it (orchestrator.ts has the full types). */
@@ -34,6 +41,11 @@ export interface StartOrchestratorOptions {
   defaultJobTimeoutMs?: number;
   maxQueuedJobs?: number;
   jobAttempts?: number;
+  approval?: 'auto' | 'manual';
+  advertiseAddress?: string;
+  tls?: { certPath: string; keyPath: string };
+  defaultTokenTtlMs?: number;
+  operatorToken?: string;
 }
 
 export interface StartedOrchestrator {
@@ -92,6 +104,7 @@ export async function runOrchestratorStart(config: StartConfig, deps: StartDeps)
 
 export function toOrchestratorOptions(config: StartConfig, dataDir: string, logger: Logger): StartOrchestratorOptions {
   const { redisUrl, httpHost, heartbeatIntervalMs, resultTtlSeconds, defaultJobTimeoutMs, maxQueuedJobs, jobAttempts } = config;
+  const { advertiseAddress, tlsCert, tlsKey, tokenTtl, operatorToken } = config;
   // Unset knobs stay absent so that startOrchestrator's own defaults apply.
   return {
     ...(redisUrl !== undefined ? { redisUrl } : {}),
@@ -106,5 +119,10 @@ export function toOrchestratorOptions(config: StartConfig, dataDir: string, logg
     ...(defaultJobTimeoutMs !== undefined ? { defaultJobTimeoutMs } : {}),
     ...(maxQueuedJobs !== undefined ? { maxQueuedJobs } : {}),
     ...(jobAttempts !== undefined ? { jobAttempts } : {}),
+    approval: config.approval,
+    ...(advertiseAddress !== undefined ? { advertiseAddress } : {}),
+    ...(tlsCert !== undefined && tlsKey !== undefined ? { tls: { certPath: resolve(tlsCert), keyPath: resolve(tlsKey) } } : {}),
+    ...(tokenTtl !== undefined ? { defaultTokenTtlMs: tokenTtl } : {}),
+    ...(operatorToken !== undefined ? { operatorToken } : {}),
   };
 }

@@ -28,11 +28,11 @@ describe('a fleet of child processes', () => {
     for (const name of ['alpha', 'beta']) {
       const dir = await tempDir('conclave-e2e-node-');
       cleanup.add(() => dir.remove());
-      const node = await spawnNodeAgent({ orchestrator: orchestrator.address, dataDir: dir.path, name, slots: 2 });
+      const node = await spawnNodeAgent({ orchestrator, dataDir: dir.path, name, slots: 2 });
       cleanup.add(() => node.stop());
       nodeIds.push(node.nodeId);
     }
-    control = createTestControl(orchestrator.address);
+    control = createTestControl(orchestrator);
     cleanup.add(() => control.close());
     await waitUntil(async () => (await control.listNodes()).filter((n) => n.state === 'connected').length === 2, {
       what: 'both nodes connected', timeoutMs: 20_000,

@@ -37,7 +37,7 @@ describe('model transfer to nodes', () => {
     scratch = scratchDir.path;
     orchestrator = await spawnOrchestrator({ redisUrl: redis.url, dataDir: orchDir });
     cleanup.add(() => orchestrator.stop());
-    control = createTestControl(orchestrator.address);
+    control = createTestControl(orchestrator);
     cleanup.add(() => control.close());
   });
 
@@ -53,7 +53,7 @@ describe('model transfer to nodes', () => {
   }
 
   async function startNode(dataDir: string, name: string): Promise<NodeChild> {
-    const node = await spawnNodeAgent({ orchestrator: orchestrator.address, dataDir, name, slots: 1 });
+    const node = await spawnNodeAgent({ orchestrator, dataDir, name, slots: 1 });
     cleanup.add(() => node.stop());
     return node;
   }

@@ -32,7 +32,7 @@ describe('losing a node with jobs in flight', () => {
     cleanup.add(() => dir.remove());
     orchestrator = await spawnOrchestrator({ redisUrl: redis.url, dataDir: dir.path });
     cleanup.add(() => orchestrator.stop());
-    control = createTestControl(orchestrator.address);
+    control = createTestControl(orchestrator);
     cleanup.add(() => control.close());
     await control.addModel('heavy', model.bytes);
   });
@@ -43,7 +43,7 @@ describe('losing a node with jobs in flight', () => {
   async function startNode(name: string): Promise<NodeChild> {
     const dir = await tempDir('conclave-e2e-node-');
     perTest.add(() => dir.remove());
-    const node = await spawnNodeAgent({ orchestrator: orchestrator.address, dataDir: dir.path, name, slots: 2 });
+    const node = await spawnNodeAgent({ orchestrator, dataDir: dir.path, name, slots: 2 });
     perTest.add(async () => {
       node.process.kill('SIGCONT');
       await node.stop();

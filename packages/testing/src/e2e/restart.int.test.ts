@@ -32,7 +32,7 @@ describe('restarts', () => {
     orchDir = dir.path;
     orchestrator = await spawnOrchestrator({ redisUrl: redis.url, dataDir: orchDir });
     cleanup.add(() => orchestrator.stop());
-    control = createTestControl(orchestrator.address);
+    control = createTestControl(orchestrator);
     cleanup.add(() => control.close());
     await control.addModel('affine', model.bytes);
   });
@@ -46,7 +46,7 @@ describe('restarts', () => {
   }
 
   async function startNode(dataDir: string, name: string, waitForConnection = true): Promise<NodeChild> {
-    const node = await spawnNodeAgent({ orchestrator: orchestrator.address, dataDir, name, slots: 1, waitForConnection });
+    const node = await spawnNodeAgent({ orchestrator, dataDir, name, slots: 1, waitForConnection });
     cleanup.add(async () => {
       node.process.kill('SIGCONT');
       await node.stop();
@@ -78,7 +78,7 @@ describe('restarts', () => {
     const port = Number(orchestrator.address.split(':').pop());
     orchestrator = await spawnOrchestrator({ redisUrl: redis.url, dataDir: orchDir, grpcPort: port });
     cleanup.add(() => orchestrator.stop());
-    control = createTestControl(orchestrator.address);
+    control = createTestControl(orchestrator);
     cleanup.add(() => control.close());
 
     await waitUntil(async () => (await stateOf(node.nodeId)) === 'connected', {

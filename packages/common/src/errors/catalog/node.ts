@@ -28,6 +28,12 @@ export const NODE_ERRORS = defineErrors({
     status: 'FAILED_PRECONDITION',
     retryable: false,
   },
+  'NODE-STATE-702': {
+    message: 'node has not joined an orchestrator',
+    recovery: 'Create a join string with `orchestrator token create` and start the agent once with --join; later starts need no token.',
+    status: 'FAILED_PRECONDITION',
+    retryable: false,
+  },
   'NODE-JOB-801': {
     message: 'job cancelled',
     recovery: 'The orchestrator cancelled the job (timeout or client request); nothing to do.',

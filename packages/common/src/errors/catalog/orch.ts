@@ -141,4 +141,53 @@ export const ORCH_ERRORS = defineErrors({
     status: 'UNAVAILABLE',
     retryable: true,
   },
+  // Enrollment store, admin RPCs and the operator token (owner: enrollment/admin).
+  'ORCH-AUTH-550': {
+    message: 'unknown node id',
+    recovery: 'Check the id with `orchestrator nodes list`; a node appears there once it has enrolled with a join token.',
+    status: 'NOT_FOUND',
+    retryable: false,
+  },
+  'ORCH-AUTH-551': {
+    message: 'unknown join token id',
+    recovery: 'Check the id with `orchestrator token list`; used and expired tokens are listed for 24 h after they expire, then forgotten.',
+    status: 'NOT_FOUND',
+    retryable: false,
+  },
+  'ORCH-AUTH-552': {
+    message: 'node is not in a state that allows this change',
+    recovery:
+      'approve takes a pending (or denied) node to accepted; deny takes a pending node to denied. ' +
+      'A revoked node stays revoked: re-enroll the board with a new identity and join token. `orchestrator nodes list` shows each status.',
+    status: 'FAILED_PRECONDITION',
+    retryable: false,
+  },
+  'ORCH-AUTH-553': {
+    message: 'operator token missing or wrong',
+    recovery:
+      'Control API calls need `authorization: Bearer <token>`. The CLI takes --token, then CONCLAVE_OPERATOR_TOKEN, ' +
+      'then reads <data-dir>/operator-token (created by `orchestrator start`; --data-dir, default ./.conclave/orchestrator).',
+    status: 'UNAUTHENTICATED',
+    retryable: false,
+  },
+  'ORCH-AUTH-554': {
+    message: 'operator token file is readable by other users',
+    recovery: 'Run `chmod 600` on <data-dir>/operator-token (and check who could have read it, or delete it to get a new token); the orchestrator refuses to start until then.',
+    status: 'FAILED_PRECONDITION',
+    retryable: false,
+  },
+  'ORCH-AUTH-555': {
+    message: 'operator token is unreadable or malformed',
+    recovery:
+      'The token (CONCLAVE_OPERATOR_TOKEN or <data-dir>/operator-token) must be at least 16 printable characters without spaces; ' +
+      'delete the file to have a new one generated at the next start.',
+    status: 'FAILED_PRECONDITION',
+    retryable: false,
+  },
+  'ORCH-AUTH-556': {
+    message: 'TLS file unreadable',
+    recovery: 'Check the paths and permissions of --tls-cert, --tls-key or --tls-ca (PEM files). Nothing was sent.',
+    status: 'INVALID_ARGUMENT',
+    retryable: false,
+  },
 });

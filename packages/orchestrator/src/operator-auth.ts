@@ -1,0 +1,168 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { closeSync, constants as fsConstants, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { ConclaveError } from '@conclave/common';
+import type { Logger } from '@conclave/common';
+import { loadConclaveProtos, type ControlHandlers } from '@conclave/protocol';
+import { toServiceError } from './grpc-errors.js';
+
+/** File name of the operator token inside the orchestrator's data dir. */
+export const OPERATOR_TOKEN_FILE = 'operator-token';
+
+/** 32 random bytes: as strong as a join token. */
+export const OPERATOR_TOKEN_BYTES = 32;
+
+/** Shorter tokens (from the environment or an edited file) are refused: they could be guessed. */
+export const MIN_OPERATOR_TOKEN_LENGTH = 16;
+
+const TOKEN_TEXT = /^[\x21-\x7e]+$/;
+
+export interface OperatorTokenOptions {
+  dataDir: string;
+  /** CONCLAVE_OPERATOR_TOKEN as main.ts read it; wins over the file when set. */
+  fromEnv?: string | undefined;
+  /** Told where a new token was written (never the token). */
+  logger?: Logger;
+}
+
+/**
+ * The Control API's bearer token: `fromEnv` when given, else `<dataDir>/operator-token`,
+ * generated at first start (32 random bytes, base64url) with mode 0600. A file that group or
+ * others may read is refused (ORCH-AUTH-554), as SSH refuses such keys; a malformed token is
+ * ORCH-AUTH-555. Synchronous: it runs once at start-up, before the server listens.
+ */
+export function loadOrCreateOperatorToken(options: OperatorTokenOptions): string {
+  if (options.fromEnv !== undefined && options.fromEnv !== '') {
+    return validToken(options.fromEnv.trim(), 'CONCLAVE_OPERATOR_TOKEN');
+  }
+  const path = join(options.dataDir, OPERATOR_TOKEN_FILE);
+  try {
+    return readOperatorTokenFile(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+  const token = randomBytes(OPERATOR_TOKEN_BYTES).toString('base64url');
+  // A private temp file linked into place: link fails if another process won the race,
+  // and a crash mid-write never leaves half a token under the real name.
+  const temp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  const fd = openSync(temp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o600);
+  try {
+    writeSync(fd, `${token}\n`);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  try {
+    linkSync(temp, path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    return readOperatorTokenFile(path);
+  } finally {
+    unlinkSync(temp);
+  }
+  options.logger?.info('AUTH', 'created operator token', { path });
+  return token;
+}
+
+/** Reads an existing token file, enforcing mode 0600 (no bits for group or others). */
+export function readOperatorTokenFile(path: string): string {
+  const info = statSync(path);
+  if (!info.isFile()) throw new ConclaveError('ORCH-AUTH-555', { detail: `${path} is not a regular file`, data: { path } });
+  // Windows has no POSIX modes to check; everywhere else any group/other bit is refused.
+  if (process.platform !== 'win32' && (info.mode & 0o077) !== 0) {
+    throw new ConclaveError('ORCH-AUTH-554', {
+      detail: `${path} has mode ${(info.mode & 0o777).toString(8).padStart(4, '0')}`,
+      data: { path },
+    });
+  }
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (cause) {
+    throw new ConclaveError('ORCH-AUTH-555', { detail: `cannot read ${path}`, data: { path }, cause });
+  }
+  return validToken(text.trim(), path);
+}
+
+function validToken(token: string, source: string): string {
+  if (token.length < MIN_OPERATOR_TOKEN_LENGTH || !TOKEN_TEXT.test(token)) {
+    throw new ConclaveError('ORCH-AUTH-555', {
+      detail: `${source}: want at least ${MIN_OPERATOR_TOKEN_LENGTH} printable characters without spaces`,
+      data: { source },
+    });
+  }
+  return token;
+}
+
+/** Metadata key of the bearer token (lower case, as HTTP/2 carries it). */
+export const AUTHORIZATION_METADATA_KEY = 'authorization';
+
+const BEARER = /^Bearer[ \t]+(\S+)[ \t]*$/i;
+
+/** What went wrong, for the orchestrator's log only: the client sees one message for both. */
+export type OperatorAuthFailure = 'missing' | 'mismatch';
+
+/**
+ * Checks `authorization: Bearer <token>` against `expected`, comparing SHA-256 digests with
+ * `timingSafeEqual` (equal lengths whatever was sent, so neither length nor content leaks
+ * through timing). Throws ORCH-AUTH-553; `data.reason` says missing or mismatch, for the log.
+ */
+export function checkOperatorToken(metadata: grpc.Metadata, expected: string): void {
+  const values = metadata.get(AUTHORIZATION_METADATA_KEY);
+  const match = values.length === 1 && typeof values[0] === 'string' ? BEARER.exec(values[0]) : null;
+  const presented = match?.[1];
+  const reason: OperatorAuthFailure | undefined =
+    presented === undefined ? 'missing' : timingSafeEqual(digest(presented), digest(expected)) ? undefined : 'mismatch';
+  if (reason) {
+    throw new ConclaveError('ORCH-AUTH-553', {
+      detail: 'send "authorization: Bearer <token>" with the token from <data-dir>/operator-token',
+      data: { reason },
+    });
+  }
+}
+
+function digest(text: string): Buffer {
+  return createHash('sha256').update(text, 'utf8').digest();
+}
+
+type AnyHandler = (call: { metadata: grpc.Metadata; getPeer(): string; destroy?(err?: Error): unknown }, callback?: (err: unknown) => void) => void;
+
+/**
+ * Wraps every Control handler so that a call without the operator token is answered
+ * UNAUTHENTICATED (ORCH-AUTH-553) before the handler runs. Unary and client-streaming calls
+ * answer through their callback; server-streaming (and bidi) calls end the stream with the status.
+ * The refusal is logged with the method, peer and reason; never the token.
+ */
+export function withOperatorAuth<H extends grpc.UntypedServiceImplementation = ControlHandlers>(
+  handlers: H,
+  token: string,
+  logger: Logger,
+): H {
+  const definition = loadConclaveProtos().conclave.v1.Control.service as grpc.ServiceDefinition;
+  const wrapped: Record<string, unknown> = {};
+  for (const [name, handler] of Object.entries(handlers)) {
+    if (typeof handler !== 'function') {
+      wrapped[name] = handler;
+      continue;
+    }
+    const method = definition[name];
+    // Unary and client-streaming handlers take a callback; streaming responses do not.
+    const hasCallback = method ? !method.responseStream : handler.length >= 2;
+    const original = handler as AnyHandler;
+    wrapped[name] = (call: Parameters<AnyHandler>[0], callback?: (err: unknown) => void): void => {
+      try {
+        checkOperatorToken(call.metadata, token);
+      } catch (err) {
+        logger.failure(err, { method: name, peer: call.getPeer(), reason: (err as ConclaveError).data.reason }, 'warn');
+        const status = toServiceError(err, logger);
+        if (hasCallback && callback) callback(status);
+        else call.destroy?.(Object.assign(new Error(status.details), status));
+        return;
+      }
+      original(call, callback);
+    };
+  }
+  return wrapped as H;
+}
