@@ -30,7 +30,14 @@ function shutdownSignal(): Promise<string> {
 const exitCode = await runOrchestratorCli(process.argv.slice(2), {
   env: process.env,
   io: { stdout: process.stdout, stderr: process.stderr },
-  connect: (address) => controlCallsFromClient(createControlClient(address), { address }),
+  connect: (address, { operatorToken, tlsCa }) =>
+    controlCallsFromClient(
+      createControlClient(address, {
+        ...(operatorToken !== undefined ? { operatorToken } : {}),
+        ...(tlsCa !== undefined ? { tls: { ca: tlsCa } } : {}),
+      }),
+      { address },
+    ),
   // Loaded only by `start`: client commands need neither BullMQ nor onnxruntime.
   startOrchestrator: async (options) => (await import('./orchestrator.js')).startOrchestrator(options),
   shutdownSignal,

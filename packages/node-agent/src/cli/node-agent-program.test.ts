@@ -61,10 +61,13 @@ describe('node-agent CLI', () => {
   });
 
   it('missing or invalid settings are NODE-STATE-703, exit 2, and the agent is not started', async () => {
-    const r = await run(['start', '--data-dir', dir]);
+    const r = await run(['start']);
     expect(r.code).toBe(2);
     expect(r.started).toEqual([]);
-    expect(r.stderr).toMatch(/^NODE-STATE-703 invalid node agent configuration: orchestrator \(env CONCLAVE_ORCHESTRATOR\)/);
+    expect(r.stderr).toMatch(/^NODE-STATE-703 invalid node agent configuration: dataDir \(env CONCLAVE_DATA_DIR\)/);
+    const address = await run(['start', '--data-dir', dir, '--orchestrator', 'no-port']);
+    expect(address.code).toBe(2);
+    expect(address.stderr).toMatch(/orchestrator \(from flag, env CONCLAVE_ORCHESTRATOR\)/);
     const bad = await run(['start', '--orchestrator', 'o:1', '--data-dir', dir, '--slots', '0']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/slots \(from flag, env CONCLAVE_SLOTS\)/);

@@ -2,7 +2,7 @@ import type { NodeInfo__Output } from '@conclave/protocol';
 import type { CliIo } from './cli-io.js';
 import type { ControlCalls } from './control-calls.js';
 import { EXIT_OK } from './exit-codes.js';
-import { formatAge, formatJson, formatList, formatTable, orDash } from './output-format.js';
+import { formatAge, formatJson, formatKeyValues, formatList, formatTable, orDash } from './output-format.js';
 
 export interface ListNodesOptions {
   json?: boolean;
@@ -34,6 +34,7 @@ export function formatNodeTable(nodes: readonly NodeInfo__Output[], now: number)
     [
       { header: 'id' },
       { header: 'name' },
+      { header: 'status' },
       { header: 'state' },
       { header: 'slots', align: 'right' },
       { header: 'backend' },
@@ -43,11 +44,41 @@ export function formatNodeTable(nodes: readonly NodeInfo__Output[], now: number)
     nodes.map((n) => [
       n.id,
       orDash(n.name),
-      n.state,
+      orDash(n.status),
+      orDash(n.state),
       `${n.running}/${n.slots}`,
       orDash(n.backendActive),
       formatList(n.loadedModels),
       formatAge(Number(n.lastSeenMs), now),
     ]),
+  );
+}
+
+export interface NodeActionOptions {
+  json?: boolean;
+}
+
+/** `nodes approve ID`: a pending node becomes accepted and may connect. */
+export async function approveNodeCommand(calls: ControlCalls, io: CliIo, id: string, options: NodeActionOptions): Promise<number> {
+  writeNode(io, await calls.approveNode(id), options);
+  return EXIT_OK;
+}
+
+/** `nodes revoke ID`: the orchestrator ends the node's sessions and refuses it from then on. */
+export async function revokeNodeCommand(calls: ControlCalls, io: CliIo, id: string, options: NodeActionOptions): Promise<number> {
+  writeNode(io, await calls.revokeNode(id), options);
+  return EXIT_OK;
+}
+
+function writeNode(io: CliIo, node: NodeInfo__Output, options: NodeActionOptions): void {
+  io.stdout.write(
+    options.json
+      ? formatJson(nodeToJson(node))
+      : formatKeyValues([
+          ['id', node.id],
+          ['name', orDash(node.name)],
+          ['status', orDash(node.status)],
+          ['fingerprint', orDash(node.fingerprint)],
+        ]),
   );
 }

@@ -1,5 +1,7 @@
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
-import { loadConfig, type ClosableLogger, type LoggerOptions } from '@conclave/common';
+import { ConclaveError, loadConfig, type ClosableLogger, type LoggerOptions } from '@conclave/common';
 import type { CliIo } from './cli-io.js';
 import { describeFailure } from './cli-failure.js';
 import {
@@ -9,14 +11,33 @@ import {
   readFlagsSchema,
   startConfigSchema,
   submitFlagsSchema,
+  tokenCreateFlagsSchema,
 } from './config-schemas.js';
 import type { ControlCalls } from './control-calls.js';
 import { EXIT_OK, EXIT_USAGE } from './exit-codes.js';
 import type { ReadText } from './job-input.js';
 import { cancelJobCommand, getJobCommand, submitJobCommand } from './jobs-command.js';
 import { addModelCommand, listModelsCommand } from './models-command.js';
-import { listNodesCommand } from './nodes-command.js';
+import { approveNodeCommand, listNodesCommand, revokeNodeCommand } from './nodes-command.js';
 import { runOrchestratorStart, type StartDeps } from './start-command.js';
+import { createTokenCommand, listTokensCommand, revokeTokenCommand } from './token-command.js';
+
+/** How a client command reaches the orchestrator, besides its address. */
+export interface ConnectOptions {
+  /** Sent as `authorization: Bearer <token>` on every call. */
+  operatorToken?: string;
+  /** PEM CA: connect with TLS, trusting it. */
+  tlsCa?: Buffer;
+}
+
+/** File name of the operator token in the orchestrator's data dir (operator-auth.ts writes it). */
+export const OPERATOR_TOKEN_FILE = 'operator-token';
+
+/**
+ * Data dirs searched for the operator token when no --data-dir is given, in order: the default of
+ * `orchestrator start`, then the local fleet's orchestrator (`pnpm start`).
+ */
+export const DEFAULT_TOKEN_DATA_DIRS = ['./.conclave/orchestrator', './.conclave/local/orchestrator'] as const;
 
 /** Everything the CLI takes from the process; main.ts passes the real ones, tests their own. */
 export interface OrchestratorCliDeps {
@@ -24,7 +45,9 @@ export interface OrchestratorCliDeps {
   env: Record<string, string | undefined>;
   io: CliIo;
   /** A Control API client for an address; not connected until its first call. */
-  connect(address: string): ControlCalls;
+  connect(address: string, options: ConnectOptions): ControlCalls;
+  /** Where the default data dirs are resolved. @default process.cwd() */
+  cwd?: string;
   startOrchestrator: StartDeps['startOrchestrator'];
   /** Called only by `start`, so that client commands leave signals alone. */
   shutdownSignal(): Promise<string>;
@@ -76,6 +99,13 @@ export function buildOrchestratorProgram(deps: OrchestratorCliDeps, setExitCode:
     .option('--http-port <port>', 'HTTP port, 0 = any free port, -1 = off (default 7401; env CONCLAVE_HTTP_PORT)')
     .option('--data-dir <dir>', 'state, logs and embedded Redis (default ./.conclave/orchestrator; env CONCLAVE_DATA_DIR)')
     .addOption(new Option('--log-level <level>', 'default info; env CONCLAVE_LOG_LEVEL').choices(['error', 'warn', 'info', 'debug']))
+    .addOption(
+      new Option('--approval <mode>', 'auto: a valid join token accepts a node; manual: it waits for `nodes approve` (default auto; env CONCLAVE_APPROVAL)').choices(['auto', 'manual']),
+    )
+    .option('--advertise-address <host:port>', 'address that join strings carry (default 127.0.0.1:<port> on loopback, else <hostname>:<port>; env CONCLAVE_ADVERTISE_ADDRESS)')
+    .option('--tls-cert <file>', 'PEM certificate: serve gRPC over TLS (with --tls-key; env CONCLAVE_TLS_CERT)')
+    .option('--tls-key <file>', 'PEM private key of --tls-cert (env CONCLAVE_TLS_KEY)')
+    .option('--token-ttl <duration>', 'lifetime of a join token created without --ttl, e.g. 30m, 1h, 7d (default 1h; env CONCLAVE_TOKEN_TTL)')
     .option('--config <file>', 'YAML file with the same keys in camelCase (env CONCLAVE_CONFIG)')
     .action(async (opts: Record<string, string | undefined>) => {
       const { config: file, ...flags } = opts;
@@ -87,6 +117,11 @@ export function buildOrchestratorProgram(deps: OrchestratorCliDeps, setExitCode:
         ...(configFile !== undefined ? { file: configFile } : {}),
         errorCode: 'ORCH-STATE-703',
       });
+      if ((config.tlsCert === undefined) !== (config.tlsKey === undefined)) {
+        throw new ConclaveError('ORCH-STATE-703', {
+          detail: 'tlsCert and tlsKey go together (env CONCLAVE_TLS_CERT, CONCLAVE_TLS_KEY): give both or neither',
+        });
+      }
       setExitCode(
         await runOrchestratorStart(config, {
           startOrchestrator: deps.startOrchestrator,
@@ -97,46 +132,92 @@ export function buildOrchestratorProgram(deps: OrchestratorCliDeps, setExitCode:
       );
     });
 
-  /** Resolves the address (flag > CONCLAVE_ADDRESS > default), runs `fn`, and always closes the client. */
-  const withCalls = async (opts: { address?: string }, fn: (calls: ControlCalls) => Promise<number>): Promise<void> => {
-    const { address } = await loadConfig(clientConfigSchema, {
-      flags: dropUndefined({ address: opts.address }),
+  /**
+   * Resolves the address (flag > CONCLAVE_ADDRESS > default), the operator token (--token >
+   * CONCLAVE_OPERATOR_TOKEN > <data-dir>/operator-token) and the TLS CA, runs `fn`, and always
+   * closes the client.
+   */
+  const withCalls = async (opts: ClientFlags, fn: (calls: ControlCalls) => Promise<number>): Promise<void> => {
+    const config = await loadConfig(clientConfigSchema, {
+      flags: dropUndefined({ address: opts.address, operatorToken: opts.token, tlsCa: opts.tlsCa }),
       env,
       envPrefix: ENV_PREFIX,
       errorCode: 'ORCH-STATE-703',
     });
-    const calls = deps.connect(address);
+    const operatorToken = config.operatorToken ?? (await discoverOperatorToken(opts.dataDir, deps.cwd ?? process.cwd()));
+    const tlsCa = config.tlsCa !== undefined ? await readTlsFile(config.tlsCa) : undefined;
+    const calls = deps.connect(config.address, {
+      ...(operatorToken !== undefined ? { operatorToken } : {}),
+      ...(tlsCa !== undefined ? { tlsCa } : {}),
+    });
     try {
       setExitCode(await fn(calls));
     } finally {
       calls.close();
     }
   };
-  const clientCommand = (parent: Command, name: string, description: string): Command =>
-    parent
+  const clientCommand = (parent: Command, name: string, description: string, options: { json?: boolean } = {}): Command => {
+    const command = parent
       .command(name)
       .description(description)
       .option('--address <host:port>', 'orchestrator gRPC address (default 127.0.0.1:7400; env CONCLAVE_ADDRESS)')
-      .option('--json', 'print JSON instead of a table');
+      .option('--token <token>', 'operator token (env CONCLAVE_OPERATOR_TOKEN; default: read from <data-dir>/operator-token)')
+      .option('--data-dir <dir>', 'orchestrator data dir holding operator-token (default ./.conclave/orchestrator, then ./.conclave/local/orchestrator)')
+      .option('--tls-ca <file>', 'connect with TLS, trusting this PEM CA (env CONCLAVE_TLS_CA)');
+    return options.json === false ? command : command.option('--json', 'print JSON instead of a table');
+  };
 
   const models = program.command('models').description('Models in the registry.');
   clientCommand(models, 'add', 'Upload an ONNX model under NAME.')
     .argument('<name>', 'model name')
     .argument('<file>', 'path to the .onnx file')
-    .action(async (name: string, file: string, opts: { address?: string; json?: boolean }) => {
+    .action(async (name: string, file: string, opts: ClientFlags & { json?: boolean }) => {
       const { json } = parseFlags(readFlagsSchema, { json: opts.json });
       await withCalls(opts, (calls) => addModelCommand(calls, io, { name, file, json }));
     });
-  clientCommand(models, 'list', 'List the models.').action(async (opts: { address?: string; json?: boolean }) => {
+  clientCommand(models, 'list', 'List the models.').action(async (opts: ClientFlags & { json?: boolean }) => {
     const { json } = parseFlags(readFlagsSchema, { json: opts.json });
     await withCalls(opts, (calls) => listModelsCommand(calls, io, { json }));
   });
 
   const nodes = program.command('nodes').description('Nodes of the fleet.');
-  clientCommand(nodes, 'list', 'List the nodes and their state.').action(async (opts: { address?: string; json?: boolean }) => {
+  clientCommand(nodes, 'list', 'List the nodes and their state.').action(async (opts: ClientFlags & { json?: boolean }) => {
     const { json } = parseFlags(readFlagsSchema, { json: opts.json });
     await withCalls(opts, (calls) => listNodesCommand(calls, io, { json }));
   });
+
+  clientCommand(nodes, 'approve', 'Accept a node that is pending approval (orchestrator started with --approval manual).')
+    .argument('<id>', 'node id')
+    .action(async (id: string, opts: ClientFlags & { json?: boolean }) => {
+      const { json } = parseFlags(readFlagsSchema, { json: opts.json });
+      await withCalls(opts, (calls) => approveNodeCommand(calls, io, id, { json }));
+    });
+  clientCommand(nodes, 'revoke', "End a node's sessions and refuse it from then on.")
+    .argument('<id>', 'node id')
+    .action(async (id: string, opts: ClientFlags & { json?: boolean }) => {
+      const { json } = parseFlags(readFlagsSchema, { json: opts.json });
+      await withCalls(opts, (calls) => revokeNodeCommand(calls, io, id, { json }));
+    });
+
+  const token = program.command('token').description('Join tokens: how a new board enrolls.');
+  clientCommand(token, 'create', 'Create a single-use join token and print its join string.')
+    .option('--ttl <duration>', "how long the token is valid, e.g. 30m, 1h, 7d (default: the orchestrator's --token-ttl, 1h)")
+    .action(async (opts: ClientFlags & { ttl?: string; json?: boolean }) => {
+      const { ttl, json } = parseFlags(tokenCreateFlagsSchema, { ttl: opts.ttl, json: opts.json });
+      await withCalls(opts, (calls) => createTokenCommand(calls, io, { ttlMs: ttl, json }));
+    });
+  clientCommand(token, 'list', 'List join tokens: active, used, revoked, expired (kept 24 h after expiry).').action(
+    async (opts: ClientFlags & { json?: boolean }) => {
+      const { json } = parseFlags(readFlagsSchema, { json: opts.json });
+      await withCalls(opts, (calls) => listTokensCommand(calls, io, { json }));
+    },
+  );
+  clientCommand(token, 'revoke', 'Revoke a join token so that it can no longer enroll a node.')
+    .argument('<id>', 'token id (from `token list`)')
+    .action(async (id: string, opts: ClientFlags & { json?: boolean }) => {
+      const { json } = parseFlags(readFlagsSchema, { json: opts.json });
+      await withCalls(opts, (calls) => revokeTokenCommand(calls, io, id, { json }));
+    });
 
   const jobs = program.command('jobs').description('Inference and generation jobs.');
   clientCommand(jobs, 'submit', 'Submit a job; --wait follows it to the end.')
@@ -153,25 +234,69 @@ export function buildOrchestratorProgram(deps: OrchestratorCliDeps, setExitCode:
     .option('--capability <name>', 'require a node capability, e.g. text-generation')
     .option('--client-job-id <key>', 'idempotency key: resubmitting returns the first job')
     .option('--wait', 'follow the job until it completes, fails or is cancelled')
-    .action(async (opts: Record<string, unknown> & { address?: string }) => {
-      const { address, ...rest } = opts;
+    .action(async (opts: Record<string, unknown> & ClientFlags) => {
+      const { address, token, dataDir, tlsCa, ...rest } = opts;
       const flags = parseFlags(submitFlagsSchema, rest);
-      await withCalls({ ...(address !== undefined ? { address } : {}) }, (calls) =>
+      await withCalls(dropUndefined({ address, token, dataDir, tlsCa }), (calls) =>
         submitJobCommand(calls, io, { ...flags, ...(deps.readText ? { readText: deps.readText } : {}) }),
       );
     });
   clientCommand(jobs, 'get', 'Show a job and its outputs.')
     .argument('<id>', 'job id')
-    .action(async (id: string, opts: { address?: string; json?: boolean }) => {
+    .action(async (id: string, opts: ClientFlags & { json?: boolean }) => {
       const { json } = parseFlags(readFlagsSchema, { json: opts.json });
       await withCalls(opts, (calls) => getJobCommand(calls, io, id, { json }));
     });
   clientCommand(jobs, 'cancel', 'Cancel a queued or running job.')
     .argument('<id>', 'job id')
-    .action(async (id: string, opts: { address?: string; json?: boolean }) => {
+    .action(async (id: string, opts: ClientFlags & { json?: boolean }) => {
       const { json } = parseFlags(readFlagsSchema, { json: opts.json });
       await withCalls(opts, (calls) => cancelJobCommand(calls, io, id, { json }));
     });
 
   return program;
+}
+
+/** Flags every client command takes. */
+interface ClientFlags {
+  address?: string;
+  token?: string;
+  dataDir?: string;
+  tlsCa?: string;
+}
+
+/**
+ * The operator token from `<dataDir>/operator-token`: the given dir only, or else the first of
+ * DEFAULT_TOKEN_DATA_DIRS that has the file. Undefined when none has it: the orchestrator then
+ * answers ORCH-AUTH-553, which says where the token lives.
+ */
+export async function discoverOperatorToken(dataDir: string | undefined, cwd: string): Promise<string | undefined> {
+  const dirs = dataDir !== undefined ? [dataDir] : DEFAULT_TOKEN_DATA_DIRS;
+  for (const dir of dirs) {
+    const path = resolve(cwd, dir, OPERATOR_TOKEN_FILE);
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') continue;
+      throw new ConclaveError('ORCH-AUTH-555', { detail: `cannot read ${path}: ${code ?? String(err)}`, data: { path }, cause: err });
+    }
+    const token = text.trim();
+    if (token === '') throw new ConclaveError('ORCH-AUTH-555', { detail: `${path} is empty`, data: { path } });
+    return token;
+  }
+  return undefined;
+}
+
+async function readTlsFile(path: string): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (err) {
+    throw new ConclaveError('ORCH-AUTH-556', {
+      detail: `${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+      data: { path },
+      cause: err,
+    });
+  }
 }

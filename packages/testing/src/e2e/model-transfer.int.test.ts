@@ -46,7 +46,9 @@ describe('model transfer to nodes', () => {
   /** `orchestrator models add NAME FILE --json`, as an operator runs it. */
   async function addModelWithCli(name: string, bytes: Uint8Array): Promise<{ sha256: string; size: number }> {
     const file = await writeModel(scratch, name, bytes);
-    const cli = spawnNode(ORCHESTRATOR_MAIN, ['models', 'add', name, file, '--address', orchestrator.address, '--json']);
+    const cli = spawnNode(ORCHESTRATOR_MAIN, ['models', 'add', name, file, '--address', orchestrator.address, '--json'], {
+      CONCLAVE_OPERATOR_TOKEN: orchestrator.operatorToken,
+    });
     const code = await cli.exited;
     expect(code, cli.lines.join('\n')).toBe(0);
     return JSON.parse(cli.lines.join('\n')) as { sha256: string; size: number };
