@@ -17,8 +17,8 @@ export interface JobRunnerOptions {
 
 /**
  * Runs the jobs the orchestrator assigns: fetch and verify the model if needed, load it,
- * run it on the backend (off the main thread), then put the result in the outbox before
- * sending it, so that a dropped connection loses nothing.
+ * run it on the backend (off the main thread), then send the result and keep it in the outbox
+ * until the orchestrator acknowledges it, so that a dropped connection loses nothing.
  */
 export class JobRunner {
   private readonly active = new Map<string, AbortController>();
@@ -48,8 +48,8 @@ export class JobRunner {
     } finally {
       this.active.delete(key);
     }
-    await this.o.outbox.put(result);
-    this.o.send({ result });
+    const sent = this.o.send({ result });
+    await this.o.outbox.put(result, sent);
   }
 
   cancel(jobId: string, attempt: number, reason: string): void {

@@ -126,7 +126,10 @@ export async function startNodeAgent(options: NodeAgentOptions): Promise<NodeAge
       if (results.length) logger.info('NET', 'resent unacknowledged results', { count: results.length });
     });
   });
-  session.on('disconnected', () => void fetcher.abortAll('session lost'));
+  session.on('disconnected', () => {
+    void fetcher.abortAll('session lost');
+    void outbox.persistAll().catch((err: unknown) => logger.failure(err, { section: 'STATE' }));
+  });
 
   const metrics = new Registry();
   collectDefaultMetrics({ register: metrics, prefix: 'conclave_node_' });
@@ -164,6 +167,7 @@ export async function startNodeAgent(options: NodeAgentOptions): Promise<NodeAge
       await session.close();
       jobRunner.cancelAll('node shutting down');
       await backend.dispose();
+      await outbox.persistAll();
       eventLoopDelay.disable();
       await new Promise((resolve) => (httpServer ? httpServer.close(resolve) : resolve(undefined)));
       logger.info('STATE', 'node agent stopped');

@@ -109,7 +109,7 @@ describe('admin service behind the operator token', () => {
     expect(listed.map((t) => t.id)).toEqual(expect.arrayContaining([created.id, byDefault.id]));
     expect(listed.every((t) => t.join === '')).toBe(true);
     expect(lines.join('\n')).not.toContain(created.join.split(':')[4] ?? 'x');
-    expect(lines.some((l) => l.includes('join token created') && l.includes(`tokenId=${created.id}`))).toBe(true);
+    expect(lines.some((l) => l.includes('join token created') && l.includes(`joinId=${created.id}`))).toBe(true);
   });
 
   it('RevokeJoinToken: the token no longer enrolls; an unknown id is NOT_FOUND', async () => {

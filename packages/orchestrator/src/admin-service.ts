@@ -31,7 +31,8 @@ export interface AdminServiceOptions {
 
 /**
  * Join tokens and node approval over the Control API. Each action is logged under AUTH
- * with ids only: a join string (it holds the token) is returned once and never logged.
+ * with ids only: a join string (it holds the token) is returned once and never logged. The
+ * token id is logged as `joinId`: the logger redacts any key that says "token".
  */
 export function createAdminService(o: AdminServiceOptions): AdminHandlers {
   const { store, logger } = o;
@@ -58,7 +59,7 @@ export function createAdminService(o: AdminServiceOptions): AdminHandlers {
       const ttlMs = request.ttlSeconds > 0 ? request.ttlSeconds * 1000 : o.defaultTokenTtlMs;
       const created = await store.createToken(ttlMs);
       const join = encodeJoinString({ address, token: created.token, fingerprint: o.orchestratorFingerprint });
-      logger.info('AUTH', 'join token created', { tokenId: created.id, expiresAtMs: created.expiresAtMs, address });
+      logger.info('AUTH', 'join token created', { joinId: created.id, expiresAtMs: created.expiresAtMs, address });
       return {
         id: created.id,
         join,
@@ -74,7 +75,7 @@ export function createAdminService(o: AdminServiceOptions): AdminHandlers {
 
     RevokeJoinToken: unary(logger, async (request) => {
       const record = await store.revokeToken(request.id);
-      logger.info('AUTH', 'join token revoked', { tokenId: record.id });
+      logger.info('AUTH', 'join token revoked', { joinId: record.id });
       return toJoinToken(record);
     }),
 

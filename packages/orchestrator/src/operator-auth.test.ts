@@ -95,16 +95,16 @@ describe('withOperatorAuth', () => {
     metadata: grpc.Metadata;
     request: unknown;
     getPeer(): string;
-    destroy(err?: Error): void;
-    destroyedWith?: Error & Partial<grpc.StatusObject>;
+    emit(event: string, err?: Error): void;
+    emitted?: Error & Partial<grpc.StatusObject>;
   }
   const fakeCall = (authorization?: string): FakeCall => {
     const call: FakeCall = {
       metadata: metadata(authorization),
       request: {},
       getPeer: () => 'ipv4:127.0.0.1:5555',
-      destroy(err) {
-        call.destroyedWith = err as FakeCall['destroyedWith'];
+      emit(_event, err) {
+        call.emitted = err as FakeCall['emitted'];
       },
     };
     return call;
@@ -157,7 +157,7 @@ describe('withOperatorAuth', () => {
     const call = fakeCall(`Bearer wrong-token-wrong-token`);
     (wrapped.WatchJob as unknown as (call: unknown) => void)(call);
     expect(ran).toEqual([]);
-    expect(call.destroyedWith?.code).toBe(grpc.status.UNAUTHENTICATED);
+    expect(call.emitted?.code).toBe(grpc.status.UNAUTHENTICATED);
   });
 
   it('lets a call with the token through to the handler', () => {

@@ -1,7 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { closeSync, constants as fsConstants, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { ConclaveError } from '@conclave/common';
 import type { Logger } from '@conclave/common';
 import { loadConclaveProtos, type ControlHandlers } from '@conclave/protocol';
@@ -127,7 +127,10 @@ function digest(text: string): Buffer {
   return createHash('sha256').update(text, 'utf8').digest();
 }
 
-type AnyHandler = (call: { metadata: grpc.Metadata; getPeer(): string; destroy?(err?: Error): unknown }, callback?: (err: unknown) => void) => void;
+type AnyHandler = (
+  call: { metadata: grpc.Metadata; getPeer(): string; emit?(event: 'error', err: Error): unknown },
+  callback?: (err: unknown) => void,
+) => void;
 
 /**
  * Wraps every Control handler so that a call without the operator token is answered
@@ -158,7 +161,9 @@ export function withOperatorAuth<H extends grpc.UntypedServiceImplementation = C
         logger.failure(err, { method: name, peer: call.getPeer(), reason: (err as ConclaveError).data.reason }, 'warn');
         const status = toServiceError(err, logger);
         if (hasCallback && callback) callback(status);
-        else call.destroy?.(Object.assign(new Error(status.details), status));
+        // grpc-js turns an 'error' event into the call's status and ends the stream; destroy() would
+        // end it without sending any status, leaving the client waiting.
+        else call.emit?.('error', Object.assign(new Error(status.details), status));
         return;
       }
       original(call, callback);

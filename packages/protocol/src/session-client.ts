@@ -161,7 +161,8 @@ export class SessionClient extends EventEmitter<SessionClientEvents> {
       clearTimeout(handshakeTimer);
       if (this.call === call) this.call = undefined;
       call.removeAllListeners('data');
-      call.cancel();
+      call.end(); // Half-close, so a REJECT just written still goes out (cancel drops it); cut it if the peer lingers.
+      setTimeout(() => call.cancel(), 1_000).unref();
       const failure = failureOf(err);
       if (failure && FATAL_AUTH_FAILURES.has(failure)) this.fatal(err);
       else this.lost(err);

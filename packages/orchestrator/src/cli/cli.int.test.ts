@@ -43,9 +43,11 @@ interface CliResult {
   stderr: string;
 }
 
-function cli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+/** Runs the CLI in `cwd`, where it looks for ./.conclave/orchestrator/operator-token. */
+function cli(args: string[], env: Record<string, string> = {}, cwd: string = tmpdir()): Promise<CliResult> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [MAIN, ...args], { env: { ...process.env, ...env }, timeout: 30_000 }, (err, stdout, stderr) => {
+    const childEnv: Record<string, string | undefined> = { ...process.env, CONCLAVE_OPERATOR_TOKEN: undefined, ...env };
+    execFile(process.execPath, [MAIN, ...args], { env: childEnv, cwd, timeout: 30_000 }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
       resolve({ code, stdout, stderr });
     });
@@ -59,6 +61,9 @@ describe('orchestrator CLI against a running orchestrator', () => {
   let agentExit: number | null = null;
   let dir: string;
   let env: Record<string, string>;
+  let tokenId: string;
+  /** Client commands run here: the orchestrator's data dir is ./.conclave/orchestrator, the CLI's default. */
+  const run = (args: string[], extraEnv: Record<string, string> = {}) => cli(args, { ...env, ...extraEnv }, dir);
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'conclave-cli-int-'));
@@ -67,20 +72,25 @@ describe('orchestrator CLI against a running orchestrator', () => {
       redisUrl: redis.url,
       grpcPort: 0,
       httpPort: 0,
-      dataDir: join(dir, 'orchestrator'),
+      dataDir: join(dir, '.conclave', 'orchestrator'),
       logger: nullLogger,
     });
     env = { CONCLAVE_ADDRESS: orchestrator.address };
+    const created = await run(['token', 'create', '--ttl', '10m', '--json']);
+    if (created.code !== 0) throw new Error(`token create failed: ${created.stderr}`);
+    const { join: joinString } = JSON.parse(created.stdout) as { join: string; expires: string };
     ({ child: agent } = await spawnUntil(
-      [AGENT_MAIN, 'start', '--orchestrator', orchestrator.address, '--data-dir', join(dir, 'agent'), '--name', 'cli-int-node', '--slots', '1', '--http-port', '-1'],
+      [AGENT_MAIN, 'start', '--join', joinString, '--data-dir', join(dir, 'agent'), '--name', 'cli-int-node', '--slots', '1', '--http-port', '-1'],
       'NODE-',
     ));
-    // Registered once the orchestrator lists it.
+    // Enrolled and connected once the orchestrator lists it.
     for (let i = 0; i < 100; i += 1) {
-      const listed = await cli(['nodes', 'list', '--json'], env);
-      if (listed.code === 0 && (JSON.parse(listed.stdout) as unknown[]).length > 0) break;
+      const listed = await run(['nodes', 'list', '--json']);
+      if (listed.code === 0 && (JSON.parse(listed.stdout) as Array<{ state: string }>).some((n) => n.state === 'connected')) break;
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
+    const tokens = JSON.parse((await run(['token', 'list', '--json'])).stdout) as Array<{ id: string }>;
+    tokenId = tokens[0]?.id ?? '';
   });
 
   afterAll(async () => {
@@ -95,32 +105,49 @@ describe('orchestrator CLI against a running orchestrator', () => {
     const file = join(dir, 'identity.onnx');
     await writeFile(file, model.bytes);
 
-    const added = await cli(['models', 'add', 'ident', file, '--json'], env);
+    const added = await run(['models', 'add', 'ident', file, '--json']);
     expect(added.stderr).toBe('');
     expect(added.code).toBe(0);
     expect(JSON.parse(added.stdout)).toMatchObject({ name: 'ident', size: model.bytes.byteLength });
 
-    const listed = await cli(['models', 'list'], env);
+    const listed = await run(['models', 'list']);
     expect(listed.stdout).toMatch(/^ident\s/m);
 
     const input = JSON.stringify({ x: { dtype: 'float32', dims: [1, 4], data: [0.5, 1, 2, 3] } });
-    const done = await cli(['jobs', 'submit', '--model', 'ident', '--input', input, '--wait', '--json', '--timeout-ms', '20000'], env);
+    const done = await run(['jobs', 'submit', '--model', 'ident', '--input', input, '--wait', '--json', '--timeout-ms', '20000']);
     expect(done.stderr).toBe('');
     expect(done.code).toBe(0);
     const job = JSON.parse(done.stdout) as { id: string; state: string; node: string; outputs: Record<string, unknown> };
     expect(job).toMatchObject({ state: 'completed', outputs: { y: { dtype: 'float32', dims: [1, 4], data: [0.5, 1, 2, 3] } } });
 
-    const got = await cli(['jobs', 'get', job.id], env);
+    const got = await run(['jobs', 'get', job.id]);
     expect(got.code).toBe(0);
     expect(got.stdout).toMatch(/^state:\s+completed$/m);
   });
 
-  it('lists the node with id, name and state', async () => {
-    const result = await cli(['nodes', 'list', '--json'], env);
+  it('lists the node with id, name, state and status accepted', async () => {
+    const result = await run(['nodes', 'list', '--json']);
     expect(result.code).toBe(0);
     expect(JSON.parse(result.stdout)).toContainEqual(
-      expect.objectContaining({ id: expect.any(String), name: 'cli-int-node', state: 'connected' }),
+      expect.objectContaining({ id: expect.any(String), name: 'cli-int-node', state: 'connected', status: 'accepted' }),
     );
+  });
+
+  it('token list shows the join token used by the node', async () => {
+    const nodes = JSON.parse((await run(['nodes', 'list', '--json'])).stdout) as Array<{ id: string; name: string }>;
+    const nodeId = nodes.find((n) => n.name === 'cli-int-node')?.id;
+    const result = await run(['token', 'list']);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(new RegExp(`^${tokenId}\\s+used\\s.*${nodeId}$`, 'm'));
+  });
+
+  it('refuses a client command without the operator token, or with a wrong one: ORCH-AUTH-553, exit 1', async () => {
+    const missing = await cli(['nodes', 'list'], env, tmpdir());
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/^ORCH-AUTH-553 operator token missing or wrong/);
+    const wrong = await run(['token', 'create'], { CONCLAVE_OPERATOR_TOKEN: 'not-the-operator-token' });
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toBe(missing.stderr);
   });
 
   it('node-agent start exits 0 on SIGTERM', async () => {
@@ -128,15 +155,53 @@ describe('orchestrator CLI against a running orchestrator', () => {
     expect(agentExit).toBe(0);
   });
 
+  it('nodes revoke ends a connected node\'s session within a second or two, and it stays refused', async () => {
+    const created = await run(['token', 'create', '--json']);
+    const { join: joinString } = JSON.parse(created.stdout) as { join: string };
+    const second = await spawnUntil(
+      [AGENT_MAIN, 'start', '--join', joinString, '--data-dir', join(dir, 'agent-2'), '--name', 'cli-int-revoked', '--slots', '1', '--http-port', '-1'],
+      'NODE-',
+    );
+    try {
+      type Listed = { id: string; name: string; state: string; status: string };
+      const find = async (): Promise<Listed | undefined> =>
+        (JSON.parse((await run(['nodes', 'list', '--json'])).stdout) as Listed[]).find((n) => n.name === 'cli-int-revoked');
+      let node = await find();
+      for (let i = 0; i < 100 && node?.state !== 'connected'; i += 1) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        node = await find();
+      }
+      expect(node?.state).toBe('connected');
+      const nodeId = node?.id ?? '';
+
+      const revokedAt = Date.now();
+      const revoked = await run(['nodes', 'revoke', nodeId]);
+      expect(revoked.code).toBe(0);
+      expect(revoked.stdout).toMatch(/^status:\s+revoked$/m);
+      node = await find();
+      while (node?.state === 'connected' && Date.now() - revokedAt < 10_000) node = await find();
+      expect(node?.state).not.toBe('connected');
+      expect(node?.status).toBe('revoked');
+      // The CLI round trips take most of this; the session itself ends within a second.
+      expect(Date.now() - revokedAt).toBeLessThan(8_000);
+
+      const approve = await run(['nodes', 'approve', nodeId]);
+      expect(approve.code).toBe(1);
+      expect(approve.stderr).toMatch(/^ORCH-AUTH-552 /);
+    } finally {
+      await stop(second.child);
+    }
+  });
+
   it('prints the server\'s catalog code for an unknown model, exit 1', async () => {
     const input = JSON.stringify({ x: { dtype: 'float32', dims: [1], data: [1] } });
-    const result = await cli(['jobs', 'submit', '--model', 'nope', '--input', input], env);
+    const result = await run(['jobs', 'submit', '--model', 'nope', '--input', input]);
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/^ORCH-REQ-202 /);
   });
 
   it('refuses malformed input with exit 2', async () => {
-    const result = await cli(['jobs', 'submit', '--model', 'ident', '--input', '{"x":'], env);
+    const result = await run(['jobs', 'submit', '--model', 'ident', '--input', '{"x":']);
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/^ORCH-REQ-250 /);
   });

@@ -1,13 +1,20 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConclaveError, captureLogger, type ClosableLogger } from '@conclave/common';
-import { tensorFromJson, type Job__Output, type ModelInfo__Output, type NodeInfo__Output, type SubmitJobRequest } from '@conclave/protocol';
+import {
+  tensorFromJson,
+  type Job__Output,
+  type JoinToken__Output,
+  type ModelInfo__Output,
+  type NodeInfo__Output,
+  type SubmitJobRequest,
+} from '@conclave/protocol';
 import { StringOut } from './cli-io.js';
 import type { ControlCalls } from './control-calls.js';
 import { MODEL_CHUNK_BYTES } from './models-command.js';
-import { runOrchestratorCli, type OrchestratorCliDeps } from './orchestrator-program.js';
+import { runOrchestratorCli, type ConnectOptions, type OrchestratorCliDeps } from './orchestrator-program.js';
 import type { StartOrchestratorOptions } from './start-command.js';
 
 function job(overrides: Partial<Job__Output> = {}): Job__Output {
@@ -44,7 +51,25 @@ const NODE: NodeInfo__Output = {
   memoryBytes: 8 * 1024 ** 3,
   features: [],
   address: '10.0.0.5',
+  status: 'accepted',
+  fingerprint: 'SHA256:JPbtasv-EAnAMNfKVnwzykgwkRSYI2tVYabIKr7F3ig',
 };
+
+const JOIN = 'conclave-join:v1:orchestrator.local:7400:' + 'A'.repeat(43) + ':SHA256:JPbtasv-EAnAMNfKVnwzykgwkRSYI2tVYabIKr7F3ig';
+const CREATED_AT_MS = Date.UTC(2026, 10, 27, 10, 0, 0);
+
+function joinToken(overrides: Partial<JoinToken__Output> = {}): JoinToken__Output {
+  return {
+    id: '3f9a1c27d0ab',
+    join: '',
+    createdAtMs: CREATED_AT_MS,
+    expiresAtMs: CREATED_AT_MS + 3_600_000,
+    used: false,
+    revoked: false,
+    usedBy: '',
+    ...overrides,
+  };
+}
 
 const MODEL: ModelInfo__Output = {
   name: 'add',
@@ -59,10 +84,14 @@ const MODEL: ModelInfo__Output = {
 class FakeCalls implements ControlCalls {
   readonly submitted: SubmitJobRequest[] = [];
   readonly uploads: Array<{ header: unknown; chunkSizes: number[] }> = [];
+  readonly admin: Array<[string, unknown]> = [];
   closed = false;
   failWith: Error | undefined;
 
-  constructor(readonly address: string) {}
+  constructor(
+    readonly address: string,
+    readonly options: ConnectOptions = {},
+  ) {}
 
   async submitJob(request: SubmitJobRequest): Promise<Job__Output> {
     this.check();
@@ -103,6 +132,36 @@ class FakeCalls implements ControlCalls {
     this.uploads.push({ header, chunkSizes });
     return { ...MODEL, name: header.name ?? '', size: Number(header.size) };
   }
+  async createJoinToken(ttlSeconds = 0): Promise<JoinToken__Output> {
+    this.check();
+    this.admin.push(['createJoinToken', ttlSeconds]);
+    const ttlMs = (ttlSeconds || 3600) * 1000;
+    return joinToken({ join: JOIN, expiresAtMs: CREATED_AT_MS + ttlMs });
+  }
+  async listJoinTokens(): Promise<JoinToken__Output[]> {
+    this.check();
+    return [
+      joinToken(),
+      joinToken({ id: 'aaaaaaaaaaaa', used: true, usedBy: 'n-3f9a' }),
+      joinToken({ id: 'bbbbbbbbbbbb', revoked: true }),
+      joinToken({ id: 'cccccccccccc', expiresAtMs: CREATED_AT_MS - 1 }),
+    ];
+  }
+  async revokeJoinToken(id: string): Promise<JoinToken__Output> {
+    this.check();
+    this.admin.push(['revokeJoinToken', id]);
+    return joinToken({ id, revoked: true });
+  }
+  async approveNode(id: string): Promise<NodeInfo__Output> {
+    this.check();
+    this.admin.push(['approveNode', id]);
+    return { ...NODE, id, status: 'accepted' };
+  }
+  async revokeNode(id: string): Promise<NodeInfo__Output> {
+    this.check();
+    this.admin.push(['revokeNode', id]);
+    return { ...NODE, id, status: 'revoked' };
+  }
   close(): void {
     this.closed = true;
   }
@@ -119,7 +178,10 @@ interface Run {
   started: StartOrchestratorOptions[];
 }
 
-async function run(argv: string[], options: { env?: Record<string, string>; deps?: Partial<OrchestratorCliDeps>; failWith?: Error } = {}): Promise<Run> {
+async function run(
+  argv: string[],
+  options: { env?: Record<string, string>; deps?: Partial<OrchestratorCliDeps>; failWith?: Error; cwd?: string } = {},
+): Promise<Run> {
   const stdout = new StringOut();
   const stderr = new StringOut();
   const calls: FakeCalls[] = [];
@@ -127,8 +189,8 @@ async function run(argv: string[], options: { env?: Record<string, string>; deps
   const code = await runOrchestratorCli(argv, {
     env: options.env ?? {},
     io: { stdout, stderr },
-    connect: (address) => {
-      const fake = new FakeCalls(address);
+    connect: (address, connectOptions) => {
+      const fake = new FakeCalls(address, connectOptions);
       if (options.failWith) fake.failWith = options.failWith;
       calls.push(fake);
       return fake;
@@ -139,10 +201,14 @@ async function run(argv: string[], options: { env?: Record<string, string>; deps
     },
     shutdownSignal: () => Promise.resolve('SIGTERM'),
     createLogger: () => Object.assign(captureLogger('ORCH').logger, { close: async () => {} }) as ClosableLogger,
+    // Never the repo's own ./.conclave: default token discovery looks in a dir without one.
+    cwd: options.cwd ?? EMPTY_CWD,
     ...options.deps,
   });
   return { code, stdout: stdout.text, stderr: stderr.text, calls, started };
 }
+
+const EMPTY_CWD = join(tmpdir(), 'conclave-cli-no-such-dir');
 
 const INPUT = '{"x": {"dtype": "float32", "dims": [1, 2], "data": [0.5, 1]}}';
 
@@ -167,8 +233,8 @@ describe('orchestrator CLI: client commands', () => {
   it('nodes list prints an aligned table', async () => {
     const r = await run(['nodes', 'list']);
     const lines = r.stdout.trimEnd().split('\n');
-    expect(lines[0]).toMatch(/^ID\s+NAME\s+STATE\s+SLOTS\s+BACKEND\s+LOADED MODELS\s+LAST SEEN$/);
-    expect(lines[1]).toMatch(/^n-3f9a\s+pi-01\s+connected\s+1\/4\s+cpu\s+add\s+-$/);
+    expect(lines[0]).toMatch(/^ID\s+NAME\s+STATUS\s+STATE\s+SLOTS\s+BACKEND\s+LOADED MODELS\s+LAST SEEN$/);
+    expect(lines[1]).toMatch(/^n-3f9a\s+pi-01\s+accepted\s+connected\s+1\/4\s+cpu\s+add\s+-$/);
   });
 
   it('models list prints specs with symbolic dims, and --json the full model', async () => {
@@ -340,5 +406,192 @@ describe('orchestrator CLI: start', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^ORCH-STATE-701 redis-server not found: not on PATH — Install Redis \(`apt-get install redis-server`/);
     expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
+  });
+});
+
+describe('orchestrator CLI: join tokens and node approval', () => {
+  it('token create --json prints {join, expires} and sends the --ttl in seconds', async () => {
+    const r = await run(['token', 'create', '--ttl', '30m', '--json']);
+    expect(r.code).toBe(0);
+    expect(r.calls[0]?.admin).toEqual([['createJoinToken', 1800]]);
+    expect(JSON.parse(r.stdout)).toEqual({ join: JOIN, expires: new Date(CREATED_AT_MS + 1_800_000).toISOString() });
+    expect(r.calls[0]?.closed).toBe(true);
+  });
+
+  it("token create without --ttl asks for the orchestrator's default", async () => {
+    const r = await run(['token', 'create']);
+    expect(r.code).toBe(0);
+    expect(r.calls[0]?.admin).toEqual([['createJoinToken', 0]]);
+    expect(r.stdout).toMatch(/^id:\s+3f9a1c27d0ab$/m);
+    expect(r.stdout).toMatch(/^expires:\s+2026-11-27T11:00:00\.000Z \(valid 1h, single use\)$/m);
+    expect(r.stdout).toContain(`join:    ${JOIN}\n`);
+    expect(r.stdout).toContain(`node-agent start --join '${JOIN}' --data-dir `);
+  });
+
+  it('parses durations: 1h30m, 7d; refuses a bare number or a unit it does not know (exit 2)', async () => {
+    expect((await run(['token', 'create', '--ttl', '1h30m'])).calls[0]?.admin).toEqual([['createJoinToken', 5400]]);
+    expect((await run(['token', 'create', '--ttl', '7d'])).calls[0]?.admin).toEqual([['createJoinToken', 604_800]]);
+    for (const ttl of ['90', '1w', '0s', '-1h']) {
+      const bad = await run(['token', 'create', '--ttl', ttl]);
+      expect(bad.code).toBe(2);
+      expect(bad.stderr).toMatch(/^ORCH-REQ-253 invalid command-line arguments: --ttl: /);
+      expect(bad.calls).toEqual([]);
+    }
+  });
+
+  it('token list shows each token with one state word; --json has the fields', async () => {
+    const now = CREATED_AT_MS + 1000;
+    const realNow = Date.now;
+    Date.now = () => now;
+    try {
+      const r = await run(['token', 'list']);
+      const lines = r.stdout.trimEnd().split('\n');
+      expect(lines[0]).toMatch(/^ID\s+STATE\s+CREATED\s+EXPIRES\s+USED BY$/);
+      expect(lines.slice(1).map((l) => l.split(/\s+/).slice(0, 2).join(' '))).toEqual([
+        '3f9a1c27d0ab active',
+        'aaaaaaaaaaaa used',
+        'bbbbbbbbbbbb revoked',
+        'cccccccccccc expired',
+      ]);
+      expect(lines[2]).toMatch(/\sn-3f9a$/);
+      const json = JSON.parse((await run(['token', 'list', '--json'])).stdout) as Array<Record<string, unknown>>;
+      expect(json[1]).toEqual({
+        id: 'aaaaaaaaaaaa',
+        state: 'used',
+        createdAtMs: CREATED_AT_MS,
+        expiresAtMs: CREATED_AT_MS + 3_600_000,
+        used: true,
+        revoked: false,
+        usedBy: 'n-3f9a',
+      });
+    } finally {
+      Date.now = realNow;
+    }
+  });
+
+  it('token revoke ID revokes that token', async () => {
+    const r = await run(['token', 'revoke', 'abcdefabcdef']);
+    expect(r.code).toBe(0);
+    expect(r.calls[0]?.admin).toEqual([['revokeJoinToken', 'abcdefabcdef']]);
+    expect(r.stdout).toMatch(/^state:\s+revoked$/m);
+    expect((await run(['token', 'revoke'])).code).toBe(2);
+  });
+
+  it('nodes approve and nodes revoke print the node with its new status', async () => {
+    const approved = await run(['nodes', 'approve', 'n-1']);
+    expect(approved.code).toBe(0);
+    expect(approved.calls[0]?.admin).toEqual([['approveNode', 'n-1']]);
+    expect(approved.stdout).toMatch(/^status:\s+accepted$/m);
+    expect(approved.stdout).toMatch(/^fingerprint:\s+SHA256:/m);
+    const revoked = await run(['nodes', 'revoke', 'n-1', '--json']);
+    expect(revoked.calls[0]?.admin).toEqual([['revokeNode', 'n-1']]);
+    expect(JSON.parse(revoked.stdout)).toMatchObject({ id: 'n-1', status: 'revoked' });
+  });
+
+  it('a server refusal of the operator token prints its code, exit 1', async () => {
+    const { ControlCallError } = await import('./control-calls.js');
+    const r = await run(['token', 'create'], {
+      failWith: new ControlCallError('UNAUTHENTICATED', 'ORCH-AUTH-553', 'operator token missing or wrong: …'),
+    });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^ORCH-AUTH-553 operator token missing or wrong/);
+  });
+});
+
+describe('orchestrator CLI: operator token and TLS for client commands', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'conclave-cli-token-'));
+    await mkdir(join(dir, 'explicit'), { recursive: true });
+    await writeFile(join(dir, 'explicit', 'operator-token'), 'from-explicit-dir\n', { mode: 0o600 });
+    await mkdir(join(dir, 'cwd', '.conclave', 'local', 'orchestrator'), { recursive: true });
+    await writeFile(join(dir, 'cwd', '.conclave', 'local', 'orchestrator', 'operator-token'), 'from-local-fleet\n', { mode: 0o600 });
+    await writeFile(join(dir, 'ca.pem'), '-----BEGIN CERTIFICATE-----\n');
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('takes --token, then CONCLAVE_OPERATOR_TOKEN, then <data-dir>/operator-token', async () => {
+    const env = { CONCLAVE_OPERATOR_TOKEN: 'from-env' };
+    const cwd = join(dir, 'cwd');
+    const tokenOf = async (argv: string[], e: Record<string, string> = {}) =>
+      (await run(argv, { env: e, cwd })).calls[0]?.options.operatorToken;
+    expect(await tokenOf(['nodes', 'list', '--token', 'from-flag'], env)).toBe('from-flag');
+    expect(await tokenOf(['nodes', 'list', '--data-dir', join(dir, 'explicit')], env)).toBe('from-env');
+    expect(await tokenOf(['nodes', 'list', '--data-dir', join(dir, 'explicit')])).toBe('from-explicit-dir');
+    expect(await tokenOf(['jobs', 'get', 'j-1', '--data-dir', join(dir, 'explicit')])).toBe('from-explicit-dir');
+    expect(await tokenOf(['jobs', 'submit', '--model', 'add', '--input', INPUT, '--token', 'from-flag'])).toBe('from-flag');
+  });
+
+  it('without --data-dir, reads ./.conclave/orchestrator, then ./.conclave/local/orchestrator', async () => {
+    const cwd = join(dir, 'cwd');
+    expect((await run(['token', 'list'], { cwd })).calls[0]?.options.operatorToken).toBe('from-local-fleet');
+    await mkdir(join(cwd, '.conclave', 'orchestrator'), { recursive: true });
+    await writeFile(join(cwd, '.conclave', 'orchestrator', 'operator-token'), 'from-default\n', { mode: 0o600 });
+    expect((await run(['token', 'list'], { cwd })).calls[0]?.options.operatorToken).toBe('from-default');
+    // A --data-dir without the file means no token: the orchestrator says ORCH-AUTH-553.
+    const none = await run(['token', 'list', '--data-dir', join(dir, 'nowhere')], { cwd });
+    expect(none.calls[0]?.options.operatorToken).toBeUndefined();
+    expect((await run(['token', 'list'])).calls[0]?.options).toEqual({});
+  });
+
+  it('--tls-ca reads the CA for the channel; an unreadable one is ORCH-AUTH-556, exit 2', async () => {
+    const r = await run(['nodes', 'list', '--tls-ca', join(dir, 'ca.pem')]);
+    expect(r.code).toBe(0);
+    expect(r.calls[0]?.options.tlsCa?.toString()).toBe('-----BEGIN CERTIFICATE-----\n');
+    const viaEnv = await run(['nodes', 'list'], { env: { CONCLAVE_TLS_CA: join(dir, 'ca.pem') } });
+    expect(viaEnv.calls[0]?.options.tlsCa).toBeInstanceOf(Buffer);
+    const missing = await run(['nodes', 'list', '--tls-ca', join(dir, 'missing.pem')]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/^ORCH-AUTH-556 TLS file unreadable: .*missing\.pem: ENOENT/);
+    expect(missing.calls).toEqual([]);
+  });
+});
+
+describe('orchestrator CLI: start with enrollment and TLS settings', () => {
+  it('maps --approval, --advertise-address, --tls-cert/--tls-key and --token-ttl into the options', async () => {
+    const r = await run([
+      'start',
+      '--approval', 'manual',
+      '--advertise-address', 'orch.example:7400',
+      '--tls-cert', '/etc/conclave/cert.pem',
+      '--tls-key', '/etc/conclave/key.pem',
+      '--token-ttl', '30m',
+    ]);
+    expect(r.code).toBe(0);
+    expect(r.started[0]).toMatchObject({
+      approval: 'manual',
+      advertiseAddress: 'orch.example:7400',
+      tls: { certPath: '/etc/conclave/cert.pem', keyPath: '/etc/conclave/key.pem' },
+      defaultTokenTtlMs: 1_800_000,
+    });
+  });
+
+  it('defaults: approval auto; no advertise address, TLS or token TTL (startOrchestrator decides)', async () => {
+    const r = await run(['start']);
+    expect(r.started[0]?.approval).toBe('auto');
+    expect(r.started[0]).not.toHaveProperty('advertiseAddress');
+    expect(r.started[0]).not.toHaveProperty('tls');
+    expect(r.started[0]).not.toHaveProperty('defaultTokenTtlMs');
+    expect(r.started[0]).not.toHaveProperty('operatorToken');
+  });
+
+  it('reads CONCLAVE_APPROVAL, CONCLAVE_TOKEN_TTL and CONCLAVE_OPERATOR_TOKEN from the environment', async () => {
+    const r = await run(['start'], { env: { CONCLAVE_APPROVAL: 'manual', CONCLAVE_TOKEN_TTL: '7d', CONCLAVE_OPERATOR_TOKEN: 'op-token-from-env-123' } });
+    expect(r.started[0]).toMatchObject({ approval: 'manual', defaultTokenTtlMs: 7 * 86_400_000, operatorToken: 'op-token-from-env-123' });
+  });
+
+  it('refuses a bad approval mode, advertise address or TTL, and a cert without its key (exit 2)', async () => {
+    expect((await run(['start', '--approval', 'sometimes'])).code).toBe(2);
+    const address = await run(['start', '--advertise-address', 'no-port']);
+    expect(address.code).toBe(2);
+    expect(address.stderr).toMatch(/^ORCH-STATE-703 .*advertiseAddress \(from flag, env CONCLAVE_ADVERTISE_ADDRESS\)/);
+    const ttl = await run(['start', '--token-ttl', '1 hour']);
+    expect(ttl.stderr).toMatch(/tokenTtl \(from flag, env CONCLAVE_TOKEN_TTL\)/);
+    const tls = await run(['start', '--tls-cert', '/etc/cert.pem']);
+    expect(tls.code).toBe(2);
+    expect(tls.stderr).toMatch(/^ORCH-STATE-703 .*tlsCert and tlsKey go together/);
+    expect(tls.started).toEqual([]);
   });
 });
