@@ -144,7 +144,8 @@ export function createControlService(o: ControlServiceOptions): JobControlHandle
       (record) => {
         if (!record) {
           o.jobs.off('update', onUpdate);
-          call.destroy(Object.assign(new Error(), toServiceError(new ConclaveError('ORCH-JOB-801', { detail: id }), logger)));
+          // emit('error') sends the status to the client; destroy() would leave it hanging.
+          call.emit('error', Object.assign(new Error(), toServiceError(new ConclaveError('ORCH-JOB-801', { detail: id }), logger)));
           return;
         }
         call.write(toWireJob(record));
@@ -152,7 +153,7 @@ export function createControlService(o: ControlServiceOptions): JobControlHandle
       },
       (err: unknown) => {
         o.jobs.off('update', onUpdate);
-        call.destroy(Object.assign(new Error(), toServiceError(err, logger)));
+        call.emit('error', Object.assign(new Error(), toServiceError(err, logger)));
       },
     );
   }

@@ -29,11 +29,11 @@ export const ORCHESTRATOR_VERSION = '0.1.0';
 export interface OrchestratorOptions {
   /** Redis to keep state in. @default an embedded redis-server under `<dataDir>/redis` */
   redisUrl?: string;
-  /** gRPC listen host: loopback until sessions are authenticated. @default '127.0.0.1' */
+  /** gRPC listen host: sessions are sealed and the Control API needs the operator token. @default '0.0.0.0' */
   grpcHost?: string;
   /** @default 7400; 0 picks a free port */
   grpcPort?: number;
-  /** @default same as grpcHost */
+  /** Health and metrics have no authentication, so they stay on loopback unless asked. @default '127.0.0.1' */
   httpHost?: string;
   /** @default 7401; 0 picks a free port; -1 disables HTTP */
   httpPort?: number;
@@ -154,7 +154,7 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
     let httpPort = -1;
     if (o.httpPort >= 0) {
       const http = await startHttpServer({
-        host: o.httpHost ?? o.grpcHost, port: o.httpPort, logger,
+        host: o.httpHost ?? '127.0.0.1', port: o.httpPort, logger,
         metrics: createOrchestratorMetrics({ queue, jobs, registry }),
         readiness: async () => {
           const failed: string[] = [];

@@ -174,16 +174,16 @@ describe('orchestrator CLI against a running orchestrator', () => {
       expect(node?.state).toBe('connected');
       const nodeId = node?.id ?? '';
 
-      const revokedAt = Date.now();
       const revoked = await run(['nodes', 'revoke', nodeId]);
       expect(revoked.code).toBe(0);
       expect(revoked.stdout).toMatch(/^status:\s+revoked$/m);
+      // No timing bound here: each CLI process takes up to seconds on a loaded machine. The
+      // orchestrator's own tests time the end of the session (within a second).
+      const revokedAt = Date.now();
       node = await find();
-      while (node?.state === 'connected' && Date.now() - revokedAt < 10_000) node = await find();
+      while (node?.state === 'connected' && Date.now() - revokedAt < 15_000) node = await find();
       expect(node?.state).not.toBe('connected');
       expect(node?.status).toBe('revoked');
-      // The CLI round trips take most of this; the session itself ends within a second.
-      expect(Date.now() - revokedAt).toBeLessThan(8_000);
 
       const approve = await run(['nodes', 'approve', nodeId]);
       expect(approve.code).toBe(1);

@@ -29,11 +29,11 @@ export const durationMs = z
 export const startConfigSchema = z.object({
   /** Absent: an embedded redis-server under <dataDir>/redis. */
   redisUrl: z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://').optional(),
-  /** 127.0.0.1 keeps the Control API off the network until sessions are authenticated; 0.0.0.0 for boards. */
-  grpcHost: z.string().min(1).default('127.0.0.1'),
+  /** All interfaces: boards dial in over sealed sessions, and the Control API needs the operator token. */
+  grpcHost: z.string().min(1).default('0.0.0.0'),
   /** 0 picks a free port (tests). */
   grpcPort: port(7400),
-  /** Absent: the same as grpcHost. */
+  /** Health and metrics carry no authentication: loopback unless asked. @default 127.0.0.1 */
   httpHost: z.string().min(1).optional(),
   /** 0 picks a free port; -1 turns HTTP off. */
   httpPort: z.number().int().min(-1).max(65_535).default(7401),

@@ -366,7 +366,7 @@ describe('orchestrator CLI: start', () => {
     const r = await run(['start'], {
       deps: {
         startOrchestrator: async (o) => {
-          expect(o).toMatchObject({ grpcHost: '127.0.0.1', grpcPort: 7400, httpPort: 7401 });
+          expect(o).toMatchObject({ grpcHost: '0.0.0.0', grpcPort: 7400, httpPort: 7401 });
           expect(o.redisUrl).toBeUndefined();
           expect(o.dataDir).toBe(join(process.cwd(), '.conclave/orchestrator'));
           return { grpcPort: 7400, httpPort: 7401, redisUrl: 'redis://127.0.0.1:1', close: async () => { closed = true; } };

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { ConclaveError, loadConfig, type ClosableLogger, type LoggerOptions } from '@conclave/common';
+import { OPERATOR_TOKEN_FILE } from '../operator-auth.js';
 import type { CliIo } from './cli-io.js';
 import { describeFailure } from './cli-failure.js';
 import {
@@ -29,9 +30,6 @@ export interface ConnectOptions {
   /** PEM CA: connect with TLS, trusting it. */
   tlsCa?: Buffer;
 }
-
-/** File name of the operator token in the orchestrator's data dir (operator-auth.ts writes it). */
-export const OPERATOR_TOKEN_FILE = 'operator-token';
 
 /**
  * Data dirs searched for the operator token when no --data-dir is given, in order: the default of
@@ -156,16 +154,15 @@ export function buildOrchestratorProgram(deps: OrchestratorCliDeps, setExitCode:
       calls.close();
     }
   };
-  const clientCommand = (parent: Command, name: string, description: string, options: { json?: boolean } = {}): Command => {
-    const command = parent
+  const clientCommand = (parent: Command, name: string, description: string): Command =>
+    parent
       .command(name)
       .description(description)
       .option('--address <host:port>', 'orchestrator gRPC address (default 127.0.0.1:7400; env CONCLAVE_ADDRESS)')
       .option('--token <token>', 'operator token (env CONCLAVE_OPERATOR_TOKEN; default: read from <data-dir>/operator-token)')
       .option('--data-dir <dir>', 'orchestrator data dir holding operator-token (default ./.conclave/orchestrator, then ./.conclave/local/orchestrator)')
-      .option('--tls-ca <file>', 'connect with TLS, trusting this PEM CA (env CONCLAVE_TLS_CA)');
-    return options.json === false ? command : command.option('--json', 'print JSON instead of a table');
-  };
+      .option('--tls-ca <file>', 'connect with TLS, trusting this PEM CA (env CONCLAVE_TLS_CA)')
+      .option('--json', 'print JSON instead of a table');
 
   const models = program.command('models').description('Models in the registry.');
   clientCommand(models, 'add', 'Upload an ONNX model under NAME.')

@@ -429,10 +429,12 @@ describe('secure sessions through real gRPC', () => {
     while ((joinedAt === 0 || results.length < MIN_ATTEMPTS) && Date.now() - t0 < 8_000) {
       results.push(...(await Promise.all(connections.flatMap((c) =>
         Array.from({ length: STREAMS_PER_WAVE }, () => c.session([hello()], { stopOn: () => true, timeoutMs: 10_000 }))))));
+      // Paced (still ~100 times the refill rate): the attacker shares this process's one event loop
+      // with the orchestrator and the node, and must not starve them of CPU.
+      await sleep(100);
     }
     const floodSeconds = (Date.now() - t0) / 1000;
     const node = await legit;
-    console.log('NODELOG', node.log.lines.join('\n'));
     expect(joinedAt - t0).toBeLessThan(5_000);
     expect(results.length).toBeGreaterThanOrEqual(MIN_ATTEMPTS);
 
@@ -451,7 +453,6 @@ describe('secure sessions through real gRPC', () => {
 
     // One line per run of refusals, not one per refusal: a run is only broken by a refill.
     const lines = orchLinesSince(mark, /ORCH-AUTH-509/);
-    console.log('FLOOD', { floodSeconds, attempts: results.length, rejects: rejects.length, responses: responses.length, lines: lines.length, joined: joinedAt - t0 });
     expect(lines.length).toBeGreaterThanOrEqual(1);
     expect(lines.length).toBeLessThanOrEqual(1 + Math.ceil(5 * floodSeconds));
     expect(lines.length).toBeLessThan(rejects.length / 10);
