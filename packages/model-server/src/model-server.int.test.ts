@@ -229,7 +229,7 @@ describe('model server under limits: auth, loading, queue, memory', () => {
   });
 
   it('answers 401 in the OpenAI error shape without a key or with a wrong one', async () => {
-    for (const headers of [{}, { authorization: 'Bearer wrong' }, { authorization: KEY }]) {
+    for (const headers of [{}, { authorization: 'Bearer wrong' }, { authorization: KEY }] as Array<Record<string, string>>) {
       const response = await post(`${server.url}/v1/completions`, { model: MODEL, prompt: 'hi' }, headers);
       expect(response.status).toBe(401);
       expect(await response.json()).toEqual({

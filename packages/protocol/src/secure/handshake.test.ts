@@ -350,7 +350,7 @@ describe('handshake: attacks', () => {
     ['random', null],
   ])('garbage (%s) instead of HELLO is a malformed-message error', async (name, bytes) => {
     const t = setup();
-    let input = bytes;
+    let input: Uint8Array | null = bytes;
     if (name === 'truncated HELLO') input = t.initiator().start().subarray(0, 40);
     if (name === 'random') input = nacl.randomBytes(48);
     expect(codeOf((await t.responder().next(input!)).error)).toBe('ORCH-AUTH-502');

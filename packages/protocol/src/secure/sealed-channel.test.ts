@@ -105,7 +105,7 @@ describe('SealedChannel', () => {
       switch (i % 4) {
         case 0: input = random((r[0] as number) % 64); break;
         case 1: input = valid.subarray(0, (r[0] as number) % valid.length); break;
-        case 2: input = Uint8Array.from(valid); input[(r[0] as number) % valid.length] ^= 1 + ((r[1] as number) % 255); break;
+        case 2: input = Uint8Array.from(valid); input[(r[0] as number) % valid.length]! ^= 1 + ((r[1] as number) % 255); break;
         default: input = random(1024 + 26 + ((r[0] as number) % 8)); break;
       }
       const code = codeOf(() => receiver.open(input));

@@ -1,7 +1,12 @@
 import { tensorFromTypedArray, typedArrayFromTensor } from '@conclave/protocol';
+import type { RedisServerHandle } from '@conclave/common';
 import type { Job__Output, WireTensor } from '@conclave/protocol';
+import { createTestControl } from '../control.js';
+import type { TestControl } from '../control.js';
+import { spawnOrchestrator, tempDir } from '../fleet.js';
 import type { HostTensor } from '../onnx/host-tensor.js';
 import type { TinyModel } from '../onnx/tiny-model.js';
+import { startRedis } from '../redis.js';
 
 /** A host tensor as the Control API takes it. */
 export function wire(t: HostTensor): WireTensor {
@@ -60,4 +65,25 @@ export class Cleanup {
       }
     }
   }
+}
+
+/** What most end-to-end files start with: a Redis, an orchestrator child process and a client. */
+export interface ChildOrchestratorSetup {
+  redis: RedisServerHandle;
+  dataDir: string;
+  orchestrator: Awaited<ReturnType<typeof spawnOrchestrator>>;
+  control: TestControl;
+}
+
+/** Starts them, registering every stop with `cleanup`. */
+export async function startChildOrchestrator(cleanup: Cleanup): Promise<ChildOrchestratorSetup> {
+  const redis = await startRedis();
+  cleanup.add(() => redis.stop());
+  const dir = await tempDir('conclave-e2e-orch-');
+  cleanup.add(() => dir.remove());
+  const orchestrator = await spawnOrchestrator({ redisUrl: redis.url, dataDir: dir.path });
+  cleanup.add(() => orchestrator.stop());
+  const control = createTestControl(orchestrator);
+  cleanup.add(() => control.close());
+  return { redis, dataDir: dir.path, orchestrator, control };
 }

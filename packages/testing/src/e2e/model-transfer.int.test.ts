@@ -3,16 +3,14 @@ import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RedisServerHandle } from '@conclave/common';
 import { spawnNode } from '../child-process.js';
 import type { ChildHandle } from '../child-process.js';
-import { createTestControl } from '../control.js';
 import type { TestControl } from '../control.js';
-import { spawnNodeAgent, spawnOrchestrator, tempDir } from '../fleet.js';
+import { spawnNodeAgent, tempDir } from '../fleet.js';
 import { affineModel } from '../onnx/affine-model.js';
 import { writeModel } from '../onnx/write-model.js';
-import { startRedis } from '../redis.js';
-import { affineInput, Cleanup, mismatch, wireInputs } from './e2e-support.js';
+import { affineInput, Cleanup, mismatch, startChildOrchestrator, wireInputs } from './e2e-support.js';
+import type { ChildOrchestratorSetup } from './e2e-support.js';
 
 type NodeChild = ChildHandle & { nodeId: string };
 
@@ -20,25 +18,16 @@ const ORCHESTRATOR_MAIN = fileURLToPath(new URL('../../../orchestrator/dist/main
 
 describe('model transfer to nodes', () => {
   const cleanup = new Cleanup();
-  let redis: RedisServerHandle;
   let orchDir: string;
   let scratch: string;
-  let orchestrator: ChildHandle & { address: string };
+  let orchestrator: ChildOrchestratorSetup['orchestrator'];
   let control: TestControl;
 
   beforeAll(async () => {
-    redis = await startRedis();
-    cleanup.add(() => redis.stop());
-    const dir = await tempDir('conclave-e2e-orch-');
-    cleanup.add(() => dir.remove());
-    orchDir = dir.path;
+    ({ dataDir: orchDir, orchestrator, control } = await startChildOrchestrator(cleanup));
     const scratchDir = await tempDir('conclave-e2e-files-');
     cleanup.add(() => scratchDir.remove());
     scratch = scratchDir.path;
-    orchestrator = await spawnOrchestrator({ redisUrl: redis.url, dataDir: orchDir });
-    cleanup.add(() => orchestrator.stop());
-    control = createTestControl(orchestrator);
-    cleanup.add(() => control.close());
   });
 
   afterAll(() => cleanup.run());

@@ -1,15 +1,13 @@
 // Runs the built CLIs (`pnpm exec tsc -b packages/testing`): orchestrator and nodes are child processes.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { RedisServerHandle } from '@conclave/common';
 import type { Job__Output } from '@conclave/protocol';
 import type { ChildHandle } from '../child-process.js';
-import { createTestControl } from '../control.js';
 import type { TestControl } from '../control.js';
-import { spawnNodeAgent, spawnOrchestrator, tempDir } from '../fleet.js';
+import { spawnNodeAgent, tempDir } from '../fleet.js';
 import { heavyModel } from '../onnx/heavy-model.js';
-import { startRedis } from '../redis.js';
 import { waitUntil } from '../wait-until.js';
-import { Cleanup, mismatch, wireInputs } from './e2e-support.js';
+import { Cleanup, mismatch, startChildOrchestrator, wireInputs } from './e2e-support.js';
+import type { ChildOrchestratorSetup } from './e2e-support.js';
 
 type NodeChild = ChildHandle & { nodeId: string };
 
@@ -21,19 +19,11 @@ const wired = wireInputs(inputs);
 describe('losing a node with jobs in flight', () => {
   const cleanup = new Cleanup();
   const perTest = new Cleanup();
-  let redis: RedisServerHandle;
-  let orchestrator: ChildHandle & { address: string };
+  let orchestrator: ChildOrchestratorSetup['orchestrator'];
   let control: TestControl;
 
   beforeAll(async () => {
-    redis = await startRedis();
-    cleanup.add(() => redis.stop());
-    const dir = await tempDir('conclave-e2e-orch-');
-    cleanup.add(() => dir.remove());
-    orchestrator = await spawnOrchestrator({ redisUrl: redis.url, dataDir: dir.path });
-    cleanup.add(() => orchestrator.stop());
-    control = createTestControl(orchestrator);
-    cleanup.add(() => control.close());
+    ({ orchestrator, control } = await startChildOrchestrator(cleanup));
     await control.addModel('heavy', model.bytes);
   });
 

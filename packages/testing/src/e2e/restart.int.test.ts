@@ -8,9 +8,9 @@ import { createTestControl } from '../control.js';
 import type { TestControl } from '../control.js';
 import { spawnNodeAgent, spawnOrchestrator, tempDir } from '../fleet.js';
 import { affineModel } from '../onnx/affine-model.js';
-import { startRedis } from '../redis.js';
 import { waitUntil } from '../wait-until.js';
-import { affineInput, Cleanup, mismatch, wireInputs } from './e2e-support.js';
+import { affineInput, Cleanup, mismatch, startChildOrchestrator, wireInputs } from './e2e-support.js';
+import type { ChildOrchestratorSetup } from './e2e-support.js';
 
 type NodeChild = ChildHandle & { nodeId: string };
 
@@ -21,19 +21,11 @@ describe('restarts', () => {
   const cleanup = new Cleanup();
   let redis: RedisServerHandle;
   let orchDir: string;
-  let orchestrator: ChildHandle & { address: string };
+  let orchestrator: ChildOrchestratorSetup['orchestrator'];
   let control: TestControl;
 
   beforeAll(async () => {
-    redis = await startRedis();
-    cleanup.add(() => redis.stop());
-    const dir = await tempDir('conclave-e2e-orch-');
-    cleanup.add(() => dir.remove());
-    orchDir = dir.path;
-    orchestrator = await spawnOrchestrator({ redisUrl: redis.url, dataDir: orchDir });
-    cleanup.add(() => orchestrator.stop());
-    control = createTestControl(orchestrator);
-    cleanup.add(() => control.close());
+    ({ redis, dataDir: orchDir, orchestrator, control } = await startChildOrchestrator(cleanup));
     await control.addModel('affine', model.bytes);
   });
 
