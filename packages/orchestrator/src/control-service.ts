@@ -33,6 +33,36 @@ export interface ControlServiceOptions {
   jobAttempts: number;
 }
 
+/**
+ * How stale the queue depth may be when a submission is checked against maxQueuedJobs. The
+ * limit guards against a runaway backlog, not an exact count, and counting costs a Redis
+ * script per call; at a few thousand submissions a second this saves most of them.
+ */
+const QUEUE_DEPTH_MAX_AGE_MS = 250;
+
+/** A value read at most once per `maxAgeMs`; concurrent readers share one read. */
+class CachedValue<T> {
+  private value: Promise<T> | undefined;
+  private readAtMs = 0;
+
+  constructor(
+    private readonly read_: () => Promise<T>,
+    private readonly maxAgeMs: number,
+  ) {}
+
+  read(): Promise<T> {
+    const now = Date.now();
+    if (!this.value || now - this.readAtMs > this.maxAgeMs) {
+      this.readAtMs = now;
+      this.value = this.read_().catch((err: unknown) => {
+        this.value = undefined;
+        throw err;
+      });
+    }
+    return this.value;
+  }
+}
+
 /** Highest BullMQ priority number (lowest priority); BullMQ runs priority 1 first. */
 const BULL_LOWEST_PRIORITY = 2_097_152;
 
@@ -41,6 +71,7 @@ export type JobControlHandlers = Omit<ControlHandlers, 'CreateJoinToken' | 'List
 
 export function createControlService(o: ControlServiceOptions): JobControlHandlers {
   const { logger } = o;
+  const queueDepth = new CachedValue(() => o.queue.count(), QUEUE_DEPTH_MAX_AGE_MS);
 
   async function submitJob(request: SubmitJobRequest__Output): Promise<Job> {
     if (request.clientJobId) {
@@ -48,7 +79,7 @@ export function createControlService(o: ControlServiceOptions): JobControlHandle
       if (existing) return getJob({ id: existing });
     }
     const data = await buildJobData(request);
-    const waiting = await o.queue.count();
+    const waiting = await queueDepth.read();
     if (waiting >= o.maxQueuedJobs) {
       throw new ConclaveError('ORCH-REQ-204', { detail: `${waiting} jobs waiting (limit ${o.maxQueuedJobs})` });
     }
@@ -61,8 +92,10 @@ export function createControlService(o: ControlServiceOptions): JobControlHandle
       id, state: 'queued', kind: data.kind, model: data.model?.name ?? '', node: '', attempts: 0,
       createdAtMs: Date.now(), finishedAtMs: 0, runMs: 0,
     };
-    await o.jobs.create(record);
-    await o.queue.add(data.kind, data, {
+    // The record and the queue entry go out together: one round trip on every submit. Both use
+    // this connection and Redis runs a connection's commands in order, so the record exists
+    // before any worker can pick the job.
+    await Promise.all([o.jobs.create(record), o.queue.add(data.kind, data, {
       jobId: id,
       attempts: o.jobAttempts,
       // Full jitter, as DESIGN.md asks for every retry: base 250 ms.
@@ -70,7 +103,7 @@ export function createControlService(o: ControlServiceOptions): JobControlHandle
       removeOnComplete: true,
       removeOnFail: true,
       ...(request.priority > 0 ? { priority: Math.max(1, BULL_LOWEST_PRIORITY - request.priority) } : {}),
-    });
+    })]);
     logger.debug('JOB', 'job queued', { jobId: id, model: record.model, kind: data.kind });
     return toWireJob(record);
   }

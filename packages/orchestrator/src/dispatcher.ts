@@ -104,8 +104,9 @@ export class Dispatcher {
     const attempt = job.attemptsMade + 1;
     const maxAttempts = job.opts.attempts ?? 1;
     const log = logger.child({ jobId: id, attempt });
-    const record = await jobs.get(id);
-    if (!record || record.state === 'cancelled') return;
+    // A job cancelled while queued was removed from the queue; one cancelled in the instant
+    // between its pick-up and here still runs, and its result is refused by the record (a
+    // job that has ended never changes), so no read is needed on every job's path.
 
     const controller = new AbortController();
     this.active.set(id, controller);
