@@ -16,6 +16,7 @@ import { Dispatcher } from './dispatcher.js';
 import { createGatewayService } from './gateway-service.js';
 import { startHttpServer } from './http-server.js';
 import { JobStore } from './job-store.js';
+import { readKeyRotations } from './key-rotation.js';
 import { createOrchestratorMetrics } from './metrics.js';
 import { ModelRegistry } from './model-registry.js';
 import { RedisEnrollmentStore } from './enrollment-store.js';
@@ -117,6 +118,8 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
 
     const { identity } = await loadOrCreateIdentity(o.dataDir, { role: 'orchestrator' });
     const orchestratorFingerprint = fingerprint(identity.publicKey);
+    // Served in every handshake so that nodes pinned to a retired key follow the chain to this one.
+    const rotations = await readKeyRotations(o.dataDir);
     const operatorToken = await loadOrCreateOperatorToken({ dataDir: o.dataDir, ...(o.operatorToken ? { fromEnv: o.operatorToken } : {}) });
     const enrollment = new RedisEnrollmentStore(redis, { approval: o.approval });
     registry.setEnrollment(enrollment);
@@ -125,7 +128,7 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
     const server = new grpc.Server(DEFAULT_CHANNEL_OPTIONS);
     server.addService(protos.NodeGateway.service, createGatewayService({
       registry, models, logger, heartbeatIntervalMs: o.heartbeatIntervalMs, version: ORCHESTRATOR_VERSION,
-      identity, enrollment, rateLimiter: new HandshakeRateLimiter(),
+      identity, enrollment, rateLimiter: new HandshakeRateLimiter(), rotations,
     }));
     // Bound first: the advertised address needs the port when it was 0.
     let advertiseAddress = o.advertiseAddress ?? '';
@@ -172,7 +175,7 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
     const address = `${localHost}:${grpcPort}`;
     logger.info('STATE', 'orchestrator ready', {
       grpc: address, listen: `${o.grpcHost}:${grpcPort}`, advertise: advertiseAddress, tls: Boolean(o.tls), http: httpPort,
-      redis: maskUrlCredentials(redisUrl), dataDir: o.dataDir, fingerprint: orchestratorFingerprint, approval: o.approval,
+      redis: maskUrlCredentials(redisUrl), dataDir: o.dataDir, fingerprint: orchestratorFingerprint, keyRotations: rotations.length, approval: o.approval,
     });
     return {
       grpcPort, httpPort, address, redisUrl, ...(embeddedRedis ? { embeddedRedis } : {}),

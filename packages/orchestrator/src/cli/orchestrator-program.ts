@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
-import { ConclaveError, loadConfig, type ClosableLogger, type LoggerOptions } from '@conclave/common';
+import { ConclaveError, loadConfig, z, type ClosableLogger, type LoggerOptions } from '@conclave/common';
 import { OPERATOR_TOKEN_FILE } from '../operator-auth.js';
 import type { CliIo } from './cli-io.js';
 import { describeFailure } from './cli-failure.js';
@@ -18,6 +18,7 @@ import type { ControlCalls } from './control-calls.js';
 import { EXIT_OK, EXIT_USAGE } from './exit-codes.js';
 import type { ReadText } from './job-input.js';
 import { cancelJobCommand, getJobCommand, submitJobCommand } from './jobs-command.js';
+import { resolveKeyDataDir, rotateKeyCommand, showKeyCommand } from './key-command.js';
 import { addModelCommand, listModelsCommand } from './models-command.js';
 import { approveNodeCommand, listNodesCommand, revokeNodeCommand } from './nodes-command.js';
 import { runOrchestratorStart, type StartDeps } from './start-command.js';
@@ -216,6 +217,35 @@ export function buildOrchestratorProgram(deps: OrchestratorCliDeps, setExitCode:
       await withCalls(opts, (calls) => revokeTokenCommand(calls, io, id, { json }));
     });
 
+  const key = program.command('key').description("The orchestrator's own key (works on the data dir; no orchestrator needed).");
+  const keyCommand = (name: string, description: string): Command =>
+    key
+      .command(name)
+      .description(description)
+      .option('--data-dir <dir>', 'orchestrator data dir (env CONCLAVE_DATA_DIR; default ./.conclave/orchestrator, then ./.conclave/local/orchestrator)')
+      .option('--json', 'print JSON');
+  const keyDataDir = async (opts: { dataDir?: string }): Promise<string> => {
+    const config = loadConfig(keyConfigSchema, {
+      flags: dropUndefined({ dataDir: opts.dataDir }),
+      env,
+      envPrefix: ENV_PREFIX,
+      errorCode: 'ORCH-STATE-703',
+    });
+    return resolveKeyDataDir(config.dataDir, DEFAULT_TOKEN_DATA_DIRS, deps.cwd ?? process.cwd());
+  };
+  keyCommand('show', "Print the fingerprint of the orchestrator's key (what join strings pin).").action(
+    async (opts: { dataDir?: string; json?: boolean }) => {
+      const { json } = parseFlags(readFlagsSchema, { json: opts.json });
+      setExitCode(await showKeyCommand(io, { dataDir: await keyDataDir(opts), json }));
+    },
+  );
+  keyCommand('rotate', 'Replace the key with a new one, signed over by the old; takes effect at the next start.').action(
+    async (opts: { dataDir?: string; json?: boolean }) => {
+      const { json } = parseFlags(readFlagsSchema, { json: opts.json });
+      setExitCode(await rotateKeyCommand(io, { dataDir: await keyDataDir(opts), json }));
+    },
+  );
+
   const jobs = program.command('jobs').description('Inference and generation jobs.');
   clientCommand(jobs, 'submit', 'Submit a job; --wait follows it to the end.')
     .addOption(new Option('--kind <kind>', 'infer (default) or generate').choices(['infer', 'generate']))
@@ -253,6 +283,9 @@ export function buildOrchestratorProgram(deps: OrchestratorCliDeps, setExitCode:
 
   return program;
 }
+
+/** `key show|rotate`: the data dir, flag > CONCLAVE_DATA_DIR; absent: the defaults are searched. */
+const keyConfigSchema = z.object({ dataDir: z.string().min(1).optional() });
 
 /** Flags every client command takes. */
 interface ClientFlags {

@@ -190,4 +190,22 @@ export const ORCH_ERRORS = defineErrors({
     status: 'INVALID_ARGUMENT',
     retryable: false,
   },
+  // Orchestrator key rotation (owner: `orchestrator key`, start-up).
+  'ORCH-AUTH-560': {
+    message: 'key rotation file is invalid',
+    recovery:
+      'Each line of <data-dir>/key-rotations must be a `conclave-rotation:v1:` statement signed by the old key ' +
+      '(as `orchestrator key rotate` writes it), at most 8 lines. Restore the file from backup, or delete the bad line: ' +
+      'nodes still pinned only to a key it vouched for must then re-join with a new join string.',
+    status: 'FAILED_PRECONDITION',
+    retryable: false,
+  },
+  'ORCH-AUTH-561': {
+    message: 'no orchestrator key in the data dir',
+    recovery:
+      '`orchestrator key` works on an existing <data-dir>/orchestrator.key (created by the first `orchestrator start`); ' +
+      'pass the data dir the orchestrator runs with (--data-dir, env CONCLAVE_DATA_DIR).',
+    status: 'FAILED_PRECONDITION',
+    retryable: false,
+  },
 });
