@@ -27,15 +27,18 @@ export class EngineRegistry {
     private readonly factory: EngineFactory = (o) => WorkerEngine.create(o),
   ) {}
 
-  /** The engine for `files`, loading it if nobody has; a failed load is forgotten so a later call retries. */
-  acquire(files: ModelFiles, options: Omit<WorkerEngineOptions, 'files' | 'logger'>): Promise<Engine> {
+  /**
+   * The engine for `files`, loading it if nobody has; a failed load is forgotten so a later call retries.
+   * `options.logger` (default: the registry's) tags the engine's log lines with the model they are about.
+   */
+  acquire(files: ModelFiles, options: Omit<WorkerEngineOptions, 'files' | 'logger'> & { logger?: Logger }): Promise<Engine> {
     const key = files.dir;
     const existing = this.engines.get(key);
     if (existing) return existing;
     const promise = this.factory({
       ...options,
       files,
-      logger: this.logger,
+      logger: options.logger ?? this.logger,
       onStateChange: (state) => {
         if (state === 'unloaded' || state === 'failed') this.setSessions(key, 0);
         this.hooks.onStateChange?.(key, state);

@@ -8,6 +8,8 @@ import { startModelServer } from './model-server.js';
 
 /** Exit code for a configuration or model error that a restart will not fix. */
 const EXIT_CONFIG = 2;
+/** The orchestrator refused this server as a node; an operator must act. */
+const EXIT_FLEET = 1;
 /** How long a shutdown may take before the process exits anyway. */
 const SHUTDOWN_GRACE_MS = 10_000;
 
@@ -15,9 +17,10 @@ const program = new Command('model-server').description('Conclave text model ser
 
 program
   .command('start')
-  .description('load a model once and serve /v1/chat/completions, /v1/completions, /v1/models, /health, /metrics')
+  .description('load the default model once and serve /v1/chat/completions, /v1/completions, /v1/models, /health, /metrics')
   .option('--model <dir>', 'model directory as HF optimum exports it (default: the embedded demo model)')
   .option('--model-id <id>', 'id served in /v1/models')
+  .option('--models-dir <dir>', 'directory whose subdirectories are more models, each loaded on first use (id: the subdirectory name)')
   .option('--port <port>', 'HTTP port (default 7402)')
   .option('--host <host>', 'listen address (default 127.0.0.1)')
   .option('--concurrency <n>', 'generations at once (default 4)')
@@ -48,21 +51,43 @@ program
       const { orchestrator, dataDir } = config;
       const logger = createLogger({ prefix: 'MODEL', level: logLevel, ...(config.logDir ? { file: { dir: config.logDir } } : {}) });
       const server = await startModelServer({ ...options, logger });
-      const member = orchestrator
-        ? await joinFleet({
+      let member: Awaited<ReturnType<typeof joinFleet>> | undefined;
+      if (orchestrator) {
+        try {
+          member = await joinFleet({
             server, orchestrator, dataDir, slots: config.concurrency, ...(join ? { join } : {}),
             logger: createLogger({ prefix: 'NODE', level: logLevel, ...(config.logDir ? { file: { dir: config.logDir } } : {}) }),
-          })
-        : undefined;
+          });
+        } catch (err) {
+          // Asked to join and cannot (no join string yet, unreadable data dir): serving HTTP
+          // alone would hide it, so the whole server stops.
+          await server.close();
+          await logger.close();
+          throw err;
+        }
+      }
       server.ready.catch(() => {
         // The load error is logged with its code; a model that cannot load will not load on retry.
         process.exitCode = EXIT_CONFIG;
         void server.close().then(() => logger.close());
       });
-      const signal = await new Promise<NodeJS.Signals>((resolve) => {
-        process.once('SIGINT', resolve);
-        process.once('SIGTERM', resolve);
-      });
+      const ended = await Promise.race([
+        new Promise<{ signal: NodeJS.Signals }>((resolve) => {
+          process.once('SIGINT', (signal) => resolve({ signal }));
+          process.once('SIGTERM', (signal) => resolve({ signal }));
+        }),
+        ...(member ? [member.fatal.then((error) => ({ error }))] : []),
+      ]);
+      if ('error' in ended) {
+        // Refused by the orchestrator (revoked, denied, wrong key): already logged with its code.
+        process.stderr.write(`model-server: ${ended.error.code} ${ended.error.message}\n  recovery: ${ended.error.entry.recovery}\n`);
+        process.exitCode = EXIT_FLEET;
+        await member?.close();
+        await server.close();
+        await logger.close();
+        return;
+      }
+      const { signal } = ended;
       logger.info('CLEAN', 'shutdown requested', { signal });
       setTimeout(() => process.exit(1), SHUTDOWN_GRACE_MS).unref();
       await member?.close();

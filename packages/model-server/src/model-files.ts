@@ -93,3 +93,25 @@ function checkOnnxHeader(path: string): void {
     closeSync(fd);
   }
 }
+
+/** What `modelDirFingerprint` looks at: the directory, its onnx/ folder, and every file a load reads. */
+const FINGERPRINT_PATHS = [
+  '.', 'onnx', ...REQUIRED_JSON, 'generation_config.json',
+  ...ONNX_CANDIDATES.flatMap((p) => [p, `${p}_data`, `${p}.data`]),
+];
+
+/**
+ * Size and mtime of everything a load of `dirPath` reads, as one string: when it
+ * changes, a directory that failed to load may load now. A dozen stat calls, so it
+ * is cheap enough to check on every request for a failed model.
+ */
+export function modelDirFingerprint(dirPath: string): string {
+  return FINGERPRINT_PATHS.map((name) => {
+    try {
+      const s = statSync(join(dirPath, name));
+      return `${s.size}:${s.mtimeMs}`;
+    } catch {
+      return '-';
+    }
+  }).join('|');
+}

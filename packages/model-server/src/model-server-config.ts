@@ -9,6 +9,8 @@ export const MODEL_ENV_PREFIX = 'CONCLAVE_MODEL_';
 export const modelServerConfigSchema = z.object({
   dir: z.string().min(1).optional(),
   id: z.string().min(1).optional(),
+  /** Every subdirectory is a model, loaded on first use (`--models-dir`). */
+  modelsDir: z.string().min(1).optional(),
   port: z.number().int().min(0).max(65535).default(DEFAULT_PORT),
   host: z.string().min(1).default('127.0.0.1'),
   concurrency: z.number().int().min(1).max(1024).default(4),
@@ -54,6 +56,7 @@ export function configToOptions(config: ModelServerConfig): ModelServerOptions &
   return {
     ...(config.dir ? { modelDir: config.dir } : {}),
     ...(config.id ? { modelId: config.id } : {}),
+    ...(config.modelsDir ? { modelsDir: config.modelsDir } : {}),
     port: config.port,
     host: config.host,
     concurrency: config.concurrency,

@@ -28,6 +28,12 @@ export interface ModelServerOptions {
   modelDir?: string;
   /** The id served in /v1/models and expected in `model`. @default `conclave-demo` for the demo, else the directory name */
   modelId?: string;
+  /**
+   * A directory of models: each subdirectory is one (HF optimum layout), served under the
+   * subdirectory's name and loaded on the first request that names it. A broken one answers
+   * its requests with a 4xx; it never stops the server. @default none
+   */
+  modelsDir?: string;
   /** 0 picks a free port. @default 7402 */
   port?: number;
   /** @default '127.0.0.1' */
@@ -62,8 +68,9 @@ export interface ModelServerOptions {
 export type ResolvedMemoryOptions = Required<MemoryOptions>;
 
 export interface ResolvedModelServerOptions
-  extends Required<Omit<ModelServerOptions, 'memory' | 'engines' | 'apiKeys'>> {
+  extends Required<Omit<ModelServerOptions, 'memory' | 'engines' | 'apiKeys' | 'modelsDir'>> {
   apiKeys: readonly string[];
+  modelsDir: string | undefined;
   memory: ResolvedMemoryOptions;
   engines: EngineRegistry | undefined;
   isDemo: boolean;
@@ -81,6 +88,7 @@ export function resolveModelServerOptions(options: ModelServerOptions = {}): Res
   const resolved: ResolvedModelServerOptions = {
     modelDir,
     modelId: options.modelId ?? (isDemo ? DEMO_MODEL_ID : basename(modelDir.replace(/\/+$/, ''))),
+    modelsDir: options.modelsDir,
     port: options.port ?? DEFAULT_PORT,
     host: options.host ?? '127.0.0.1',
     concurrency: options.concurrency ?? 4,

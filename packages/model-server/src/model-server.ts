@@ -4,17 +4,19 @@ import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { ConclaveError, isConclaveError, type Logger } from '@conclave/common';
 import { ApiKeys } from './api-keys.js';
-import type { Engine, EngineState, GenerationResult } from './engine.js';
+import type { EngineState, GenerationResult } from './engine.js';
 import type { EngineRequest } from './engine-protocol.js';
 import { EngineRegistry } from './engine-registry.js';
-import { SseWriter, errorBody, asConclaveError, readJsonBody, sendError, sendJson } from './http-io.js';
+import { SseWriter, errorBody, readJsonBody, sendError, sendJson } from './http-io.js';
 import { MemoryGuard } from './memory-guard.js';
 import type { MemorySample } from './memory-probe.js';
 import { ModelServerMetrics } from './metrics.js';
 import { inspectModelDir, type ModelFiles } from './model-files.js';
 import { resolveModelServerOptions, type ModelServerOptions, type ResolvedModelServerOptions } from './model-server-options.js';
+import { listModelsDir, type ModelsDirEntry } from './models-dir.js';
 import { parseCompletionCall, type CompletionCall } from './openai-request.js';
 import { RequestQueue } from './request-queue.js';
+import { ServedModel } from './served-model.js';
 import type { ChatMessage } from './text-codec.js';
 
 /** A generation asked for in-process (the fleet's node session uses this). */
@@ -42,13 +44,14 @@ export interface ModelServerHandle {
   /** `http://host:port` */
   readonly url: string;
   readonly port: number;
+  /** The default model's id (`--model` or the demo). */
   readonly modelId: string;
-  /** The engine's lifecycle; `unloaded` before the first load starts. */
+  /** The default model's engine lifecycle; `unloaded` before the first load starts. */
   readonly state: EngineState;
-  /** Resolves when the model is loaded and warmed up; rejects with the MODEL-LOAD error. */
+  /** Resolves when the default model is loaded and warmed up; rejects with the MODEL-LOAD error. */
   readonly ready: Promise<void>;
   readonly metrics: ModelServerMetrics;
-  /** Generates through the same queue, limits and memory guard as HTTP requests. */
+  /** Generates with the default model through the same queue, limits and memory guard as HTTP requests. */
   generate(request: ModelGenerateRequest, signal?: AbortSignal): Promise<ModelGenerateResult>;
   /** Stops accepting, cancels running generations, disposes the engine, closes the listener. */
   close(): Promise<void>;
@@ -61,6 +64,7 @@ interface ActiveRequest {
 
 interface ExecuteContext {
   requestId: string;
+  /** Tagged with the request id, and with the model once the request named one. */
   log: Logger;
   arrival: number;
   signal?: AbortSignal;
@@ -71,14 +75,16 @@ interface ExecuteContext {
 const REQUEST_ID_PATTERN = /^[\w.:-]{1,128}$/;
 
 /**
- * Starts the text model server: checks the model directory (throws MODEL-LOAD-102/103
- * at once), listens, and loads the model in the background; /health turns 200 once
- * the model is loaded and warmed up.
+ * Starts the text model server: checks the default model's directory (throws
+ * MODEL-LOAD-102/103 at once) and that `modelsDir` is a directory (MODEL-STATE-703),
+ * listens, and loads the default model in the background; /health turns 200 once it
+ * is loaded and warmed up. Models under `modelsDir` load on first use.
  */
 export async function startModelServer(options: ModelServerOptions = {}): Promise<ModelServerHandle> {
   const o = resolveModelServerOptions(options);
   const files = inspectModelDir(o.modelDir);
-  const server = new ModelServer(o, files);
+  const entries = o.modelsDir === undefined ? [] : listModelsDir(o.modelsDir);
+  const server = new ModelServer(o, files, entries);
   await server.listen();
   return server.handle();
 }
@@ -92,10 +98,12 @@ class ModelServer {
   private readonly guard: MemoryGuard;
   private readonly http: Server;
   private readonly active = new Set<ActiveRequest>();
-  private engineState: EngineState = 'unloaded';
-  private enginePromise: Promise<Engine> | undefined;
-  private engine: Engine | undefined;
-  private loadError: ConclaveError | undefined;
+  /** The default model: `--model` or the demo, loaded at start; /health reports it. */
+  private readonly defaultModel: ServedModel;
+  /** The `--models-dir` entries by id, loaded on first use; rescanned when a request names an unknown id. */
+  private readonly lazyModels = new Map<string, ServedModel>();
+  /** Subdirectories shadowed by the default model's id, warned about once. */
+  private readonly shadowed = new Set<string>();
   private draining = false;
   private recovering = false;
   private readonly readyPromise: Promise<void>;
@@ -105,6 +113,7 @@ class ModelServer {
   constructor(
     private readonly o: ResolvedModelServerOptions,
     private readonly files: ModelFiles,
+    entries: readonly ModelsDirEntry[],
   ) {
     this.log = o.logger.child({ model: o.modelId });
     this.queue = new RequestQueue(o.concurrency, o.queueLimit);
@@ -133,6 +142,92 @@ class ModelServer {
     this.readyPromise.catch(() => {});
     this.http = createServer((req, res) => void this.onRequest(req, res));
     this.metrics.sessionsLoaded.set({ model: files.dir }, 0);
+    this.defaultModel = new ServedModel({
+      id: o.modelId,
+      dir: files.dir,
+      files,
+      lazy: false,
+      waits: o.whileLoading === 'wait',
+      engines: this.engines,
+      engineOptions: this.engineOptions(),
+      metrics: this.metrics,
+      logger: o.logger,
+      onLoaded: () => this.resolveReady(),
+      onLoadFailed: (err) => this.rejectReady(err),
+    });
+    this.addLazyModels(entries);
+  }
+
+  private engineOptions(): ConstructorParameters<typeof ServedModel>[0]['engineOptions'] {
+    return {
+      memoryProbe: this.o.memory.probe,
+      loadOverhead: this.o.memory.loadOverhead,
+      memoryMarginBytes: this.o.memory.marginBytes,
+      intraOpThreads: this.o.intraOpThreads,
+      warmup: this.o.warmup,
+    };
+  }
+
+  /**
+   * Adds the `--models-dir` entries not known yet and forgets those whose directory
+   * is gone (unless they hold a session). Nothing is loaded here.
+   */
+  private addLazyModels(entries: readonly ModelsDirEntry[]): void {
+    const seen = new Set<string>();
+    for (const { id, dir } of entries) {
+      if (id === this.o.modelId) {
+        if (!this.shadowed.has(id)) this.log.warn('STATE', 'models-dir entry has the default model id: not served', { id, dir });
+        this.shadowed.add(id);
+        continue;
+      }
+      seen.add(id);
+      if (this.lazyModels.has(id)) continue;
+      this.lazyModels.set(
+        id,
+        new ServedModel({
+          id,
+          dir,
+          lazy: true,
+          waits: true,
+          engines: this.engines,
+          engineOptions: this.engineOptions(),
+          metrics: this.metrics,
+          logger: this.o.logger,
+        }),
+      );
+    }
+    for (const [id, model] of this.lazyModels) {
+      if (!seen.has(id) && !model.holdsEngine) this.lazyModels.delete(id);
+    }
+  }
+
+  /** Rescans `--models-dir` (a readdir); a directory that vanished meanwhile lists nothing new. */
+  private rescan(): void {
+    if (this.o.modelsDir === undefined) return;
+    try {
+      this.addLazyModels(listModelsDir(this.o.modelsDir));
+    } catch (err) {
+      this.log.failure(err, {}, 'warn');
+    }
+  }
+
+  private models(): ServedModel[] {
+    return [this.defaultModel, ...this.lazyModels.values()];
+  }
+
+  /** The model a request names; MODEL-REQ-205 listing the ids served otherwise. */
+  private modelNamed(id: string): ServedModel {
+    if (id === this.o.modelId) return this.defaultModel;
+    let model = this.lazyModels.get(id);
+    if (!model) {
+      this.rescan();
+      model = this.lazyModels.get(id);
+    }
+    if (!model) {
+      const ids = this.models().map((m) => m.id);
+      throw new ConclaveError('MODEL-REQ-205', { detail: `${id} (available: ${ids.join(', ')})`, data: { field: 'model', available: ids } });
+    }
+    return model;
   }
 
   async listen(): Promise<void> {
@@ -148,13 +243,14 @@ class ModelServer {
       url: this.url,
       modelDir: this.files.dir,
       demo: this.o.isDemo,
+      ...(this.o.modelsDir === undefined ? {} : { modelsDir: this.o.modelsDir, lazyModels: [...this.lazyModels.keys()] }),
       concurrency: this.o.concurrency,
       queueLimit: this.o.queueLimit,
       auth: this.keys.enabled,
     });
     this.guard.start();
-    // Failures land in loadError, /health and `ready`; nothing awaits the promise here.
-    void this.load().catch(() => {});
+    // Failures land in the model's loadError, /health and `ready`; nothing awaits the promise here.
+    void this.defaultModel.load().catch(() => {});
   }
 
   get url(): string {
@@ -164,7 +260,7 @@ class ModelServer {
   }
 
   handle(): ModelServerHandle {
-    const state = (): EngineState => this.engineState;
+    const state = (): EngineState => this.defaultModel.state;
     return {
       url: this.url,
       port: (this.http.address() as AddressInfo).port,
@@ -179,60 +275,11 @@ class ModelServer {
     };
   }
 
-  /** Starts the single-flight load (or joins the one running). */
-  private load(): Promise<Engine> {
-    if (this.enginePromise) return this.enginePromise;
-    this.loadError = undefined;
-    const promise = this.engines.acquire(this.files, {
-      memoryProbe: this.o.memory.probe,
-      loadOverhead: this.o.memory.loadOverhead,
-      memoryMarginBytes: this.o.memory.marginBytes,
-      intraOpThreads: this.o.intraOpThreads,
-      warmup: this.o.warmup,
-      onStateChange: (state) => {
-        this.engineState = state;
-      },
-      onCrash: (err) => {
-        this.log.failure(err);
-        this.engine = undefined;
-        this.enginePromise = undefined;
-        this.engineState = 'unloaded';
-        if (!this.draining) void this.load().catch(() => {});
-      },
-    });
-    this.enginePromise = promise;
-    this.engineState = 'loading';
-    promise.then(
-      (engine) => {
-        this.engine = engine;
-        this.engineState = engine.state;
-        this.metrics.loadSeconds.set({ model: this.files.dir }, engine.info.loadSeconds);
-        this.log.info('LOAD', 'model ready', {
-          loadSeconds: round3(engine.info.loadSeconds),
-          warmupSeconds: round3(engine.info.warmupSeconds),
-          weightBytes: engine.info.weightBytes,
-          contextLength: engine.info.contextLength,
-          kvLayers: engine.info.layers,
-        });
-        this.resolveReady();
-      },
-      (err: unknown) => {
-        this.loadError = asConclaveError(err);
-        this.engineState = 'failed';
-        if (this.enginePromise === promise) this.enginePromise = undefined;
-        this.log.failure(this.loadError);
-        this.rejectReady(this.loadError);
-      },
-    );
-    return promise;
-  }
-
   private async onRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const header = req.headers['x-request-id'];
     const requestId = typeof header === 'string' && REQUEST_ID_PATTERN.test(header) ? header : `req-${randomUUID()}`;
-    const log = this.log.child({ requestId });
+    const ctx: ExecuteContext = { requestId, log: this.log.child({ requestId }), arrival: performance.now() };
     res.setHeader('x-request-id', requestId);
-    const arrival = performance.now();
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     const route = `${req.method ?? 'GET'} ${path}`;
     let status = 200;
@@ -241,33 +288,38 @@ class ModelServer {
       else if (route === 'GET /metrics') await this.sendMetrics(res);
       else if (path.startsWith('/v1/')) {
         if (!this.keys.verify(req.headers.authorization)) throw new ConclaveError('MODEL-AUTH-501');
-        if (route === 'GET /v1/models') sendJson(res, 200, { object: 'list', data: [this.modelCard()] });
-        else if (route === `GET /v1/models/${this.o.modelId}`) sendJson(res, 200, this.modelCard());
-        else if (route.startsWith('GET /v1/models/')) throw new ConclaveError('MODEL-REQ-205', { detail: path.slice('/v1/models/'.length) });
-        else if (route === 'POST /v1/chat/completions') await this.completion(req, res, 'chat', { requestId, log, arrival });
-        else if (route === 'POST /v1/completions') await this.completion(req, res, 'text', { requestId, log, arrival });
+        if (route === 'GET /v1/models') {
+          this.rescan();
+          sendJson(res, 200, { object: 'list', data: this.models().map((m) => this.modelCard(m)) });
+        } else if (route.startsWith('GET /v1/models/')) sendJson(res, 200, this.modelCard(this.modelNamed(decodeId(path.slice('/v1/models/'.length)))));
+        else if (route === 'POST /v1/chat/completions') await this.completion(req, res, 'chat', ctx);
+        else if (route === 'POST /v1/completions') await this.completion(req, res, 'text', ctx);
         else throw new ConclaveError('MODEL-REQ-206', { detail: route });
       } else throw new ConclaveError('MODEL-REQ-206', { detail: route });
       status = res.statusCode;
     } catch (err) {
-      status = sendError(res, err, log, this.o.retryAfterSeconds);
+      status = sendError(res, err, ctx.log, this.o.retryAfterSeconds);
       // A body we did not read keeps the socket busy; drain it so keep-alive clients are not stuck.
       if (!req.complete) req.resume();
     }
     this.metrics.requests.inc({ route: routeLabel(path), status: String(status) });
   }
 
-  private modelCard(): Record<string, unknown> {
+  /** An OpenAI model object plus `conclave: {state, error?}` (clients ignore unknown fields). */
+  private modelCard(model: ServedModel): Record<string, unknown> {
+    const error = model.availability === 'failed' ? model.loadError : undefined;
     return {
-      id: this.o.modelId,
+      id: model.id,
       object: 'model',
       created: 0,
-      owned_by: this.o.isDemo ? 'conclave (demo model)' : 'conclave',
+      owned_by: model === this.defaultModel && this.o.isDemo ? 'conclave (demo model)' : 'conclave',
+      conclave: { state: model.availability, ...(error ? { error: { code: error.code, message: error.message } } : {}) },
     };
   }
 
   private health(res: ServerResponse): number {
-    const state = this.engineState;
+    const state = this.defaultModel.state;
+    const loadError = this.defaultModel.loadError;
     const base = { model: this.o.modelId, state, demo: this.o.isDemo, memory: this.guard.level };
     if (!this.draining && state === 'ready') {
       sendJson(res, 200, { status: 'ok', ...base });
@@ -275,8 +327,8 @@ class ModelServer {
     }
     const err = this.draining
       ? new ConclaveError('MODEL-HEALTH-903')
-      : state === 'failed' && this.loadError
-        ? new ConclaveError('MODEL-HEALTH-902', { detail: `${this.loadError.code} ${this.loadError.message}` })
+      : state === 'failed' && loadError
+        ? new ConclaveError('MODEL-HEALTH-902', { detail: `${loadError.code} ${loadError.message}` })
         : new ConclaveError('MODEL-HEALTH-901', { detail: state });
     const { body } = errorBody(err);
     sendJson(res, 503, { ...body, status: 'unavailable', ...base }, { 'retry-after': String(this.o.retryAfterSeconds) });
@@ -295,9 +347,8 @@ class ModelServer {
   private async completion(req: IncomingMessage, res: ServerResponse, kind: 'chat' | 'text', ctx: ExecuteContext): Promise<void> {
     const body = await readJsonBody(req, this.o.maxBodyBytes);
     const call = parseCompletionCall(body, kind, this.o.maxTokensLimit);
-    if (call.model !== this.o.modelId) {
-      throw new ConclaveError('MODEL-REQ-205', { detail: `${call.model} (this server serves ${this.o.modelId})`, data: { field: 'model' } });
-    }
+    const model = this.modelNamed(call.model);
+    if (model !== this.defaultModel) ctx.log = model.log.child({ requestId: ctx.requestId });
     // A client that goes away stops its generation at once (before the next forward pass).
     const disconnect = new AbortController();
     res.on('close', () => {
@@ -307,12 +358,12 @@ class ModelServer {
     const created = Math.floor(Date.now() / 1000);
     const object = kind === 'chat' ? 'chat.completion' : 'text_completion';
     if (!call.stream) {
-      const result = await this.execute(call.request, { ...ctx, signal: disconnect.signal });
+      const result = await this.execute(model, call.request, { ...ctx, signal: disconnect.signal });
       sendJson(res, 200, {
         id,
         object,
         created,
-        model: this.o.modelId,
+        model: model.id,
         choices: [
           kind === 'chat'
             ? { index: 0, message: { role: 'assistant', content: result.text }, finish_reason: result.finishReason, logprobs: null }
@@ -322,17 +373,23 @@ class ModelServer {
       });
       return;
     }
-    await this.stream(res, call, { ...ctx, signal: disconnect.signal }, { id, created });
+    await this.stream(res, model, call, { ...ctx, signal: disconnect.signal }, { id, created });
   }
 
-  private async stream(res: ServerResponse, call: CompletionCall, ctx: ExecuteContext, ids: { id: string; created: number }): Promise<void> {
+  private async stream(
+    res: ServerResponse,
+    model: ServedModel,
+    call: CompletionCall,
+    ctx: ExecuteContext,
+    ids: { id: string; created: number },
+  ): Promise<void> {
     const sse = new SseWriter(res);
     const object = call.kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
     const chunk = (text: string | undefined, finishReason: string | null, first = false): unknown => ({
       id: ids.id,
       object,
       created: ids.created,
-      model: this.o.modelId,
+      model: model.id,
       choices: [
         call.kind === 'chat'
           ? { index: 0, delta: first ? { role: 'assistant', content: '' } : text === undefined ? {} : { content: text }, finish_reason: finishReason, logprobs: null }
@@ -348,7 +405,7 @@ class ModelServer {
       sse.open({ 'x-request-id': ctx.requestId });
       if (call.kind === 'chat') sse.send(chunk(undefined, null, true));
     };
-    const result = await this.execute(call.request, {
+    const result = await this.execute(model, call.request, {
       ...ctx,
       onFirstToken: open,
       onDelta: (text) => {
@@ -358,7 +415,7 @@ class ModelServer {
     });
     open();
     sse.send(chunk(undefined, result.finishReason));
-    if (call.streamUsage) sse.send({ id: ids.id, object, created: ids.created, model: this.o.modelId, choices: [], usage: result.usage });
+    if (call.streamUsage) sse.send({ id: ids.id, object, created: ids.created, model: model.id, choices: [], usage: result.usage });
     sse.done();
   }
 
@@ -377,7 +434,7 @@ class ModelServer {
     if (request.seed !== undefined) engineRequest.seed = request.seed;
     if (request.stop !== undefined) engineRequest.stop = request.stop;
     try {
-      const result = await this.execute(engineRequest, { requestId, log, arrival: performance.now(), ...(signal ? { signal } : {}) });
+      const result = await this.execute(this.defaultModel, engineRequest, { requestId, log, arrival: performance.now(), ...(signal ? { signal } : {}) });
       return { text: result.text, finishReason: result.finishReason === 'cancelled' ? 'stop' : result.finishReason, usage: result.usage };
     } catch (err) {
       log.failure(err, {}, 'warn');
@@ -386,18 +443,13 @@ class ModelServer {
   }
 
   /** Admission, queueing, limits and metrics around one engine generation. */
-  private async execute(request: EngineRequest, ctx: ExecuteContext): Promise<GenerationResult> {
+  private async execute(model: ServedModel, request: EngineRequest, ctx: ExecuteContext): Promise<GenerationResult> {
     if (this.draining) throw new ConclaveError('MODEL-HEALTH-903');
     const level = this.guard.check();
     if (level !== 'ok') {
       throw new ConclaveError('MODEL-MEM-401', { detail: `memory at ${Math.round(this.guard.ratio() * 100)}% (${level})` });
     }
-    if (this.engineState !== 'ready' && this.o.whileLoading === 'reject') {
-      if (this.engineState === 'failed' && this.loadError) {
-        throw new ConclaveError('MODEL-REQ-208', { detail: `model failed to load: ${this.loadError.code}` });
-      }
-      throw new ConclaveError('MODEL-REQ-208', { detail: `model is ${this.engineState}` });
-    }
+    model.admit();
     const controller = new AbortController();
     const entry: ActiveRequest = { controller, startedAt: ctx.arrival };
     // Any abort by the caller is a cancellation (MODEL-REQ-210) unless it already carries a code.
@@ -415,12 +467,14 @@ class ModelServer {
     let release: (() => void) | undefined;
     let firstTokenAt: number | undefined;
     try {
+      // A lazy model loads before the request takes a slot: a load never holds slots other models' requests need.
+      if (model.lazy) await model.readyEngine(controller.signal);
       this.metrics.waiting.set(this.queue.waiting + 1);
       release = await this.queue.acquire(controller.signal);
       this.metrics.queueTime.observe((performance.now() - ctx.arrival) / 1000);
       this.metrics.inFlight.set(this.queue.running);
       this.metrics.waiting.set(this.queue.waiting);
-      const engine = await this.readyEngine(controller.signal);
+      const engine = await model.readyEngine(controller.signal);
       const sample = this.guard.sample;
       ctx.log.debug('MEM', 'request memory', { phase: 'start', rssBytes: sample.rssBytes, ratio: round3(this.guard.ratio()) });
       const result = await engine.generate(request, {
@@ -466,27 +520,11 @@ class ModelServer {
     }
   }
 
-  /** The ready engine; in `wait` mode, waits for a load in progress. */
-  private async readyEngine(signal: AbortSignal): Promise<Engine> {
-    if (this.engine && this.engineState === 'ready') return this.engine;
-    if (this.o.whileLoading === 'reject') throw new ConclaveError('MODEL-REQ-208', { detail: `model is ${this.engineState}` });
-    // A load that failed for good (bad file, bad signature) is not retried per request.
-    if (this.loadError && !this.loadError.entry.retryable) {
-      throw new ConclaveError('MODEL-REQ-208', { detail: `model failed to load: ${this.loadError.code}` });
-    }
-    const loading = this.load();
-    const aborted = new Promise<never>((_, reject) => {
-      if (signal.aborted) reject(signal.reason);
-      signal.addEventListener('abort', () => reject(signal.reason), { once: true });
-    });
-    aborted.catch(() => {});
-    return Promise.race([loading, aborted]);
-  }
-
   /**
    * Hard threshold: cancel the newest half of the running requests (they have
    * the least work to lose), free KV caches, and if memory is still above the
-   * hard threshold after the grace period, cancel the rest and recycle the worker.
+   * hard threshold after the grace period, cancel the rest and recycle the workers:
+   * the default model loads again, lazy models stay unloaded until named again.
    */
   private async emergency(sample: MemorySample): Promise<void> {
     if (this.recovering || this.draining) return;
@@ -500,25 +538,16 @@ class ModelServer {
         cancelling: victims.length,
       });
       for (const v of victims) v.controller.abort(new ConclaveError('MODEL-MEM-402'));
-      const freed = (await this.engine?.freeCaches()) ?? 0;
+      const freed = (await Promise.all(this.models().map((m) => m.freeCaches()))).reduce((a, b) => a + b, 0);
       this.log.info('CLEAN', 'KV caches freed', { generationsStopped: freed });
       await new Promise((r) => setTimeout(r, this.o.memory.recoveryGraceMs));
       if (this.draining || this.guard.check() !== 'hard') return;
       for (const a of this.active) a.controller.abort(new ConclaveError('MODEL-MEM-402'));
       this.log.failure(new ConclaveError('MODEL-MEM-403', { detail: `memory at ${Math.round(this.guard.ratio() * 100)}%` }));
-      await this.recycle();
+      await Promise.all(this.models().map((m) => m.recycle()));
     } finally {
       this.recovering = false;
     }
-  }
-
-  private async recycle(): Promise<void> {
-    this.engine = undefined;
-    this.enginePromise = undefined;
-    this.engineState = 'draining';
-    await this.engines.release(this.files.dir);
-    this.engineState = 'unloaded';
-    if (!this.draining) await this.load().catch(() => {});
   }
 
   async close(): Promise<void> {
@@ -526,6 +555,7 @@ class ModelServer {
     this.draining = true;
     this.log.info('CLEAN', 'model server closing', { running: this.active.size });
     this.guard.stop();
+    for (const m of this.models()) m.close();
     for (const a of this.active) a.controller.abort(new ConclaveError('MODEL-HEALTH-903'));
     const closed = new Promise<void>((resolve) => this.http.close(() => resolve()));
     this.http.closeAllConnections();
@@ -536,6 +566,15 @@ class ModelServer {
       await this.engines.releaseAll();
     }
     this.log.info('CLEAN', 'model server closed');
+  }
+}
+
+/** A path segment as the id it encodes; a malformed escape is taken literally (and then unknown). */
+function decodeId(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
   }
 }
 
@@ -551,6 +590,7 @@ function cancelReason(code: string): string {
   if (code === 'MODEL-HEALTH-903') return 'shutdown';
   return 'other';
 }
+
 
 function round3(x: number): number {
   return Math.round(x * 1000) / 1000;

@@ -92,4 +92,31 @@ describe('orchestrator with in-process nodes', () => {
     expect(again.state).toBe('JOB_STATE_COMPLETED');
     expect([...typedArrayFromTensor(again.outputs.sum!)]).toEqual([...m.expected(inputs).sum!.data]);
   });
+
+  it('serves /healthz, /readyz and /metrics with jobs by state, job durations and connected nodes', async () => {
+    const base = `http://127.0.0.1:${orchestrator.httpPort}`;
+    expect((await fetch(`${base}/healthz`)).status).toBe(200);
+    const ready = await fetch(`${base}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toEqual({ status: 'ready', failed: [] });
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    const completed = /conclave_jobs_finished_total\{kind="infer",state="completed"\} (\d+)/.exec(metrics);
+    expect(Number(completed?.[1])).toBeGreaterThanOrEqual(21);
+    expect(metrics).toMatch(/conclave_job_duration_seconds_bucket\{le="0\.1",kind="infer",state="completed"\} \d+/);
+    expect(metrics).toMatch(/conclave_nodes_connected\{state="connected"\} 2/);
+    expect(metrics).toMatch(/conclave_jobs\{state="waiting"\} 0/);
+  });
+
+  it('reports not ready, naming Redis, within a second or two of losing it', async () => {
+    redis.kill();
+    await redis.exited;
+    const started = Date.now();
+    const ready = await fetch(`http://127.0.0.1:${orchestrator.httpPort}/readyz`);
+    expect(ready.status).toBe(503);
+    expect(await ready.json()).toMatchObject({ failed: ['redis'] });
+    expect(Date.now() - started).toBeLessThan(5_000);
+    // Back on the same port, so the orchestrator and nodes can close as usual.
+    redis = await startRedis({ port: redis.port });
+    await waitUntil(async () => (await fetch(`http://127.0.0.1:${orchestrator.httpPort}/readyz`)).status === 200, { what: 'ready again' });
+  });
 });

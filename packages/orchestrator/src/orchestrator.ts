@@ -27,6 +27,12 @@ import { BULL_PREFIX, JOB_QUEUE_NAME } from './redis-keys.js';
 
 export const ORCHESTRATOR_VERSION = '0.1.0';
 
+/** How long one shutdown step (a server, the queue, a connection) may take. */
+const CLOSE_STEP_TIMEOUT_MS = 3_000;
+
+/** How long /readyz waits for Redis to answer before it reports it unreachable. */
+const READINESS_TIMEOUT_MS = 1_000;
+
 export interface OrchestratorOptions {
   /** Redis to keep state in. @default an embedded redis-server under `<dataDir>/redis` */
   redisUrl?: string;
@@ -88,7 +94,14 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
   await mkdir(o.dataDir, { recursive: true });
   const cleanups: Array<() => Promise<unknown>> = [];
   const closeAll = async () => {
-    for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
+    // Each step gets a bounded time: with Redis gone, BullMQ's close would wait for it forever.
+    for (const cleanup of cleanups.reverse()) {
+      const done = await Promise.race([
+        cleanup().then(() => true, () => true),
+        new Promise<boolean>((resolve) => setTimeout(() => resolve(false), CLOSE_STEP_TIMEOUT_MS).unref()),
+      ]);
+      if (!done) logger.warn('CLEAN', 'shutdown step did not finish in time; going on', { timeoutMs: CLOSE_STEP_TIMEOUT_MS });
+    }
   };
 
   try {
@@ -162,7 +175,12 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
         readiness: async () => {
           const failed: string[] = [];
           if (!serving) failed.push('grpc');
-          await redis.ping().catch(() => failed.push('redis'));
+          // ioredis queues commands while disconnected; a probe must answer promptly either way.
+          const answered = await Promise.race([
+            redis.ping().then(() => true, () => false),
+            new Promise<boolean>((resolve) => setTimeout(() => resolve(false), READINESS_TIMEOUT_MS).unref()),
+          ]);
+          if (!answered) failed.push('redis');
           return failed;
         },
       }).catch((err: unknown) => {

@@ -176,4 +176,13 @@ export const MODEL_ERRORS = defineErrors({
     status: 'INTERNAL',
     retryable: false,
   },
+  'MODEL-LOAD-108': {
+    message: 'model directory under --models-dir is incomplete',
+    recovery:
+      'The model the request named lacks the file in the message (config.json, tokenizer.json, tokenizer_config.json, ' +
+      'model.onnx or onnx/model.onnx); add it: the next request for the model checks the directory again. ' +
+      'Other models keep being served.',
+    status: 'FAILED_PRECONDITION',
+    retryable: false,
+  },
 });
