@@ -37,6 +37,8 @@ export interface NodeAgentOptions {
   /** Extra capabilities advertised to the scheduler, with the handlers for their job kinds. */
   features?: string[];
   extraKinds?: ConstructorParameters<typeof JobRunner>[0]['extraKinds'];
+  /** The board's wall clock, as the handshake sees it (tests set a skewed one). @default Date.now */
+  now?: () => number;
   /** Replaces the CPU backend (tests, or the Hailo selector). */
   backend?: InferenceBackend;
 }
@@ -77,6 +79,7 @@ export async function startNodeAgent(options: NodeAgentOptions): Promise<NodeAge
     pins: credentials.pins,
     token: () => credentials.token,
     onEstablished: ({ addedPins }) => credentials.addPins(addedPins),
+    ...(options.now ? { now: options.now } : {}),
     register: async () => ({
       nodeId, name, slots,
       capabilities: {

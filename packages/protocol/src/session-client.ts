@@ -49,6 +49,8 @@ export interface SessionClientOptions extends ClientOptions {
   pins: PinSet;
   /** The join token, until the node has enrolled. */
   token?: () => Uint8Array | undefined;
+  /** The node's wall clock, as the handshake's skew check sees it. @default Date.now */
+  now?: () => number;
   /** Called after each session is established (persist added pins; forget a used token). */
   onEstablished?: (info: { addedPins: string[]; sessionId: string; orchestrator: string }) => void | Promise<void>;
 }
@@ -152,6 +154,7 @@ export class SessionClient extends EventEmitter<SessionClientEvents> {
       identity: this.options.identity,
       pins: this.options.pins,
       logger: log,
+      ...(this.options.now ? { now: this.options.now } : {}),
       ...(this.options.token?.() ? { token: this.options.token() } : {}),
     });
     let ended = false;

@@ -462,5 +462,15 @@ describe('secure sessions through real gRPC', () => {
     await expectExactRun(node.nodeId, 8);
   });
 
-  it.skip('9. clock skew: covered by the library tests (handshake.test.ts), real clocks cannot be skewed here', () => {});
+  it('9. a node whose clock is 10 minutes off is refused with the clock-skew code on both sides, and stops', async () => {
+    const mark = orchLog.lines.length;
+    const node = await startNode({ orchestrator, now: () => Date.now() + 10 * 60_000 });
+    const watch = watchConnected(node);
+    const fatal = await node.fatal;
+    expect(fatal.code).toBe('NODE-AUTH-507');
+    expect(fatal.message).toMatch(/clock/);
+    expect(watch.stop()).toBe(false);
+    await waitUntil(() => orchLinesSince(mark, /ORCH-AUTH-507/).length > 0, { what: 'the orchestrator logging the skew' });
+    expect(await nodeInfo(node.nodeId)).toBeUndefined();
+  });
 });
