@@ -66,6 +66,16 @@ export interface SessionClientEvents {
 
 type SessionCall = grpc.ClientDuplexStream<NodeFrame, OrchestratorFrame__Output>;
 
+/** One attempt at a session: its stream, its handshake, and how it ends. */
+interface Connection {
+  call: SessionCall;
+  handshake: HandshakeInitiator;
+  /** Sent, sealed, right behind the handshake's last message. */
+  register: Register;
+  end: (err: ConclaveError) => void;
+  handshakeTimer: NodeJS.Timeout;
+}
+
 /**
  * The node's end of NodeGateway.Session: dials the orchestrator (boards sit behind NAT),
  * registers, sends heartbeats from the main thread on a timer (inference runs elsewhere, so
@@ -178,25 +188,17 @@ export class SessionClient extends EventEmitter<SessionClientEvents> {
     // Frames are handled strictly in order: the handshake steps are asynchronous.
     let queue = Promise.resolve();
     call.on('data', (frame: OrchestratorFrame__Output) => {
-      queue = queue.then(() => this.onFrame(call, frame, handshake, end, handshakeTimer)).catch((err: unknown) => {
+      queue = queue.then(() => this.onFrame(frame, { call, handshake, register, end, handshakeTimer })).catch((err: unknown) => {
         end(err instanceof ConclaveError ? err : new ConclaveError('NODE-NET-602', { detail: String(err), cause: err }));
       });
     });
     call.on('error', (err: Error) => end(new ConclaveError('NODE-NET-601', { detail: err.message, cause: err })));
     call.on('end', () => end(new ConclaveError('NODE-NET-602', { detail: 'stream ended' })));
     call.write({ handshake: Buffer.from(handshake.start()) });
-    this.pendingRegister = register;
   }
 
-  private pendingRegister: Register | undefined;
-
-  private async onFrame(
-    call: SessionCall,
-    frame: OrchestratorFrame__Output,
-    handshake: HandshakeInitiator,
-    end: (err: ConclaveError) => void,
-    handshakeTimer: NodeJS.Timeout,
-  ): Promise<void> {
+  private async onFrame(frame: OrchestratorFrame__Output, connection: Connection): Promise<void> {
+    const { call, handshake, register, end, handshakeTimer } = connection;
     if (frame.frame === 'handshake' && frame.handshake) {
       const step = await handshake.next(frame.handshake);
       if (step.send) call.write({ handshake: Buffer.from(step.send) });
@@ -207,7 +209,7 @@ export class SessionClient extends EventEmitter<SessionClientEvents> {
         await this.options.onEstablished?.({ addedPins: step.done.addedPins, sessionId: step.done.sessionId, orchestrator: step.done.peerId });
         // Register goes sealed right behind FINISH; the orchestrator answers Registered
         // (accepted) or a sealed CLOSE naming why not.
-        if (this.pendingRegister) this.sendSealed(call, { register: this.pendingRegister });
+        this.sendSealed(call, { register });
       }
       return;
     }
