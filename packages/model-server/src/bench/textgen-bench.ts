@@ -2,7 +2,7 @@
 // server against a bare generation loop in the same process, on the same demo model.
 // Absolute figures on shared machines are noise; the ratios are the point.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -42,7 +42,7 @@ function lagMonitorSource(out: string): string {
 }
 
 const TOKENS = 1000;
-const ROUNDS = 9;
+const ROUNDS = 15;
 const PROMPT = 'hello';
 const TTFT_REQUESTS_PER_CLIENT = 24;
 const LARGE_HIDDEN_PAD = 3000;
@@ -65,14 +65,43 @@ interface Rate {
   wall: number;
   /** tokens per CPU second of the generating process: what a busy shared machine distorts least */
   cpu: number;
+  /** The share of that CPU spent on the process's main thread (the server's HTTP event loop). */
+  mainCpuShare: number;
 }
 
-/** CPU seconds a process used so far, all threads (Linux /proc; clock ticks of 10 ms). */
-function processCpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
+/**
+ * CPU nanoseconds of each live thread of a process, from `/proc/<pid>/task/<tid>/schedstat`.
+ * Exact, where `/proc/<pid>/stat` counts 10 ms ticks: ±10 ms on a 250 ms run was a ±4% error
+ * in every per-round CPU ratio. Both sides of a ratio are measured this way.
+ */
+function threadCpuNs(pid: number): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      out.set(Number(tid), Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]));
+    } catch {
+      // The thread ended between the listing and the read.
+    }
+  }
+  return out;
 }
+
+/** CPU seconds a process's threads used between two snapshots: all of them, and its main thread alone. */
+function cpuBetween(pid: number, before: Map<number, number>, after: Map<number, number>): { total: number; main: number } {
+  let total = 0;
+  for (const [tid, ns] of after) total += ns - (before.get(tid) ?? 0);
+  return { total: total / 1e9, main: ((after.get(pid) ?? 0) - (before.get(pid) ?? 0)) / 1e9 };
+}
+
+/**
+ * Pause between measured runs. Each run leaves background work behind (V8's concurrent marking and
+ * sweeping, a finalising mark-compact); on a 2-core machine that work, in the other process, took a
+ * core from the next run. Without the pause the run after a bare loop (always an HTTP run) paid for
+ * the loop's garbage.
+ */
+const SETTLE_MS = 100;
+
+const settle = (): Promise<void> => new Promise((r) => setTimeout(r, SETTLE_MS));
 
 async function bareLoop(): Promise<{ run: () => Promise<Rate>; dispose: () => Promise<void> }> {
   const files = inspectModelDir(DEMO_MODEL_DIR);
@@ -83,22 +112,21 @@ async function bareLoop(): Promise<{ run: () => Promise<Rate>; dispose: () => Pr
   const ids = codec.encodePrompt(PROMPT);
   return {
     run: async () => {
+      const cpu0 = threadCpuNs(process.pid);
       const t0 = performance.now();
-      const cpu0 = process.cpuUsage();
       const out = await loop.generate(ids, params);
-      const cpu = process.cpuUsage(cpu0);
-      return {
-        wall: out.tokenIds.length / ((performance.now() - t0) / 1000),
-        cpu: out.tokenIds.length / ((cpu.user + cpu.system) / 1e6),
-      };
+      const wall = performance.now() - t0;
+      const cpu = cpuBetween(process.pid, cpu0, threadCpuNs(process.pid));
+      return { wall: out.tokenIds.length / (wall / 1000), cpu: out.tokenIds.length / cpu.total, mainCpuShare: cpu.main / cpu.total };
     },
     dispose: () => decoder.dispose(),
   };
 }
 
 async function httpRun(server: ServerProcess, stream: boolean): Promise<Rate> {
+  const pid = server.child.pid as number;
+  const cpu0 = threadCpuNs(pid);
   const t0 = performance.now();
-  const cpu0 = processCpuSeconds(server.child.pid as number);
   const response = await fetch(`${server.url}/v1/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -107,7 +135,8 @@ async function httpRun(server: ServerProcess, stream: boolean): Promise<Rate> {
   const text = await response.text();
   if (response.status !== 200) throw new Error(`HTTP ${response.status}: ${text}`);
   const wall = TOKENS / ((performance.now() - t0) / 1000);
-  return { wall, cpu: TOKENS / Math.max(0.01, processCpuSeconds(server.child.pid as number) - cpu0) };
+  const cpu = cpuBetween(pid, cpu0, threadCpuNs(pid));
+  return { wall, cpu: TOKENS / cpu.total, mainCpuShare: cpu.main / cpu.total };
 }
 
 async function ttft(server: ServerProcess, clients: number): Promise<{ p50: number; p99: number }> {
@@ -178,14 +207,24 @@ async function freePort(): Promise<number> {
   });
 }
 
-async function startServerProcess(): Promise<ServerProcess> {
+/**
+ * `--cpu-prof-dir DIR`: the server runs under `node --cpu-prof`, which writes one profile per
+ * thread (main and engine worker) into DIR when it exits.
+ */
+function cpuProfDir(): string | undefined {
+  const i = process.argv.indexOf('--cpu-prof-dir');
+  return i < 0 ? undefined : process.argv[i + 1];
+}
+
+async function startServerProcess(profDir: string | undefined): Promise<ServerProcess> {
   const port = await freePort();
   const mainJs = fileURLToPath(new URL('../main.js', import.meta.url));
   const dir = mkdtempSync(join(tmpdir(), 'textgen-lag-'));
   const lagFile = join(dir, 'lag.json');
   const preload = join(dir, 'lag-monitor.mjs');
   writeFileSync(preload, lagMonitorSource(lagFile));
-  const child = spawn(process.execPath, ['--import', preload, mainJs, 'start', '--port', String(port), '--concurrency', '16', '--queue-limit', '256', '--log-level', 'warn'], {
+  const prof = profDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profDir];
+  const child = spawn(process.execPath, [...prof, '--import', preload, mainJs, 'start', '--port', String(port), '--concurrency', '16', '--queue-limit', '256', '--log-level', 'warn'], {
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const url = `http://127.0.0.1:${port}`;
@@ -216,11 +255,22 @@ async function serverLag(server: ServerProcess, work: () => Promise<unknown>): P
   return { p99: Math.max(0, p99 - 1), max: Math.max(0, max - 1) };
 }
 
-async function main(): Promise<void> {
-  // Load memory first, while the process is small and nothing else allocates.
-  const load = await loadMemory();
+/**
+ * The load-memory figure comes from a fresh process of its own (this script with `--load-memory`),
+ * small and with nothing else allocating, as before. It used to run in the bench process itself
+ * before the throughput rounds, so the bare loop then ran in a process that had just loaded and
+ * freed 218 MiB, while the server's loop runs in a fresh worker: not like with like.
+ */
+function loadMemoryInChild(): { weightBytes: number; peakDelta: number; ratio: number } {
+  const out = execFileSync(process.execPath, [fileURLToPath(import.meta.url), '--load-memory'], { encoding: 'utf8' });
+  return JSON.parse(out) as { weightBytes: number; peakDelta: number; ratio: number };
+}
 
-  const server = await startServerProcess();
+async function main(): Promise<void> {
+  const load = loadMemoryInChild();
+
+  const profDir = cpuProfDir();
+  const server = await startServerProcess(profDir);
   const bare = await bareLoop();
   // Warm both paths, then alternate them so drift on a shared machine hits both alike.
   await bare.run();
@@ -232,12 +282,20 @@ async function main(): Promise<void> {
   const streamRatios: number[] = [];
   const cpuRatios: number[] = [];
   const streamCpuRatios: number[] = [];
+  const mainShares: number[] = [];
+  const streamMainShares: number[] = [];
   for (let r = 0; r < ROUNDS; r++) {
     // Each round pairs runs that are close in time; the median of per-round ratios resists drift.
+    // Odd rounds swap the two HTTP runs, so neither always follows a bare run.
+    await settle();
     const bareBefore = await bare.run();
-    const http = await httpRun(server, false);
-    const stream = await httpRun(server, true);
+    await settle();
+    const first = await httpRun(server, r % 2 === 1);
+    await settle();
+    const second = await httpRun(server, r % 2 === 0);
+    await settle();
     const bareAfter = await bare.run();
+    const [http, stream] = r % 2 === 0 ? [first, second] : [second, first];
     const bareWall = (bareBefore.wall + bareAfter.wall) / 2;
     const bareCpu = (bareBefore.cpu + bareAfter.cpu) / 2;
     bareRates.push(bareBefore.wall, bareAfter.wall);
@@ -247,6 +305,8 @@ async function main(): Promise<void> {
     streamRatios.push(stream.wall / bareWall);
     cpuRatios.push(http.cpu / bareCpu);
     streamCpuRatios.push(stream.cpu / bareCpu);
+    mainShares.push(http.mainCpuShare);
+    streamMainShares.push(stream.mainCpuShare);
   }
   await bare.dispose();
   const lagDuringHttp = await serverLag(server, async () => {
@@ -259,7 +319,10 @@ async function main(): Promise<void> {
   const lagDuringTtft = await serverLag(server, async () => {
     for (const clients of [1, 4, 16]) ttftRows.push([clients, await ttft(server, clients)]);
   });
+  // Waits for the exit: --cpu-prof writes its profiles then.
+  const exited = new Promise((r) => server.child.once('exit', r));
   server.child.kill('SIGTERM');
+  await exited;
   rmSync(server.dir, { recursive: true, force: true });
 
   const bareTps = median(bareRates);
@@ -276,12 +339,15 @@ async function main(): Promise<void> {
     `| HTTP /v1/completions, streaming SSE (tokens/s) | ${fmt(streamTps, 0)} |`,
     `| **ratio HTTP ÷ bare**, wall clock, median of per-round ratios (target ≥ 0.95) | **${fmt(median(ratios))}** (streaming ${fmt(median(streamRatios))}) |`,
     `| ratio HTTP ÷ bare in tokens per CPU-second (whole server process vs the loop) | ${fmt(median(cpuRatios))} (streaming ${fmt(median(streamCpuRatios))}) |`,
+    `| server CPU on its main thread (HTTP, queue, metrics) during those runs (%) | ${fmt(100 * median(mainShares), 1)} (streaming ${fmt(100 * median(streamMainShares), 1)}) |`,
     ...ttftRows.map(([c, t]) => `| time to first token, ${c} concurrent client${c > 1 ? 's' : ''} (ms, p50 / p99) | ${fmt(t.p50)} / ${fmt(t.p99)} |`),
     `| server event-loop lag while generating, 1 client (ms, p99 / max) | ${fmt(lagDuringHttp.p99)} / ${fmt(lagDuringHttp.max)} |`,
     `| server event-loop lag during the TTFT runs, up to 16 clients (ms, p99 / max) | ${fmt(lagDuringTtft.p99)} / ${fmt(lagDuringTtft.max)} |`,
     `| peak RSS growth during load ÷ model size (${fmt(load.weightBytes / 2 ** 20, 0)} MiB padded demo model) | ${fmt(load.ratio)} (${fmt(load.peakDelta / 2 ** 20, 0)} MiB) |`,
   ];
+  if (profDir !== undefined) lines.push('', `server CPU profiles (main thread and engine worker): ${profDir}`);
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 
-await main();
+if (process.argv.includes('--load-memory')) process.stdout.write(JSON.stringify(await loadMemory()));
+else await main();
