@@ -87,3 +87,14 @@ export async function startChildOrchestrator(cleanup: Cleanup): Promise<ChildOrc
   cleanup.add(() => control.close());
   return { redis, dataDir: dir.path, orchestrator, control };
 }
+
+/** Resolves with `promise`, or rejects once `ms` have passed. */
+export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    promise.finally(() => clearTimeout(timer)),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what}: nothing after ${ms} ms`)), ms);
+    }),
+  ]);
+}

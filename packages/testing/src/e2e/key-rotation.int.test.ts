@@ -17,23 +17,12 @@ import { startTestNode, tempDir } from '../fleet.js';
 import { affineModel } from '../onnx/affine-model.js';
 import { startRedis } from '../redis.js';
 import { waitUntil } from '../wait-until.js';
-import { affineInput, Cleanup, mismatch, wireInputs } from './e2e-support.js';
+import { affineInput, Cleanup, mismatch, wireInputs, within } from './e2e-support.js';
 
 type TestNode = Awaited<ReturnType<typeof startTestNode>>;
 
 const ORCHESTRATOR_MAIN = fileURLToPath(new URL('../../../orchestrator/dist/main.js', import.meta.url));
 const model = affineModel({ seed: 41 });
-
-/** Resolves with `promise`, or rejects once `ms` have passed. */
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what}: nothing after ${ms} ms`)), ms);
-    }),
-  ]);
-}
 
 /** `orchestrator key rotate --json` on a data dir, through the built CLI. */
 async function rotateKey(dataDir: string): Promise<{ old: string; new: string }> {

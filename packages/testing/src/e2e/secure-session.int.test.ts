@@ -20,7 +20,7 @@ import { startTestNode, startTestOrchestrator, tempDir } from '../fleet.js';
 import { affineModel } from '../onnx/affine-model.js';
 import { startRedis } from '../redis.js';
 import { waitUntil } from '../wait-until.js';
-import { affineInput, Cleanup, mismatch, wireInputs } from './e2e-support.js';
+import { affineInput, Cleanup, mismatch, wireInputs, within } from './e2e-support.js';
 import { FRAME_FIELD, RawGatewayConnection, encodeBytesField } from './raw-gateway-client.js';
 import type { RawSessionResult } from './raw-gateway-client.js';
 
@@ -31,17 +31,6 @@ const HANDSHAKE_TYPE = { hello: 1, response: 2, finish: 3, reject: 15 } as const
 const REASON = { pinMismatch: 16, rateLimited: 8 } as const;
 
 const model = affineModel({ seed: 23 });
-
-/** Resolves with `promise`, or rejects once `ms` have passed. */
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what}: nothing after ${ms} ms`)), ms);
-    }),
-  ]);
-}
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
