@@ -12,6 +12,10 @@ const SCENARIOS = {
     script: 'packages/orchestrator/dist/bench/dispatch-bench.js',
     about: 'no-op jobs through orchestrator + nodes vs a raw BullMQ worker',
   },
+  inference: {
+    script: 'packages/node-agent/dist/bench/inference-bench.js',
+    about: 'a model run through the node (worker thread, full job) vs session.run in process',
+  },
   handshake: {
     script: 'packages/protocol/dist/bench/handshake-bench.js',
     about: 'secure session handshake',
