@@ -4,9 +4,13 @@
  * matters is the throughput ratio; absolute numbers on shared machines are noise.
  *
  *   node packages/orchestrator/dist/bench/dispatch-bench.js [--jobs 2000] [--nodes 2] [--slots 4]
- *     [--concurrency 32] [--warmup 200] [--rounds 1] [--serial-jobs 200]
+ *     [--concurrency 32] [--warmup 200] [--rounds 1] [--serial-jobs 200] [--node-processes]
+ *
+ * With --node-processes the nodes are `node-agent` CLI children, as in production, and the
+ * report splits CPU per job between this process (client + orchestrator), the node processes
+ * and Redis.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -42,6 +46,8 @@ const BenchOptionsSchema = z.object({
   serialJobs: z.coerce.number().int().nonnegative().default(200),
   /** One arm alone, e.g. under --cpu-prof; the ratio needs both. */
   arm: z.enum(['both', 'raw', 'orchestrator']).default('both'),
+  /** Nodes as `node-agent` child processes instead of in this process; adds per-process CPU. */
+  nodeProcesses: z.boolean().default(false),
 });
 type BenchOptions = z.infer<typeof BenchOptionsSchema>;
 
@@ -49,6 +55,11 @@ type BenchOptions = z.infer<typeof BenchOptionsSchema>;
 interface TestingHarness {
   startRedis(): Promise<{ url: string; stop(): Promise<void> }>;
   startTestNode(options: { orchestrator: OrchestratorHandle; slots: number; name: string }): Promise<{ close(): Promise<void> }>;
+  spawnNodeAgent(options: { orchestrator: OrchestratorHandle; dataDir: string; name: string; slots: number }): Promise<{
+    process: { pid?: number | undefined };
+    lines: string[];
+    stop(graceMs?: number): Promise<number | null>;
+  }>;
   createTestControl(target: OrchestratorHandle): {
     addModel(name: string, bytes: Uint8Array): Promise<ModelInfo__Output>;
     listNodes(): Promise<NodeInfo__Output[]>;
@@ -66,6 +77,8 @@ const TESTING_PACKAGE: string = '@conclave/testing';
 interface Arm {
   name: string;
   runOne(): Promise<void>;
+  /** Node child processes (with --node-processes), whose CPU each batch also reads. */
+  nodePids?: number[];
 }
 
 /** One measured batch: wall time, per-job latency, and what it cost this process and Redis. */
@@ -77,6 +90,8 @@ interface Sample {
   redisCpuMicros: number;
   /** Every command Redis ran, those inside Lua scripts included. */
   redisCommands: number;
+  /** CPU of each node child process over the batch, in the order of Arm.nodePids (none in process). */
+  nodeCpuMicros: number[];
 }
 
 async function main(): Promise<void> {
@@ -117,11 +132,11 @@ function parseOptions(argv: string[]): BenchOptions {
     options: {
       jobs: { type: 'string' }, nodes: { type: 'string' }, slots: { type: 'string' },
       concurrency: { type: 'string' }, warmup: { type: 'string' }, rounds: { type: 'string' },
-      'serial-jobs': { type: 'string' }, arm: { type: 'string' },
+      'serial-jobs': { type: 'string' }, arm: { type: 'string' }, 'node-processes': { type: 'boolean' },
     },
   });
-  const { 'serial-jobs': serialJobs, ...rest } = values;
-  return BenchOptionsSchema.parse({ ...rest, serialJobs });
+  const { 'serial-jobs': serialJobs, 'node-processes': nodeProcesses, ...rest } = values;
+  return BenchOptionsSchema.parse({ ...rest, serialJobs, nodeProcesses });
 }
 
 /** A BullMQ queue and a worker whose processor returns its input: the floor for any dispatch. */
@@ -164,9 +179,19 @@ async function startOrchestratorArm(
     redisUrl, grpcHost: '127.0.0.1', grpcPort: 0, httpPort: -1, dataDir, logger: nullLogger,
   });
   cleanups.push(() => orchestrator.close());
+  const nodePids: number[] = [];
   for (let i = 0; i < options.nodes; i++) {
-    const node = await testing.startTestNode({ orchestrator, slots: options.slots, name: `bench-${i}` });
-    cleanups.push(() => node.close());
+    if (options.nodeProcesses) {
+      const nodeDir = await mkdtemp(join(tmpdir(), 'conclave-bench-node-'));
+      cleanups.push(() => rm(nodeDir, { recursive: true, force: true }));
+      const child = await testing.spawnNodeAgent({ orchestrator, dataDir: nodeDir, name: `bench-${i}`, slots: options.slots });
+      cleanups.push(() => child.stop());
+      if (!child.process.pid) throw new Error(`node bench-${i} has no pid`);
+      nodePids.push(child.process.pid);
+    } else {
+      const node = await testing.startTestNode({ orchestrator, slots: options.slots, name: `bench-${i}` });
+      cleanups.push(() => node.close());
+    }
   }
   const control = testing.createTestControl(orchestrator);
   cleanups.push(async () => control.close());
@@ -181,7 +206,8 @@ async function startOrchestratorArm(
     x: { dtype: 'float32', dims: [1], raw: Buffer.from(new Float32Array([1]).buffer) },
   };
   return {
-    name: `orchestrator + ${options.nodes} nodes`,
+    name: `orchestrator + ${options.nodes} ${options.nodeProcesses ? 'node processes' : 'nodes'}`,
+    ...(options.nodeProcesses ? { nodePids } : {}),
     async runOne() {
       const job = await submitAndWatch(client, MODEL_NAME, inputs);
       if (job.state !== 'JOB_STATE_COMPLETED') {
@@ -230,18 +256,51 @@ async function drive(arm: Arm, total: number, concurrency: number, probe: Redis)
       latenciesMs.push(performance.now() - startedAt);
     }
   };
+  const nodePids = arm.nodePids ?? [];
   const redisBefore = await redisUsage(probe);
+  const nodesBefore = await Promise.all(nodePids.map(processCpuMicros));
   const cpuBefore = process.cpuUsage();
   const startedAt = performance.now();
   await Promise.all(Array.from({ length: Math.min(concurrency, total) }, lane));
   const elapsedMs = performance.now() - startedAt;
   const cpu = process.cpuUsage(cpuBefore);
+  const nodesAfter = await Promise.all(nodePids.map(processCpuMicros));
   const redisAfter = await redisUsage(probe);
   return {
     elapsedMs, latenciesMs, processCpuMicros: cpu.user + cpu.system,
     redisCpuMicros: redisAfter.cpuMicros - redisBefore.cpuMicros,
     redisCommands: redisAfter.commands - redisBefore.commands,
+    nodeCpuMicros: nodesAfter.map((after, i) => after - (nodesBefore[i] ?? 0)),
   };
+}
+
+/**
+ * CPU time another process has used so far (Linux): the sum of its threads' on-CPU time from
+ * `/proc/<pid>/task/<tid>/schedstat` (nanoseconds, not the 10 ms ticks of `/proc/<pid>/stat`).
+ * Threads that ended are not in task/ any more, so their time is added from `stat` (utime +
+ * stime, which keep the time of ended threads) minus the ticks of the live ones.
+ */
+async function processCpuMicros(pid: number): Promise<number> {
+  const ticksPerSecond = 100; // USER_HZ on Linux
+  const statTicks = (text: string) => {
+    // Fields after the command name (in parentheses, which may hold spaces): utime is 14th, stime 15th.
+    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    return Number(fields[11]) + Number(fields[12]);
+  };
+  let liveNanos = 0;
+  let liveTicks = 0;
+  for (const tid of await readdir(`/proc/${pid}/task`)) {
+    const [schedstat, stat] = await Promise.all([
+      readFile(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').catch(() => ''),
+      readFile(`/proc/${pid}/task/${tid}/stat`, 'utf8').catch(() => ''),
+    ]);
+    if (!schedstat || !stat) continue;
+    liveNanos += Number(schedstat.split(' ')[0]);
+    liveTicks += statTicks(stat);
+  }
+  const totalTicks = statTicks(await readFile(`/proc/${pid}/stat`, 'utf8'));
+  const endedTicks = Math.max(0, totalTicks - liveTicks);
+  return liveNanos / 1000 + (endedTicks * 1e6) / ticksPerSecond;
 }
 
 /** Redis's own CPU time and command count so far (INFO, which itself is left out). */
@@ -262,6 +321,8 @@ interface Figures {
   processCpuMicrosPerJob: number;
   redisCpuMicrosPerJob: number;
   redisCommandsPerJob: number;
+  /** Per node child process; empty when the nodes run in this process. */
+  nodeCpuMicrosPerJob: number[];
 }
 
 function figures(samples: Sample[]): Figures {
@@ -275,6 +336,7 @@ function figures(samples: Sample[]): Figures {
     processCpuMicrosPerJob: sum((s) => s.processCpuMicros) / jobs,
     redisCpuMicrosPerJob: sum((s) => s.redisCpuMicros) / jobs,
     redisCommandsPerJob: sum((s) => s.redisCommands) / jobs,
+    nodeCpuMicrosPerJob: (samples[0]?.nodeCpuMicros ?? []).map((_, i) => sum((s) => s.nodeCpuMicros[i] ?? 0) / jobs),
   };
 }
 
@@ -291,12 +353,25 @@ function printReport(options: BenchOptions, arms: Arm[], samples: Map<Arm, Sampl
     `dispatch: ${options.jobs} no-op jobs × ${options.rounds} round(s) per arm, ${options.nodes} nodes × ${options.slots} slots, `
       + `${options.concurrency} in flight, ${options.warmup} warm-up; node ${process.version}, ${cpus().length} cores`,
     '',
-    row(['arm', 'in flight', 'jobs/s', 'p50 ms', 'p99 ms', 'process CPU µs/job', 'Redis CPU µs/job', 'Redis cmds/job']),
-    row(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:']),
+    row(['arm', 'in flight', 'jobs/s', 'p50 ms', 'p99 ms', 'process CPU µs/job', 'Redis CPU µs/job', 'Redis cmds/job',
+      ...(options.nodeProcesses ? ['node processes CPU µs/job', 'total CPU µs/job'] : [])]),
+    row(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:', ...(options.nodeProcesses ? ['---:', '---:'] : [])]),
   ];
+  // With --node-processes: the nodes' CPU summed, each node's in parentheses, and the total of
+  // this process + nodes + Redis. The raw arm's worker runs in this process: no node column.
+  const nodeCells = (f: Figures) => {
+    if (!options.nodeProcesses) return [];
+    const nodes = f.nodeCpuMicrosPerJob.reduce((a, b) => a + b, 0);
+    const each = f.nodeCpuMicrosPerJob.map((v) => v.toFixed(0)).join(' + ');
+    return [
+      f.nodeCpuMicrosPerJob.length ? `${nodes.toFixed(0)} (${each})` : '—',
+      (f.processCpuMicrosPerJob + nodes + f.redisCpuMicrosPerJob).toFixed(0),
+    ];
+  };
   const addRow = (arm: Arm, inFlight: number, f: Figures) => lines.push(row([
     arm.name, String(inFlight), f.jobsPerSecond.toFixed(0), ms(f.p50Ms), ms(f.p99Ms),
     f.processCpuMicrosPerJob.toFixed(0), f.redisCpuMicrosPerJob.toFixed(0), f.redisCommandsPerJob.toFixed(1),
+    ...nodeCells(f),
   ]));
   for (const arm of arms) addRow(arm, options.concurrency, figures(samples.get(arm) ?? []));
   for (const arm of arms) {
@@ -339,6 +414,17 @@ function printReport(options: BenchOptions, arms: Arm[], samples: Map<Arm, Sampl
     `CPU per job ÷ raw BullMQ: process ${(orchestrated.processCpuMicrosPerJob / raw.processCpuMicrosPerJob).toFixed(1)}×, `
       + `Redis ${(orchestrated.redisCpuMicrosPerJob / raw.redisCpuMicrosPerJob).toFixed(1)}×`,
   );
+  if (options.nodeProcesses) {
+    const nodes = orchestrated.nodeCpuMicrosPerJob.reduce((a, b) => a + b, 0);
+    const total = orchestrated.processCpuMicrosPerJob + nodes + orchestrated.redisCpuMicrosPerJob;
+    const rawTotal = raw.processCpuMicrosPerJob + raw.redisCpuMicrosPerJob;
+    const share = (v: number) => `${((v / total) * 100).toFixed(0)}%`;
+    lines.push(
+      `orchestrator arm CPU per job at ${options.concurrency} in flight: ${total.toFixed(0)} µs = client + orchestrator `
+        + `${share(orchestrated.processCpuMicrosPerJob)}, nodes ${share(nodes)}, Redis ${share(orchestrated.redisCpuMicrosPerJob)}; `
+        + `total ÷ raw BullMQ ${(total / rawTotal).toFixed(1)}×`,
+    );
+  }
   console.log(lines.join('\n'));
 }
 
