@@ -69,7 +69,9 @@ export class ModelFetcher {
     if (this.transfers.get(chunk.sha256) !== transfer) return;
     try {
       if (chunk.error) {
-        throw new ConclaveError('NODE-NET-603', { detail: `${chunk.error.code} ${chunk.error.message}` });
+        // The orchestrator's own verdict decides: a missing file there will not appear on a retry.
+        const code = chunk.error.retryable ? 'NODE-NET-603' : 'NODE-LOAD-151';
+        throw new ConclaveError(code, { detail: `${chunk.error.code} ${chunk.error.message}` });
       }
       if (chunk.data.byteLength > 0) await transfer.writer.write(chunk.offset, chunk.data);
       if (!chunk.last) return;

@@ -1,4 +1,6 @@
 // Needs the built packages (`pnpm build`): nodes run inference in worker threads from dist.
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tensorFromTypedArray, typedArrayFromTensor } from '@conclave/protocol';
 import type { WireTensor } from '@conclave/protocol';
@@ -91,6 +93,18 @@ describe('orchestrator with in-process nodes', () => {
     const again = await control.get(job.id);
     expect(again.state).toBe('JOB_STATE_COMPLETED');
     expect([...typedArrayFromTensor(again.outputs.sum!)]).toEqual([...m.expected(inputs).sum!.data]);
+  });
+
+  it('fails a job at once, with a code, when the orchestrator has lost the model file (no retries)', async () => {
+    const m = addMulModel({ length: 3 });
+    const info = await control.addModel('orphan', m.bytes);
+    await rm(join(orchestrator.dataDir, 'models', `${info.sha256}.onnx`));
+    const inputs = m.sampleInputs();
+    const job = await control.run('orphan', { a: wire(inputs.a!), b: wire(inputs.b!) });
+    expect(job.state).toBe('JOB_STATE_FAILED');
+    expect(job.error?.code).toBe('NODE-LOAD-151');
+    expect(job.error?.message).toMatch(/ORCH-LOAD-103/);
+    expect(job.attempts).toBe(1);
   });
 
   it('serves /healthz, /readyz and /metrics with jobs by state, job durations and connected nodes', async () => {

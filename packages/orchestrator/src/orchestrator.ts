@@ -78,6 +78,8 @@ export interface OrchestratorHandle {
   embeddedRedis?: RedisServerHandle;
   /** `SHA256:…` fingerprint of the orchestrator's key, as join strings pin it. */
   fingerprint: string;
+  /** Where the key, the operator token and the model files live. */
+  dataDir: string;
   /** The Control API's bearer token. */
   operatorToken: string;
   /** A single-use join string (`orchestrator token create`), for tests and the local fleet. */
@@ -198,6 +200,7 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
     return {
       grpcPort, httpPort, address, redisUrl, ...(embeddedRedis ? { embeddedRedis } : {}),
       fingerprint: orchestratorFingerprint,
+      dataDir: o.dataDir,
       operatorToken,
       async createJoinString(ttlMs = o.defaultTokenTtlMs) {
         const created = await enrollment.createToken(ttlMs);

@@ -22,6 +22,12 @@ export const NODE_ERRORS = defineErrors({
     status: 'UNAVAILABLE',
     retryable: true,
   },
+  'NODE-LOAD-151': {
+    message: 'the orchestrator cannot serve the model file',
+    recovery: 'The orchestrator reported a permanent error for this model (its file is missing or unreadable there); the job fails at once. Add the model again on the orchestrator.',
+    status: 'FAILED_PRECONDITION',
+    retryable: false,
+  },
   'NODE-STATE-701': {
     message: 'data dir unusable',
     recovery: 'The agent needs a writable data dir for its identity, models and outbox; fix the path or permissions.',
