@@ -87,3 +87,4 @@ export {
   type LaunchRedisOptions,
   type RedisServerHandle,
 } from './redis-launcher.js';
+export { percentile, percentileOf, processCpuNanos, threadCpuNanos } from './bench-measure.js';

@@ -2,13 +2,13 @@
 // server against a bare generation loop in the same process, on the same demo model.
 // Absolute figures on shared machines are noise; the ratios are the point.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
-import { nullLogger } from '@conclave/common';
+import { nullLogger, percentileOf, threadCpuNanos } from '@conclave/common';
 import { DecoderSession } from '../decoder-session.js';
 import { DEMO_MODEL_DIR, DEMO_MODEL_ID } from '../demo-model.js';
 import { WorkerEngine } from '../engine.js';
@@ -48,15 +48,7 @@ const TTFT_REQUESTS_PER_CLIENT = 24;
 const LARGE_HIDDEN_PAD = 3000;
 
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] as number;
-}
-
-function percentile(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)] as number;
-}
+const median = (xs: number[]): number => percentileOf(xs, 0.5);
 
 const fmt = (x: number, digits = 2): string => x.toFixed(digits);
 
@@ -67,23 +59,6 @@ interface Rate {
   cpu: number;
   /** The share of that CPU spent on the process's main thread (the server's HTTP event loop). */
   mainCpuShare: number;
-}
-
-/**
- * CPU nanoseconds of each live thread of a process, from `/proc/<pid>/task/<tid>/schedstat`.
- * Exact, where `/proc/<pid>/stat` counts 10 ms ticks: ±10 ms on a 250 ms run was a ±4% error
- * in every per-round CPU ratio. Both sides of a ratio are measured this way.
- */
-function threadCpuNs(pid: number): Map<number, number> {
-  const out = new Map<number, number>();
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      out.set(Number(tid), Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]));
-    } catch {
-      // The thread ended between the listing and the read.
-    }
-  }
-  return out;
 }
 
 /** CPU seconds a process's threads used between two snapshots: all of them, and its main thread alone. */
@@ -112,11 +87,11 @@ async function bareLoop(): Promise<{ run: () => Promise<Rate>; dispose: () => Pr
   const ids = codec.encodePrompt(PROMPT);
   return {
     run: async () => {
-      const cpu0 = threadCpuNs(process.pid);
+      const cpu0 = threadCpuNanos(process.pid);
       const t0 = performance.now();
       const out = await loop.generate(ids, params);
       const wall = performance.now() - t0;
-      const cpu = cpuBetween(process.pid, cpu0, threadCpuNs(process.pid));
+      const cpu = cpuBetween(process.pid, cpu0, threadCpuNanos(process.pid));
       return { wall: out.tokenIds.length / (wall / 1000), cpu: out.tokenIds.length / cpu.total, mainCpuShare: cpu.main / cpu.total };
     },
     dispose: () => decoder.dispose(),
@@ -125,7 +100,7 @@ async function bareLoop(): Promise<{ run: () => Promise<Rate>; dispose: () => Pr
 
 async function httpRun(server: ServerProcess, stream: boolean): Promise<Rate> {
   const pid = server.child.pid as number;
-  const cpu0 = threadCpuNs(pid);
+  const cpu0 = threadCpuNanos(pid);
   const t0 = performance.now();
   const response = await fetch(`${server.url}/v1/completions`, {
     method: 'POST',
@@ -135,7 +110,7 @@ async function httpRun(server: ServerProcess, stream: boolean): Promise<Rate> {
   const text = await response.text();
   if (response.status !== 200) throw new Error(`HTTP ${response.status}: ${text}`);
   const wall = TOKENS / ((performance.now() - t0) / 1000);
-  const cpu = cpuBetween(pid, cpu0, threadCpuNs(pid));
+  const cpu = cpuBetween(pid, cpu0, threadCpuNanos(pid));
   return { wall, cpu: TOKENS / cpu.total, mainCpuShare: cpu.main / cpu.total };
 }
 
@@ -166,7 +141,7 @@ async function ttft(server: ServerProcess, clients: number): Promise<{ p50: numb
     }
   };
   await Promise.all(Array.from({ length: clients }, client));
-  return { p50: percentile(samples, 50), p99: percentile(samples, 99) };
+  return { p50: percentileOf(samples, 0.5), p99: percentileOf(samples, 0.99) };
 }
 
 async function loadMemory(): Promise<{ weightBytes: number; peakDelta: number; ratio: number }> {

@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 import { z } from 'zod';
-import { nullLogger } from '@conclave/common';
+import { nullLogger, percentile } from '@conclave/common';
 import type { Job__Output, ModelInfo__Output, NodeInfo__Output, TensorData, TensorSpec, WireTensor } from '@conclave/protocol';
 import { CpuBackend } from '../cpu-backend.js';
 
@@ -289,11 +289,6 @@ async function lagWhile(work: () => Promise<unknown>): Promise<Lag> {
     histogram.disable();
   }
   return { p99Ms: histogram.percentile(99) / 1e6, maxMs: histogram.max / 1e6, elapsedMs: performance.now() - started };
-}
-
-/** Nearest-rank percentile of sorted values. */
-function percentile(sorted: number[], q: number): number {
-  return sorted[Math.max(0, Math.ceil(q * sorted.length) - 1)] ?? Number.NaN;
 }
 
 interface Figures {

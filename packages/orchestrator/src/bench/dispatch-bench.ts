@@ -10,14 +10,14 @@
  * report splits CPU per job between this process (client + orchestrator), the node processes
  * and Redis.
  */
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Queue, QueueEvents, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { z } from 'zod';
-import { nullLogger } from '@conclave/common';
+import { nullLogger, percentile, processCpuNanos } from '@conclave/common';
 import { createControlClient } from '@conclave/protocol';
 import type { ControlClient, Job__Output, ModelInfo__Output, NodeInfo__Output, WireTensor } from '@conclave/protocol';
 import { startOrchestrator } from '../orchestrator.js';
@@ -258,13 +258,13 @@ async function drive(arm: Arm, total: number, concurrency: number, probe: Redis)
   };
   const nodePids = arm.nodePids ?? [];
   const redisBefore = await redisUsage(probe);
-  const nodesBefore = await Promise.all(nodePids.map(processCpuMicros));
+  const nodesBefore = nodePids.map((pid) => processCpuNanos(pid) / 1000);
   const cpuBefore = process.cpuUsage();
   const startedAt = performance.now();
   await Promise.all(Array.from({ length: Math.min(concurrency, total) }, lane));
   const elapsedMs = performance.now() - startedAt;
   const cpu = process.cpuUsage(cpuBefore);
-  const nodesAfter = await Promise.all(nodePids.map(processCpuMicros));
+  const nodesAfter = nodePids.map((pid) => processCpuNanos(pid) / 1000);
   const redisAfter = await redisUsage(probe);
   return {
     elapsedMs, latenciesMs, processCpuMicros: cpu.user + cpu.system,
@@ -272,35 +272,6 @@ async function drive(arm: Arm, total: number, concurrency: number, probe: Redis)
     redisCommands: redisAfter.commands - redisBefore.commands,
     nodeCpuMicros: nodesAfter.map((after, i) => after - (nodesBefore[i] ?? 0)),
   };
-}
-
-/**
- * CPU time another process has used so far (Linux): the sum of its threads' on-CPU time from
- * `/proc/<pid>/task/<tid>/schedstat` (nanoseconds, not the 10 ms ticks of `/proc/<pid>/stat`).
- * Threads that ended are not in task/ any more, so their time is added from `stat` (utime +
- * stime, which keep the time of ended threads) minus the ticks of the live ones.
- */
-async function processCpuMicros(pid: number): Promise<number> {
-  const ticksPerSecond = 100; // USER_HZ on Linux
-  const statTicks = (text: string) => {
-    // Fields after the command name (in parentheses, which may hold spaces): utime is 14th, stime 15th.
-    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-    return Number(fields[11]) + Number(fields[12]);
-  };
-  let liveNanos = 0;
-  let liveTicks = 0;
-  for (const tid of await readdir(`/proc/${pid}/task`)) {
-    const [schedstat, stat] = await Promise.all([
-      readFile(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').catch(() => ''),
-      readFile(`/proc/${pid}/task/${tid}/stat`, 'utf8').catch(() => ''),
-    ]);
-    if (!schedstat || !stat) continue;
-    liveNanos += Number(schedstat.split(' ')[0]);
-    liveTicks += statTicks(stat);
-  }
-  const totalTicks = statTicks(await readFile(`/proc/${pid}/stat`, 'utf8'));
-  const endedTicks = Math.max(0, totalTicks - liveTicks);
-  return liveNanos / 1000 + (endedTicks * 1e6) / ticksPerSecond;
 }
 
 /** Redis's own CPU time and command count so far (INFO, which itself is left out). */
@@ -338,11 +309,6 @@ function figures(samples: Sample[]): Figures {
     redisCommandsPerJob: sum((s) => s.redisCommands) / jobs,
     nodeCpuMicrosPerJob: (samples[0]?.nodeCpuMicros ?? []).map((_, i) => sum((s) => s.nodeCpuMicros[i] ?? 0) / jobs),
   };
-}
-
-/** Nearest-rank percentile of sorted values. */
-function percentile(sorted: number[], q: number): number {
-  return sorted[Math.max(0, Math.ceil(q * sorted.length) - 1)] ?? Number.NaN;
 }
 
 function printReport(options: BenchOptions, arms: Arm[], samples: Map<Arm, Sample[]>, serial: Map<Arm, Sample>): void {
