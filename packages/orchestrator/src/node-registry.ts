@@ -12,6 +12,11 @@ import type { NodeSnapshot } from './scheduling/scheduler.js';
 export const SUSPECT_AFTER_MISSED = 3;
 export const DEAD_AFTER_MISSED = 5;
 
+/** What ListNodes needs of the enrollment store (RedisEnrollmentStore). */
+export interface EnrollmentRecords {
+  list(): Promise<Array<{ nodeId: string; status: string; fingerprint: string }>>;
+}
+
 export interface NodeRegistryEvents {
   /** A node joined, left, or freed a slot: waiting jobs may now find a node. */
   capacity: [];
@@ -35,10 +40,10 @@ export class NodeRegistry extends EventEmitter<NodeRegistryEvents> {
     this.setMaxListeners(0);
   }
 
-  private enrollment: { list(): Promise<Array<{ nodeId: string; status: string; fingerprint: string }>> } | undefined;
+  private enrollment: EnrollmentRecords | undefined;
 
   /** The enrollment store whose status (pending, accepted, denied, revoked) ListNodes shows. */
-  setEnrollment(store: { list(): Promise<Array<{ nodeId: string; status: string; fingerprint: string }>> }): void {
+  setEnrollment(store: EnrollmentRecords): void {
     this.enrollment = store;
   }
 

@@ -145,9 +145,9 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
       registry, models, logger, heartbeatIntervalMs: o.heartbeatIntervalMs, version: ORCHESTRATOR_VERSION,
       identity, enrollment, rateLimiter: new HandshakeRateLimiter(), rotations,
     }));
-    // Bound first: the advertised address needs the port when it was 0.
+    // Filled in after binding (with port 0 the port is known only then); join tokens read it later.
     let advertiseAddress = o.advertiseAddress ?? '';
-    const controlHandlers = () => ({
+    const controlHandlers = {
       ...createControlService({
         redis, queue, jobs, models, registry, dispatcher, logger,
         defaultJobTimeoutMs: o.defaultJobTimeoutMs, maxQueuedJobs: o.maxQueuedJobs, jobAttempts: o.jobAttempts,
@@ -159,8 +159,8 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
         },
         closeNodeSessions: (nodeId: string, reason: string) => registry.revoke(nodeId, reason),
       }),
-    });
-    server.addService(protos.Control.service, withOperatorAuth(controlHandlers(), operatorToken, logger));
+    };
+    server.addService(protos.Control.service, withOperatorAuth(controlHandlers, operatorToken, logger));
     const credentials = o.tls ? await serverTlsCredentials(o.tls) : grpc.ServerCredentials.createInsecure();
     const grpcPort = await bind(server, `${o.grpcHost}:${o.grpcPort}`, credentials);
     const localHost = ['0.0.0.0', '::', ''].includes(o.grpcHost) ? '127.0.0.1' : o.grpcHost;
