@@ -1,0 +1,4 @@
+#!/usr/bin/env node
+// The `model-server` executable as pnpm links it: a file that exists before the build, so that
+// `pnpm install` on a fresh clone can link it (dist/ appears only after `pnpm build`).
+import '../dist/main.js';
