@@ -26,7 +26,8 @@ export interface ConfigIssue {
   key: string;
   /** Where the offending value came from, when a source set it. */
   source?: ConfigSource;
-  envName: string;
+  /** The environment variable of a known key; absent for a key the schema does not have. */
+  envName?: string;
   message: string;
 }
 
@@ -128,8 +129,13 @@ export function loadConfig<S extends z.ZodObject>(schema: S, options: LoadConfig
     sources[key] = source;
   };
 
+  // A typo'd key in a file would otherwise do nothing at all, silently: it is refused instead.
+  const unknownFileKeys: string[] = [];
   if (options.file !== undefined) {
-    for (const [key, value] of Object.entries(readYamlFile(options.file, options.errorCode))) put(key, value, 'file');
+    for (const [key, value] of Object.entries(readYamlFile(options.file, options.errorCode))) {
+      if (shape[toCamelKey(key)] === undefined) unknownFileKeys.push(key);
+      else put(key, value, 'file');
+    }
   }
   const env = options.env ?? {};
   for (const key of Object.keys(shape)) {
@@ -138,9 +144,15 @@ export function loadConfig<S extends z.ZodObject>(schema: S, options: LoadConfig
   for (const [key, value] of Object.entries(options.flags ?? {})) put(key, value, 'flag');
 
   const result = schema.safeParse(merged);
-  if (result.success) return result.data;
+  if (result.success && unknownFileKeys.length === 0) return result.data;
 
-  const issues: ConfigIssue[] = result.error.issues.map((issue) => {
+  const known = Object.keys(shape).join(', ');
+  const unknownIssues: ConfigIssue[] = unknownFileKeys.map((key) => ({
+    key,
+    source: 'file',
+    message: `unknown key (known keys: ${known})`,
+  }));
+  const schemaIssues: ConfigIssue[] = (result.success ? [] : result.error.issues).map((issue) => {
     const key = issue.path.length > 0 ? issue.path.map(String).join('.') : '(config)';
     const top = issue.path[0];
     const source = typeof top === 'string' ? sources[top] : undefined;
@@ -151,8 +163,12 @@ export function loadConfig<S extends z.ZodObject>(schema: S, options: LoadConfig
       message: issue.message,
     };
   });
+  const issues = [...unknownIssues, ...schemaIssues];
   const detail = issues
-    .map((i) => `${i.key} (${i.source ? `from ${i.source}, ` : ''}env ${i.envName}): ${i.message}`)
+    .map((i) => {
+      const where = [i.source ? `from ${i.source}` : '', i.envName ? `env ${i.envName}` : ''].filter((w) => w !== '');
+      return `${i.key} (${where.join(', ')}): ${i.message}`;
+    })
     .join('; ');
-  throw new ConclaveError(options.errorCode, { detail, data: { issues }, cause: result.error });
+  throw new ConclaveError(options.errorCode, { detail, data: { issues }, ...(result.success ? {} : { cause: result.error }) });
 }

@@ -87,4 +87,20 @@ export {
   type LaunchRedisOptions,
   type RedisServerHandle,
 } from './redis-launcher.js';
+export { DATA_DIR_LOCK_FILE, DATA_DIR_LOCK_MALFORMED_GRACE_MS, DATA_DIR_LOCK_REFRESH_INTERVAL_MS, DATA_DIR_LOCK_STALE_AFTER_MS, acquireDataDirLock, type DataDirLock, type DataDirLockOptions } from './data-dir-lock.js';
 export { percentile, percentileOf, processCpuNanos, threadCpuNanos } from './bench-measure.js';
+export {
+  EXIT_FAILURE,
+  EXIT_FORCED,
+  EXIT_OK,
+  EXIT_USAGE,
+  describeCodedFailure,
+  describeStartupFailure,
+  describeUsageError,
+  oneLine,
+  onOutputGone,
+  type CliFailure,
+} from './cli-failure.js';
+export { assertPortFree, listenOrFail, type ListenOptions } from './listen.js';
+export { DUPLICATE_SIGNAL_WINDOW_MS, SHUTDOWN_SIGNALS, shutdownSignal } from './shutdown-signal.js';
+export { parentGone } from './parent-gone.js';

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants as fsConstants, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { accessSync, constants as fsConstants, mkdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { delimiter, join, resolve } from 'node:path';
 import { sleep } from './backoff.js';
@@ -192,8 +192,9 @@ interface Attempt {
 }
 
 /**
- * Children still running, killed synchronously if this process exits first,
- * so a crashed test run leaves no redis-server behind. One exit hook serves all.
+ * Children still running, stopped synchronously if this process exits first, so a crashed test
+ * run leaves no redis-server behind. SIGTERM, not SIGKILL: Redis then flushes its AOF. One exit
+ * hook serves all. A death that runs no hook (kill -9) is the guardian's case, below.
  */
 const liveChildren = new Set<ChildProcess>();
 let exitHookInstalled = false;
@@ -203,8 +204,79 @@ function track(child: ChildProcess): void {
   if (!exitHookInstalled) {
     exitHookInstalled = true;
     process.once('exit', () => {
-      for (const c of liveChildren) c.kill('SIGKILL');
+      for (const c of liveChildren) c.kill('SIGTERM');
     });
+  }
+}
+
+/**
+ * A shell that holds the read end of a pipe whose write end only this process has, and sends
+ * SIGTERM to the redis-server when the pipe closes: when this process dies, however it dies
+ * (kill -9 included), the kernel closes the pipe. Terminal signals are ignored, so a closed
+ * terminal or a Ctrl-C leaves the orderly shutdown to this process. `sh` rather than a second
+ * Node.js process: a few hundred KiB instead of tens of MiB.
+ */
+const GUARDIAN_SCRIPT = 'trap "" HUP INT; while read -r _; do :; done; kill -TERM "$1" 2>/dev/null';
+
+function spawnGuardian(redisPid: number): ChildProcess {
+  const guardian = spawn('/bin/sh', ['-c', GUARDIAN_SCRIPT, 'conclave-redis-guardian', String(redisPid)], {
+    stdio: ['pipe', 'ignore', 'ignore'],
+    detached: true,
+  });
+  // Ours to write and never written: it only has to stay open while we live.
+  guardian.stdin?.on('error', () => undefined);
+  guardian.on('error', () => undefined);
+  guardian.unref();
+  return guardian;
+}
+
+/** The pid file redis-server writes in its dir, so that a later start can find one left running. */
+const PID_FILE = 'redis.pid';
+
+/**
+ * A redis-server still running on `dir` from an earlier run (its orchestrator died before the
+ * guardian existed, or the guardian was killed too): the caller holds the data dir lock, so no
+ * live orchestrator owns it. It is stopped before a new one opens the same AOF. Only on Linux,
+ * where /proc shows that the pid really is a redis-server working in this very dir.
+ */
+async function stopLeftoverRedis(dir: string, logger: Logger | undefined): Promise<void> {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(join(dir, PID_FILE), 'utf8').trim());
+  } catch {
+    return;
+  }
+  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return;
+  try {
+    const comm = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+    if (!comm.startsWith('redis-server') || realpathSync(`/proc/${pid}/cwd`) !== realpathSync(dir)) return;
+  } catch {
+    return;
+  }
+  logger?.warn('STATE', 'stopping a redis-server left running on this data dir by an earlier run', { pid, dir });
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    return;
+  }
+  const deadline = Date.now() + REDIS_STOP_GRACE_MS;
+  while (Date.now() < deadline) {
+    if (!isAlive(pid)) return;
+    await sleep(PING_INTERVAL_MS);
+  }
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // gone meanwhile
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
@@ -217,10 +289,14 @@ function spawnRedis(bin: string, dir: string, port: number, options: LaunchRedis
     '--save', '',
     '--daemonize', 'no',
     '--logfile', join(dir, 'redis.log'),
+    '--pidfile', join(dir, PID_FILE),
   ];
   if (options.password !== undefined) args.push('--requirepass', options.password);
-  const child = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  // Its own process group: a Ctrl-C or a closed terminal reaches this process, which stops
+  // Redis in order, and not Redis directly, which would vanish under a still-running orchestrator.
+  const child = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
   track(child);
+  const guardian = child.pid !== undefined ? spawnGuardian(child.pid) : undefined;
   child.stderr?.setEncoding('utf8');
   child.stderr?.on('data', (chunk: string) => {
     stderrTail.push(chunk);
@@ -229,6 +305,7 @@ function spawnRedis(bin: string, dir: string, port: number, options: LaunchRedis
   const exited = new Promise<number | null>((resolveExit) => {
     child.once('exit', (code) => {
       liveChildren.delete(child);
+      guardian?.kill('SIGTERM');
       resolveExit(code);
     });
     // spawn failures (EACCES) emit 'error' and may never emit 'exit'.
@@ -264,6 +341,7 @@ export async function launchRedis(options: LaunchRedisOptions): Promise<RedisSer
   const bin = findRedisServer(options.bin);
   const dir = resolve(options.dir);
   mkdirSync(dir, { recursive: true });
+  await stopLeftoverRedis(dir, options.logger);
   const logFile = join(dir, 'redis.log');
   const timeoutMs = options.startTimeoutMs ?? DEFAULT_REDIS_START_TIMEOUT_MS;
   const autoPort = (options.port ?? 0) === 0;

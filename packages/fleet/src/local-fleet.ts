@@ -1,7 +1,7 @@
 import { access, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Logger } from '@conclave/common';
+import { acquireDataDirLock, type Logger } from '@conclave/common';
 import { startOrchestrator } from '@conclave/orchestrator';
 import type { OrchestratorHandle } from '@conclave/orchestrator';
 import { tensorFromTypedArray, typedArrayFromTensor } from '@conclave/protocol';
@@ -38,13 +38,27 @@ export const DEMO_MODEL_NAME = 'demo-affine';
  */
 export async function startLocalFleet(o: LocalFleetOptions): Promise<LocalFleet> {
   await mkdir(o.dataDir, { recursive: true });
-  const orchestrator = await startOrchestrator({
-    dataDir: join(o.dataDir, 'orchestrator'), grpcHost: '127.0.0.1', grpcPort: o.grpcPort, httpPort: o.httpPort, logger: o.logger,
+  // The orchestrator's own data dir too: `orchestrator start --data-dir .conclave/local/orchestrator`
+  // beside a running fleet is refused, naming the fleet.
+  const orchestratorDir = join(o.dataDir, 'orchestrator');
+  const lock = await acquireDataDirLock({
+    dir: orchestratorDir, role: 'local fleet', errorCode: 'ORCH-STATE-704', unusableCode: 'ORCH-STATE-706', logger: o.logger,
   });
+  let orchestrator: OrchestratorHandle;
+  try {
+    orchestrator = await startOrchestrator({
+      dataDir: orchestratorDir, grpcHost: '127.0.0.1', grpcPort: o.grpcPort, httpPort: o.httpPort, logger: o.logger,
+    });
+  } catch (err) {
+    await lock.release();
+    throw err;
+  }
   const nodes: ChildHandle[] = [];
+  // In order: the nodes first (their sessions end cleanly), then the orchestrator and its Redis.
   const close = async () => {
     await Promise.all(nodes.map((n) => n.stop()));
     await orchestrator.close();
+    await lock.release();
   };
   try {
     for (let i = 1; i <= o.nodes; i++) {

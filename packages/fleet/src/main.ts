@@ -2,27 +2,61 @@
 // `pnpm start`: the local fleet. The only module here that reads argv and signals.
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { createLogger, isConclaveError } from '@conclave/common';
+import {
+  EXIT_FAILURE,
+  EXIT_OK,
+  acquireDataDirLock,
+  createLogger,
+  describeStartupFailure,
+  describeUsageError,
+  onOutputGone,
+  shutdownSignal,
+  type DataDirLock,
+} from '@conclave/common';
 import { startLocalFleet } from './local-fleet.js';
 
-const { values } = parseArgs({
-  options: {
-    'data-dir': { type: 'string', default: '.conclave/local' },
-    nodes: { type: 'string', default: '3' },
-    slots: { type: 'string', default: '2' },
-    'grpc-port': { type: 'string', default: '7400' },
-    'http-port': { type: 'string', default: '7401' },
-    'demo-jobs': { type: 'string', default: '6' },
-    'model-server-port': { type: 'string', default: '7402' },
-    'log-level': { type: 'string', default: 'info' },
-  },
-});
+const print = (line: string) => process.stdout.write(`${line}\n`);
+const fail = (line: string, exitCode: number): never => {
+  process.stderr.write(`${line}\n`);
+  process.exit(exitCode);
+};
 
+// A closed terminal must not crash the fleet half-way; SIGHUP shuts it down in order.
+onOutputGone([process.stdout, process.stderr], () => undefined);
+
+const FLEET_OPTIONS = {
+  'data-dir': { type: 'string', default: '.conclave/local' },
+  nodes: { type: 'string', default: '3' },
+  slots: { type: 'string', default: '2' },
+  'grpc-port': { type: 'string', default: '7400' },
+  'http-port': { type: 'string', default: '7401' },
+  'demo-jobs': { type: 'string', default: '6' },
+  'model-server-port': { type: 'string', default: '7402' },
+  'log-level': { type: 'string', default: 'info' },
+} as const;
+
+function parseFleetArgs() {
+  try {
+    return parseArgs({ options: FLEET_OPTIONS }).values;
+  } catch (err) {
+    const usage = describeUsageError(err instanceof Error ? err.message : String(err), 'ORCH-STATE-705');
+    return fail(usage.line, usage.exitCode);
+  }
+}
+
+const values = parseFleetArgs();
 const dataDir = resolve(values['data-dir']);
+let lock: DataDirLock | undefined;
+try {
+  // A second `pnpm start` in the same checkout is refused here, naming the first.
+  lock = await acquireDataDirLock({ dir: dataDir, role: 'local fleet', errorCode: 'ORCH-STATE-704', unusableCode: 'ORCH-STATE-706' });
+} catch (err) {
+  const failure = describeStartupFailure(err, 'ORCH-STATE-707');
+  fail(failure.line, failure.exitCode);
+}
 const logger = createLogger({
   prefix: 'ORCH', level: values['log-level'] as 'info', console: true, file: { dir: resolve(dataDir, 'orchestrator', 'logs') },
 });
-const print = (line: string) => process.stdout.write(`${line}\n`);
 
 try {
   const fleet = await startLocalFleet({
@@ -33,28 +67,23 @@ try {
   });
   print(
     `local fleet running: orchestrator ${fleet.orchestrator.address}, http :${fleet.orchestrator.httpPort}. ` +
-    `Try \`pnpm orchestrator nodes list --address ${fleet.orchestrator.address}\`. Ctrl-C stops everything.`,
+    `Try \`pnpm orchestrator nodes list\`. Ctrl-C stops everything.`,
   );
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) process.exit(130);
-    stopping = true;
-    print(`${signal}: stopping the local fleet`);
-    fleet.close().then(
-      async () => {
-        await logger.close();
-        process.exit(0);
-      },
-      (err: unknown) => {
-        process.stderr.write(`shutdown failed: ${String(err)}\n`);
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGTERM', () => stop('SIGTERM'));
-} catch (err) {
-  process.stderr.write(`${isConclaveError(err) ? `${err.code} ${err.message}\n  recovery: ${err.entry.recovery}` : String(err)}\n`);
+  const signal = await shutdownSignal();
+  print(`${signal}: stopping the local fleet (nodes, model server, orchestrator, Redis)`);
+  let exitCode = EXIT_OK;
+  try {
+    await fleet.close();
+  } catch (err) {
+    logger.failure(err, { section: 'CLEAN' });
+    exitCode = EXIT_FAILURE;
+  }
   await logger.close();
-  process.exit(1);
+  await lock?.release();
+  process.exit(exitCode);
+} catch (err) {
+  await logger.close();
+  await lock?.release();
+  const failure = describeStartupFailure(err, 'ORCH-STATE-707');
+  fail(failure.line, failure.exitCode);
 }

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { ConclaveError, isConclaveError, type Logger } from '@conclave/common';
+import { ConclaveError, isConclaveError, listenOrFail, type Logger } from '@conclave/common';
 import { ApiKeys } from './api-keys.js';
 import type { EngineState, GenerationResult } from './engine.js';
 import type { EngineRequest } from './engine-protocol.js';
@@ -231,13 +231,7 @@ class ModelServer {
   }
 
   async listen(): Promise<void> {
-    await new Promise<void>((resolve, reject) => {
-      this.http.once('error', reject);
-      this.http.listen(this.o.port, this.o.host, () => {
-        this.http.off('error', reject);
-        resolve();
-      });
-    });
+    await listenOrFail(this.http, { port: this.o.port, host: this.o.host, errorCode: 'MODEL-NET-604', listener: 'HTTP' });
     if (!this.keys.enabled) this.log.warn('AUTH', 'no API keys configured: the API is open');
     this.log.info('REQ', 'model server listening', {
       url: this.url,

@@ -3,7 +3,7 @@ import { cpus, freemem, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import { ConclaveError } from '@conclave/common';
+import { ConclaveError, assertPortFree } from '@conclave/common';
 import type { Logger } from '@conclave/common';
 import { SessionClient } from '@conclave/protocol';
 import type { AssignJob__Output, JobResult } from '@conclave/protocol';
@@ -53,6 +53,12 @@ export interface NodeAgentHandle {
 }
 
 export async function startNodeAgent(options: NodeAgentOptions): Promise<NodeAgentHandle> {
+  const requestedPort = options.httpPort ?? 7403;
+  // Before the join: a taken port found after enrolling would spend the join token on a start
+  // that then fails.
+  if (requestedPort > 0) {
+    await assertPortFree({ port: requestedPort, host: options.httpHost ?? '127.0.0.1', errorCode: 'NODE-NET-604', listener: 'local HTTP' });
+  }
   const credentials = await NodeCredentials.load(options.dataDir, options.join);
   const nodeId = credentials.nodeId;
   const orchestrator = options.orchestrator ?? credentials.address;
@@ -146,7 +152,6 @@ export async function startNodeAgent(options: NodeAgentOptions): Promise<NodeAge
 
   let httpPort = -1;
   let httpServer: Server | undefined;
-  const requestedPort = options.httpPort ?? 7403;
   if (requestedPort >= 0) {
     const http = await startNodeHttp({
       port: requestedPort, host: options.httpHost ?? '127.0.0.1', metrics,

@@ -1,7 +1,7 @@
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
+import { listenOrFail } from '@conclave/common';
 
 /** The agent's local `/healthz` (session state) and `/metrics`, for the board's own monitoring. */
 export async function startNodeHttp(options: {
@@ -23,9 +23,6 @@ export async function startNodeHttp(options: {
       res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'not found' }));
     }
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host, () => resolve());
-  });
-  return { server, port: (server.address() as AddressInfo).port };
+  const port = await listenOrFail(server, { port: options.port, host: options.host, errorCode: 'NODE-NET-604', listener: 'local HTTP' });
+  return { server, port };
 }

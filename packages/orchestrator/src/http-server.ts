@@ -1,8 +1,7 @@
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
-import type { Logger } from '@conclave/common';
+import { listenOrFail, type Logger } from '@conclave/common';
 
 export interface HttpServerOptions {
   host: string;
@@ -41,12 +40,6 @@ export async function startHttpServer(o: HttpServerOptions): Promise<{ server: S
     }
     reply(404, JSON.stringify({ error: 'not found', paths: ['/healthz', '/readyz', '/metrics'] }));
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(o.port, o.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  return { server, port: (server.address() as AddressInfo).port };
+  const port = await listenOrFail(server, { port: o.port, host: o.host, errorCode: 'ORCH-NET-605', listener: 'HTTP' });
+  return { server, port };
 }

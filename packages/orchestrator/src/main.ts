@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 // The `orchestrator` executable: the only module that reads argv, env and signals.
+import * as grpc from '@grpc/grpc-js';
+import { onOutputGone, parentGone, shutdownSignal } from '@conclave/common';
 import { createControlClient } from '@conclave/protocol';
 import { controlCallsFromClient } from './cli/control-calls.js';
 import { runOrchestratorCli } from './cli/orchestrator-program.js';
@@ -7,25 +9,16 @@ import { runOrchestratorCli } from './cli/orchestrator-program.js';
 /** How long a finished CLI waits for open handles (gRPC channels, log files) before it exits anyway. */
 const EXIT_GRACE_MS = 2_000;
 
-/** Exit code of a second signal during shutdown: 128 + SIGINT, as shells report it. */
-const EXIT_FORCED = 130;
+// grpc-js writes its own errors to stderr (a failed bind as `E No address added…`); every one
+// that matters reaches the operator as a coded line already. GRPC_VERBOSITY still turns them on.
+if (process.env.GRPC_VERBOSITY === undefined) grpc.setLogVerbosity(grpc.logVerbosity.NONE);
 
-/** Resolves on the first SIGINT/SIGTERM; a second one exits at once, for a shutdown that hangs. */
-function shutdownSignal(): Promise<string> {
-  return new Promise((resolve) => {
-    let received = false;
-    const onSignal = (signal: NodeJS.Signals): void => {
-      if (received) {
-        process.stderr.write(`${signal} again: exiting without a clean shutdown\n`);
-        process.exit(EXIT_FORCED);
-      }
-      received = true;
-      resolve(signal);
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-  });
-}
+// `orchestrator nodes list --json | head -3`: once the reader has gone, end quietly. `start` has
+// nothing more to say to a closed terminal either; it goes on (SIGHUP shuts it down in order).
+const isStart = process.argv[2] === 'start';
+onOutputGone([process.stdout, process.stderr], () => {
+  if (!isStart) process.exit(process.exitCode ?? 0);
+});
 
 const exitCode = await runOrchestratorCli(process.argv.slice(2), {
   env: process.env,
@@ -40,7 +33,8 @@ const exitCode = await runOrchestratorCli(process.argv.slice(2), {
     ),
   // Loaded only by `start`: client commands need neither BullMQ nor onnxruntime.
   startOrchestrator: async (options) => (await import('./orchestrator.js')).startOrchestrator(options),
-  shutdownSignal,
+  // Started by another process with an IPC channel (tests, a supervisor): its end is a shutdown request too.
+  shutdownSignal: () => Promise.race([shutdownSignal(), parentGone()]),
 });
 process.exitCode = exitCode;
 setTimeout(() => process.exit(exitCode), EXIT_GRACE_MS).unref();

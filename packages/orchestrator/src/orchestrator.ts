@@ -1,10 +1,11 @@
+import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { ConclaveError, launchRedis, maskUrlCredentials } from '@conclave/common';
+import { ConclaveError, assertPortFree, launchRedis, maskUrlCredentials } from '@conclave/common';
 import type { Logger, RedisServerHandle } from '@conclave/common';
 import {
   DEFAULT_CHANNEL_OPTIONS, HandshakeRateLimiter, encodeJoinString, fingerprint, loadConclaveProtos, loadOrCreateIdentity,
@@ -107,6 +108,10 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
   };
 
   try {
+    // Before anything starts: a taken port is the commonest start-up failure, and found after
+    // Redis is up it would come wrapped in Redis's start and stop lines.
+    await assertPortFree({ host: o.grpcHost, port: o.grpcPort, errorCode: 'ORCH-NET-604', listener: 'gRPC' });
+    if (o.httpPort > 0) await assertPortFree({ host: o.httpHost ?? '127.0.0.1', port: o.httpPort, errorCode: 'ORCH-NET-605', listener: 'HTTP' });
     let embeddedRedis: RedisServerHandle | undefined;
     if (!o.redisUrl) {
       const launched = await launchRedis({ dir: join(o.dataDir, 'redis'), logger });
@@ -185,8 +190,6 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
           if (!answered) failed.push('redis');
           return failed;
         },
-      }).catch((err: unknown) => {
-        throw new ConclaveError('ORCH-NET-604', { detail: `http ${o.httpPort}: ${String(err)}`, cause: err });
       });
       httpPort = http.port;
       cleanups.push(() => new Promise((resolve) => http.server.close(resolve)));
@@ -222,15 +225,44 @@ function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }
 
+/**
+ * Reads and checks the PEM pair before gRPC sees it: grpc-js reports a bad certificate only as a
+ * failed bind, which would read as "port unavailable".
+ */
 async function serverTlsCredentials(tls: { certPath: string; keyPath: string }): Promise<grpc.ServerCredentials> {
-  const [cert, key] = await Promise.all([readFile(tls.certPath), readFile(tls.keyPath)]);
+  const read = async (path: string, what: string): Promise<Buffer> => {
+    try {
+      return await readFile(path);
+    } catch (err) {
+      throw new ConclaveError('ORCH-AUTH-557', { detail: `${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, data: { path }, cause: err });
+    }
+  };
+  const [cert, key] = await Promise.all([read(tls.certPath, '--tls-cert'), read(tls.keyPath, '--tls-key')]);
+  let certificate: X509Certificate;
+  try {
+    certificate = new X509Certificate(cert);
+  } catch (err) {
+    throw new ConclaveError('ORCH-AUTH-557', { detail: `--tls-cert ${tls.certPath} is not a PEM certificate`, data: { path: tls.certPath }, cause: err });
+  }
+  let privateKey: KeyObject;
+  try {
+    privateKey = createPrivateKey(key);
+  } catch (err) {
+    throw new ConclaveError('ORCH-AUTH-557', { detail: `--tls-key ${tls.keyPath} is not a PEM private key`, data: { path: tls.keyPath }, cause: err });
+  }
+  if (!certificate.checkPrivateKey(privateKey)) {
+    throw new ConclaveError('ORCH-AUTH-557', {
+      detail: `--tls-key ${tls.keyPath} does not belong to the certificate in --tls-cert ${tls.certPath}`,
+      data: { certPath: tls.certPath, keyPath: tls.keyPath },
+    });
+  }
   return grpc.ServerCredentials.createSsl(null, [{ cert_chain: cert, private_key: key }], false);
 }
 
 function bind(server: grpc.Server, address: string, credentials: grpc.ServerCredentials): Promise<number> {
   return new Promise((resolve, reject) => {
     server.bindAsync(address, credentials, (err, port) => {
-      if (err) reject(new ConclaveError('ORCH-NET-604', { detail: `${address}: ${err.message}`, cause: err }));
+      if (err) reject(new ConclaveError('ORCH-NET-604', { detail: `gRPC ${address}: ${err.message}`, data: { listener: 'gRPC', address }, cause: err }));
       else resolve(port);
     });
   });

@@ -10,24 +10,88 @@ export interface RedisConnectOptions {
 }
 
 /**
+ * What Redis answers when it refuses the credentials: WRONGPASS (Redis 6+, wrong password or
+ * ACL user), NOAUTH (no password sent; ioredis reports it as "Ready check failed: NOAUTH …"),
+ * "ERR invalid password" (Redis 5 and older).
+ */
+const AUTH_REFUSED = /\bWRONGPASS\b|\bNOAUTH\b|\binvalid password\b/;
+
+/**
+ * What Redis answers to AUTH when it needs no password at all (Redis 6+ and Redis 5). The
+ * server accepts the connection and every command, so this is not an auth failure.
+ */
+const NO_PASSWORD_CONFIGURED = /without any password configured|no password is set/;
+
+/** The URL for logs: the password replaced by `***`, also when it holds an unescaped `@` or `/`. */
+function urlForLog(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password !== '') parsed.password = '***';
+    return maskUrlCredentials(parsed.href);
+  } catch {
+    return maskUrlCredentials(url);
+  }
+}
+
+/**
+ * A copy of an ioredis error for `cause`: ioredis attaches the failed command to a reply error
+ * (`err.command.args`), which for AUTH is the password, and util.inspect would print it.
+ */
+function withoutCommand(err: Error): Error {
+  const copy = new Error(err.message);
+  copy.name = err.name;
+  if (err.stack !== undefined) copy.stack = err.stack;
+  return copy;
+}
+
+function authRefused(err: Error, redisForLog: string): ConclaveError {
+  const hint = /\bNOAUTH\b/.test(err.message)
+    ? 'the URL has no password and the server requires one'
+    : 'wrong password or ACL user';
+  return new ConclaveError('ORCH-AUTH-558', {
+    detail: `${redisForLog} answered "${err.message}" (${hint})`,
+    data: { redis: redisForLog },
+    cause: withoutCommand(err),
+  });
+}
+
+/**
  * Opens an ioredis connection suitable for BullMQ (`maxRetriesPerRequest: null`) and waits
  * until Redis answers. ioredis retries with full-jitter backoff; until the first success every
  * retry is logged with the reason of the last failure.
+ *
+ * Refused credentials before the first success reject at once with ORCH-AUTH-558 and leave the
+ * client disconnected: a wrong password does not become right by retrying. A password given to
+ * a Redis that needs none connects, with a warning.
  */
 export async function connectRedis(options: RedisConnectOptions): Promise<Redis> {
   const { url, logger, signal } = options;
-  const redisForLog = maskUrlCredentials(url);
+  const redisForLog = urlForLog(url);
   const backoff = new Backoff();
   const redis = new Redis(url, { maxRetriesPerRequest: null, retryStrategy: () => backoff.next() });
   let everReady = false;
   let lastError = '';
+  let failStartup: ((err: ConclaveError) => void) | undefined;
   redis.on('error', (err: Error) => {
     const repeated = err.message === lastError;
     lastError = err.message;
+    if (AUTH_REFUSED.test(err.message)) {
+      if (!everReady) {
+        failStartup?.(authRefused(err, redisForLog));
+        return;
+      }
+      // Once running, Redis refusing us means it restarted with other credentials. The
+      // orchestrator keeps retrying with backoff (ioredis reconnects; no 'ready' means no backoff
+      // reset, so the wait grows to the 30 s cap) and logs every refusal at error level: exiting
+      // would drop every node session, and a running orchestrator should come back by itself
+      // once the operator puts the old credentials back. A new password needs a restart anyway.
+      logger.failure(authRefused(err, redisForLog), {}, 'error');
+      return;
+    }
     // Before the first connection the reconnect lines below say it all; after it, ioredis
     // repeats the same error on every retry, so each distinct one is logged once.
     if (everReady && !repeated) {
-      logger.failure(new ConclaveError('ORCH-NET-601', { detail: err.message, cause: err }), { redis: redisForLog }, 'warn');
+      logger.failure(new ConclaveError('ORCH-NET-601', { detail: err.message, cause: withoutCommand(err) }), { redis: redisForLog }, 'warn');
     }
   });
   redis.on('reconnecting', (delayMs: number) => {
@@ -41,17 +105,47 @@ export async function connectRedis(options: RedisConnectOptions): Promise<Redis>
     backoff.reset();
   });
   await new Promise<void>((resolve, reject) => {
-    const onAbort = () => {
+    const fail = (err: ConclaveError): void => {
+      failStartup = undefined;
+      signal?.removeEventListener('abort', onAbort);
+      redis.off('ready', onReady);
+      // Sets ioredis's manual-close flag and clears a pending reconnect timer, so the close that
+      // follows schedules no retry (the disconnect(true) ioredis itself calls next is then a no-op).
       redis.disconnect();
-      reject(new ConclaveError('ORCH-NET-601', { detail: `start-up cancelled; last error: ${lastError}` }));
+      reject(err);
     };
-    if (signal?.aborted) return onAbort();
-    signal?.addEventListener('abort', onAbort, { once: true });
-    redis.once('ready', () => {
+    const onAbort = (): void => fail(new ConclaveError('ORCH-NET-601', { detail: `start-up cancelled; last error: ${lastError}` }));
+    const onReady = (): void => {
+      failStartup = undefined;
       signal?.removeEventListener('abort', onAbort);
       resolve();
-    });
+    };
+    if (signal?.aborted) return onAbort();
+    failStartup = fail;
+    signal?.addEventListener('abort', onAbort, { once: true });
+    redis.once('ready', onReady);
   });
+  await warnIfPasswordUnused(redis, logger, redisForLog);
   logger.info('NET', 'connected to redis', { redis: redisForLog });
   return redis;
+}
+
+/**
+ * ioredis swallows the AUTH error of a server that needs no password (it only console.warns),
+ * so the AUTH is sent once more to find out. Not an error: the server accepts every command,
+ * and failing would stop an orchestrator whose Redis merely dropped its requirepass. But it is
+ * worth a warning: the operator believes Redis is protected, or the URL names the wrong Redis.
+ */
+async function warnIfPasswordUnused(redis: Redis, logger: Logger, redisForLog: string): Promise<void> {
+  const { username, password } = redis.options;
+  // ioredis leaves the password null, not undefined, when the URL has none.
+  if (password === undefined || password === null || password === '') return;
+  try {
+    await (username ? redis.auth(username, password) : redis.auth(password));
+  } catch (err) {
+    const reply = err instanceof Error ? err.message : String(err);
+    if (NO_PASSWORD_CONFIGURED.test(reply)) {
+      logger.warn('AUTH', 'redis requires no password; the one in the URL is ignored', { redis: redisForLog, reply });
+    }
+  }
 }

@@ -23,12 +23,14 @@ export function spawnNode(
 ): ChildHandle {
   const child = spawn(process.execPath, [script, ...args], {
     env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    // The IPC channel closes when this process dies, however it dies: the executables take that
+    // as a shutdown request (parentGone in @conclave/common), so no child outlives its parent.
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     // A process group of its own: Ctrl-C in a terminal reaches only the parent, which then
     // stops its children once, cleanly, instead of each child getting the signal twice.
     detached: true,
   });
-  // Never outlive the parent.
+  // An exit that runs hooks also stops it at once.
   const killOnExit = () => child.kill('SIGKILL');
   process.once('exit', killOnExit);
   child.once('exit', () => process.off('exit', killOnExit));

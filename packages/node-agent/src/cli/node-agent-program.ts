@@ -1,15 +1,15 @@
 import { Command, CommanderError, Option } from 'commander';
-import { loadConfig, type ClosableLogger, type LoggerOptions } from '@conclave/common';
-import { nodeAgentConfigSchema } from './start-config.js';
 import {
   EXIT_OK,
   EXIT_USAGE,
-  exitCodeOf,
-  failureLine,
-  runNodeAgentStart,
-  type NodeAgentStartDeps,
-  type TextOut,
-} from './start-command.js';
+  describeStartupFailure,
+  describeUsageError,
+  loadConfig,
+  type ClosableLogger,
+  type LoggerOptions,
+} from '@conclave/common';
+import { nodeAgentConfigSchema } from './start-config.js';
+import { runNodeAgentStart, type NodeAgentStartDeps, type TextOut } from './start-command.js';
 
 /** Everything the CLI takes from the process; main.ts passes the real ones, tests their own. */
 export interface NodeAgentCliDeps {
@@ -23,6 +23,9 @@ export interface NodeAgentCliDeps {
 
 const ENV_PREFIX = 'CONCLAVE_';
 
+/** What `start --help` shows as defaults: the schema's own (the data dir has none, it is required). */
+const START_DEFAULTS = nodeAgentConfigSchema.parse({ dataDir: '-' });
+
 /** Runs one command line (`argv` without node and script) and resolves with the exit code. */
 export async function runNodeAgentCli(argv: readonly string[], deps: NodeAgentCliDeps): Promise<number> {
   const { io, env } = deps;
@@ -33,8 +36,9 @@ export async function runNodeAgentCli(argv: readonly string[], deps: NodeAgentCl
     .configureOutput({
       writeOut: (text) => io.stdout.write(text),
       writeErr: (text) => io.stderr.write(text),
-    })
-    .showHelpAfterError('(run with --help for usage)');
+      // Parse errors are printed below, as one coded line.
+      outputError: () => undefined,
+    });
 
   program
     .command('start')
@@ -44,9 +48,9 @@ export async function runNodeAgentCli(argv: readonly string[], deps: NodeAgentCl
     .option('--data-dir <dir>', 'identity, models, outbox and logs (env CONCLAVE_DATA_DIR)')
     .option('--name <name>', 'node name shown by `orchestrator nodes list` (env CONCLAVE_NAME)')
     .option('--slots <n>', 'jobs run at once (default: CPU count; env CONCLAVE_SLOTS)')
-    .option('--http-host <host>', 'bind address of the local HTTP server (default 127.0.0.1; env CONCLAVE_HTTP_HOST)')
-    .option('--http-port <port>', 'local /healthz and /metrics; 0 = any free, -1 = off (default 7403; env CONCLAVE_HTTP_PORT)')
-    .addOption(new Option('--log-level <level>', 'default info; env CONCLAVE_LOG_LEVEL').choices(['error', 'warn', 'info', 'debug']))
+    .option('--http-host <host>', `bind address of the local HTTP server (default ${START_DEFAULTS.httpHost}; env CONCLAVE_HTTP_HOST)`)
+    .option('--http-port <port>', `local /healthz and /metrics; 0 = any free, -1 = off (default ${START_DEFAULTS.httpPort}; env CONCLAVE_HTTP_PORT)`)
+    .addOption(new Option('--log-level <level>', `default ${START_DEFAULTS.logLevel}; env CONCLAVE_LOG_LEVEL`).choices(['error', 'warn', 'info', 'debug']))
     .option('--config <file>', 'YAML file with the same keys in camelCase (env CONCLAVE_CONFIG)')
     .action(async (opts: Record<string, string | undefined>) => {
       const { config: file, ...flags } = opts;
@@ -71,10 +75,15 @@ export async function runNodeAgentCli(argv: readonly string[], deps: NodeAgentCl
     return exitCode;
   } catch (err) {
     if (err instanceof CommanderError) {
-      // Commander has already printed the message or the help.
-      return err.code === 'commander.helpDisplayed' || err.code === 'commander.version' ? EXIT_OK : EXIT_USAGE;
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return EXIT_OK;
+      // `node-agent` alone: commander has printed the help to stderr.
+      if (err.code === 'commander.help') return EXIT_USAGE;
+      const usage = describeUsageError(err.message, 'NODE-STATE-705');
+      io.stderr.write(`${usage.line}\n`);
+      return usage.exitCode;
     }
-    io.stderr.write(`${failureLine(err)}\n`);
-    return exitCodeOf(err);
+    const failure = describeStartupFailure(err, 'NODE-STATE-707');
+    io.stderr.write(`${failure.line}\n`);
+    return failure.exitCode;
   }
 }

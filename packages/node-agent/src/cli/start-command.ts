@@ -1,12 +1,16 @@
 import { join, resolve } from 'node:path';
-import { createLogger, isConclaveError, type ClosableLogger, type Logger, type LoggerOptions } from '@conclave/common';
+import {
+  EXIT_FAILURE,
+  EXIT_OK,
+  acquireDataDirLock,
+  createLogger,
+  describeStartupFailure,
+  type ClosableLogger,
+  type DataDirLock,
+  type Logger,
+  type LoggerOptions,
+} from '@conclave/common';
 import type { NodeAgentConfig } from './start-config.js';
-
-export const EXIT_OK = 0;
-/** Startup failed, or shutdown did not close cleanly. */
-export const EXIT_FAILURE = 1;
-/** Bad flags, environment or config file. */
-export const EXIT_USAGE = 2;
 
 /** What `startNodeAgent` takes and returns, as far as the CLI needs it (node-agent.ts has the full types). */
 export interface StartNodeAgentOptions {
@@ -43,10 +47,29 @@ export interface NodeAgentStartDeps {
 
 /**
  * `node-agent start`: runs until a signal, then closes cleanly.
- * Resolves with the exit code: 0 after a clean close, 1 when startup or close failed.
+ * Resolves with the exit code: 0 after a clean close; 2 when startup failed on bad input (a
+ * malformed join string), 1 when it failed otherwise or the close failed.
  */
 export async function runNodeAgentStart(config: NodeAgentConfig, deps: NodeAgentStartDeps): Promise<number> {
   const dataDir = resolve(config.dataDir);
+  // Before the logger, which writes under the data dir: a dir that is a file or read-only, or one
+  // that another agent holds (one identity, one process), is one coded line.
+  let lock: DataDirLock;
+  try {
+    lock = await acquireDataDirLock({ dir: dataDir, role: 'node-agent', errorCode: 'NODE-STATE-704', unusableCode: 'NODE-STATE-701' });
+  } catch (err) {
+    const failure = describeStartupFailure(err, 'NODE-STATE-707');
+    deps.stderr.write(`${failure.line}\n`);
+    return failure.exitCode;
+  }
+  try {
+    return await runLocked(config, dataDir, deps);
+  } finally {
+    await lock.release();
+  }
+}
+
+async function runLocked(config: NodeAgentConfig, dataDir: string, deps: NodeAgentStartDeps): Promise<number> {
   const logger = (deps.createLogger ?? createLogger)({
     prefix: 'NODE',
     level: config.logLevel,
@@ -59,8 +82,9 @@ export async function runNodeAgentStart(config: NodeAgentConfig, deps: NodeAgent
       agent = await deps.startNodeAgent(toNodeAgentOptions(config, dataDir, logger));
     } catch (err) {
       // Not logged as well: the console would show the same failure twice.
-      deps.stderr.write(`${failureLine(err)}\n`);
-      return EXIT_FAILURE;
+      const failure = describeStartupFailure(err, 'NODE-STATE-707');
+      deps.stderr.write(`${failure.line}\n`);
+      return failure.exitCode;
     }
     const ended = await Promise.race([
       deps.shutdownSignal.then((signal) => ({ signal })),
@@ -68,7 +92,7 @@ export async function runNodeAgentStart(config: NodeAgentConfig, deps: NodeAgent
     ]);
     if ('error' in ended) {
       // Already logged with its code; an operator must act (approve, re-enroll, check the pin).
-      deps.stderr.write(`${failureLine(ended.error)}\n`);
+      deps.stderr.write(`${describeStartupFailure(ended.error, 'NODE-STATE-707').line}\n`);
       await agent.close().catch(() => undefined);
       return EXIT_FAILURE;
     }
@@ -98,15 +122,4 @@ export function toNodeAgentOptions(config: NodeAgentConfig, dataDir: string, log
     httpPort: config.httpPort,
     logger,
   };
-}
-
-/** `<code> <message> — <recovery>` for a coded error, `error: <message>` otherwise. */
-export function failureLine(err: unknown): string {
-  if (isConclaveError(err)) return `${err.code} ${err.message} — ${err.entry.recovery}`;
-  return `error: ${err instanceof Error ? err.message : String(err)}`;
-}
-
-/** Exit code for an error raised before the agent started: configuration errors are usage errors. */
-export function exitCodeOf(err: unknown): number {
-  return isConclaveError(err) && err.entry.status === 'INVALID_ARGUMENT' ? EXIT_USAGE : EXIT_FAILURE;
 }

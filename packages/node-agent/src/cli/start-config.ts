@@ -1,4 +1,5 @@
 import { z } from '@conclave/common';
+import { isValidAddress } from '@conclave/protocol';
 
 /**
  * `node-agent start`: flags > CONCLAVE_* env > YAML file > these defaults.
@@ -6,7 +7,7 @@ import { z } from '@conclave/common';
  */
 export const nodeAgentConfigSchema = z.object({
   /** The orchestrator's gRPC address, HOST:PORT. @default the address in the join string, kept in the data dir */
-  orchestrator: z.string().regex(/^\S+:\d{1,5}$/, 'must be HOST:PORT').optional(),
+  orchestrator: z.string().refine(isValidAddress, 'must be HOST:PORT with a port from 1 to 65535 (IPv6 in brackets)').optional(),
   /** A join string from `orchestrator token create`: needed on the first start only. */
   join: z.string().min(1).optional(),
   /** Identity, verified models, outbox and logs; on the board's SSD. */
@@ -15,8 +16,8 @@ export const nodeAgentConfigSchema = z.object({
   name: z.string().min(1).optional(),
   /** Jobs run at once. @default the CPU count (the agent decides) */
   slots: z.number().int().min(1).optional(),
-  /** Bind address of the local HTTP server. @default 127.0.0.1 (the agent decides) */
-  httpHost: z.string().min(1).optional(),
+  /** Bind address of the local HTTP server: loopback, its health and metrics carry no authentication. */
+  httpHost: z.string().min(1).default('127.0.0.1'),
   /** Local /healthz and /metrics; 0 = any free port, -1 = off. */
   httpPort: z.number().int().min(-1).max(65_535).default(7403),
   logLevel: z.enum(['error', 'warn', 'info', 'debug']).default('info'),

@@ -33,8 +33,8 @@ export const startConfigSchema = z.object({
   grpcHost: z.string().min(1).default('0.0.0.0'),
   /** 0 picks a free port (tests). */
   grpcPort: port(7400),
-  /** Health and metrics carry no authentication: loopback unless asked. @default 127.0.0.1 */
-  httpHost: z.string().min(1).optional(),
+  /** Health and metrics carry no authentication: loopback unless asked. */
+  httpHost: z.string().min(1).default('127.0.0.1'),
   /** 0 picks a free port; -1 turns HTTP off. */
   httpPort: z.number().int().min(-1).max(65_535).default(7401),
   dataDir: z.string().min(1).default('./.conclave/orchestrator'),
@@ -60,10 +60,7 @@ export const startConfigSchema = z.object({
 /** Client commands (`models`, `nodes`, `jobs`, `token`). */
 export const clientConfigSchema = z.object({
   /** The orchestrator's gRPC address, HOST:PORT. */
-  address: z
-    .string()
-    .regex(/^\S+:\d{1,5}$/, 'must be HOST:PORT')
-    .default('127.0.0.1:7400'),
+  address: z.string().refine(isValidAddress, 'must be HOST:PORT with a port from 1 to 65535 (IPv6 in brackets)').default('127.0.0.1:7400'),
   /** --token, CONCLAVE_OPERATOR_TOKEN; absent: read from <data-dir>/operator-token. */
   operatorToken: z.string().min(1).optional(),
   /** --tls-ca, CONCLAVE_TLS_CA: connect with TLS, trusting this PEM CA. */

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
-import { ConclaveError, loadConfig, z, type ClosableLogger, type LoggerOptions } from '@conclave/common';
+import { ConclaveError, describeUsageError, loadConfig, z, type ClosableLogger, type LoggerOptions } from '@conclave/common';
 import { OPERATOR_TOKEN_FILE } from '../operator-auth.js';
 import type { CliIo } from './cli-io.js';
 import { describeFailure } from './cli-failure.js';
@@ -56,6 +56,9 @@ export interface OrchestratorCliDeps {
 
 const ENV_PREFIX = 'CONCLAVE_';
 
+/** What `start --help` shows as defaults: the schema's own, so that the two cannot drift apart. */
+const START_DEFAULTS = startConfigSchema.parse({});
+
 /** Runs one command line (`argv` without node and script) and resolves with the exit code. */
 export async function runOrchestratorCli(argv: readonly string[], deps: OrchestratorCliDeps): Promise<number> {
   let exitCode = EXIT_OK;
@@ -67,8 +70,12 @@ export async function runOrchestratorCli(argv: readonly string[], deps: Orchestr
     return exitCode;
   } catch (err) {
     if (err instanceof CommanderError) {
-      // Commander has already printed the message or the help.
-      return err.code === 'commander.helpDisplayed' || err.code === 'commander.version' ? EXIT_OK : EXIT_USAGE;
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return EXIT_OK;
+      // `orchestrator` or `orchestrator jobs` alone: commander has printed the help to stderr.
+      if (err.code === 'commander.help') return EXIT_USAGE;
+      const usage = describeUsageError(err.message, 'ORCH-STATE-705');
+      deps.io.stderr.write(`${usage.line}\n`);
+      return usage.exitCode;
     }
     const failure = describeFailure(err);
     deps.io.stderr.write(`${failure.line}\n`);
@@ -85,21 +92,22 @@ export function buildOrchestratorProgram(deps: OrchestratorCliDeps, setExitCode:
     .configureOutput({
       writeOut: (text) => io.stdout.write(text),
       writeErr: (text) => io.stderr.write(text),
-    })
-    .showHelpAfterError('(run with --help for usage)');
+      // Parse errors are printed by runOrchestratorCli, as one coded line.
+      outputError: () => undefined,
+    });
 
   program
     .command('start')
     .description('Run the orchestrator until SIGINT or SIGTERM.')
     .option('--redis-url <url>', 'use this Redis instead of an embedded redis-server (env CONCLAVE_REDIS_URL)')
-    .option('--grpc-host <host>', 'gRPC bind address (default 127.0.0.1; env CONCLAVE_GRPC_HOST)')
-    .option('--grpc-port <port>', 'gRPC port, 0 = any free port (default 7400; env CONCLAVE_GRPC_PORT)')
-    .option('--http-host <host>', 'HTTP bind address (default: the gRPC host; env CONCLAVE_HTTP_HOST)')
-    .option('--http-port <port>', 'HTTP port, 0 = any free port, -1 = off (default 7401; env CONCLAVE_HTTP_PORT)')
-    .option('--data-dir <dir>', 'state, logs and embedded Redis (default ./.conclave/orchestrator; env CONCLAVE_DATA_DIR)')
-    .addOption(new Option('--log-level <level>', 'default info; env CONCLAVE_LOG_LEVEL').choices(['error', 'warn', 'info', 'debug']))
+    .option('--grpc-host <host>', `gRPC bind address of the node gateway and Control API (default ${START_DEFAULTS.grpcHost}; env CONCLAVE_GRPC_HOST)`)
+    .option('--grpc-port <port>', `gRPC port, 0 = any free port (default ${START_DEFAULTS.grpcPort}; env CONCLAVE_GRPC_PORT)`)
+    .option('--http-host <host>', `HTTP bind address; health and metrics carry no authentication (default ${START_DEFAULTS.httpHost}; env CONCLAVE_HTTP_HOST)`)
+    .option('--http-port <port>', `HTTP port, 0 = any free port, -1 = off (default ${START_DEFAULTS.httpPort}; env CONCLAVE_HTTP_PORT)`)
+    .option('--data-dir <dir>', `state, logs and embedded Redis (default ${START_DEFAULTS.dataDir}; env CONCLAVE_DATA_DIR)`)
+    .addOption(new Option('--log-level <level>', `default ${START_DEFAULTS.logLevel}; env CONCLAVE_LOG_LEVEL`).choices(['error', 'warn', 'info', 'debug']))
     .addOption(
-      new Option('--approval <mode>', 'auto: a valid join token accepts a node; manual: it waits for `nodes approve` (default auto; env CONCLAVE_APPROVAL)').choices(['auto', 'manual']),
+      new Option('--approval <mode>', `auto: a valid join token accepts a node; manual: it waits for \`nodes approve\` (default ${START_DEFAULTS.approval}; env CONCLAVE_APPROVAL)`).choices(['auto', 'manual']),
     )
     .option('--advertise-address <host:port>', 'address that join strings carry (default 127.0.0.1:<port> on loopback, else <hostname>:<port>; env CONCLAVE_ADVERTISE_ADDRESS)')
     .option('--tls-cert <file>', 'PEM certificate: serve gRPC over TLS (with --tls-key; env CONCLAVE_TLS_CERT)')

@@ -1,5 +1,13 @@
 import { join, resolve } from 'node:path';
-import { createLogger, type ClosableLogger, type LogLevel, type Logger, type LoggerOptions } from '@conclave/common';
+import {
+  acquireDataDirLock,
+  createLogger,
+  type ClosableLogger,
+  type DataDirLock,
+  type LogLevel,
+  type Logger,
+  type LoggerOptions,
+} from '@conclave/common';
 import type { TextOut } from './cli-io.js';
 import { describeFailure } from './cli-failure.js';
 import { EXIT_FAILURE, EXIT_OK } from './exit-codes.js';
@@ -69,10 +77,29 @@ export interface StartDeps {
 
 /**
  * `orchestrator start`: runs until a signal, then closes cleanly.
- * Resolves with the exit code: 0 after a clean close, 1 when startup or close failed.
+ * Resolves with the exit code: 0 after a clean close; 2 when startup failed on bad input (a TLS
+ * file that is no PEM), 1 when it failed otherwise or the close failed.
  */
 export async function runOrchestratorStart(config: StartConfig, deps: StartDeps): Promise<number> {
   const dataDir = resolve(config.dataDir);
+  // Before the logger, which writes under the data dir: a dir that is a file or read-only, or one
+  // that a running orchestrator holds, is one coded line and not a log-file stack trace.
+  let lock: DataDirLock;
+  try {
+    lock = await acquireDataDirLock({ dir: dataDir, role: 'orchestrator', errorCode: 'ORCH-STATE-704', unusableCode: 'ORCH-STATE-706' });
+  } catch (err) {
+    const failure = describeFailure(err);
+    deps.stderr.write(`${failure.line}\n`);
+    return failure.exitCode;
+  }
+  try {
+    return await runLocked(config, dataDir, deps);
+  } finally {
+    await lock.release();
+  }
+}
+
+async function runLocked(config: StartConfig, dataDir: string, deps: StartDeps): Promise<number> {
   const logger = (deps.createLogger ?? createLogger)({
     prefix: 'ORCH',
     level: config.logLevel,
@@ -85,8 +112,9 @@ export async function runOrchestratorStart(config: StartConfig, deps: StartDeps)
       handle = await deps.startOrchestrator(toOrchestratorOptions(config, dataDir, logger));
     } catch (err) {
       // Not logged as well: the console would show the same failure twice.
-      deps.stderr.write(`${describeFailure(err).line}\n`);
-      return EXIT_FAILURE;
+      const failure = describeFailure(err);
+      deps.stderr.write(`${failure.line}\n`);
+      return failure.exitCode;
     }
     const signal = await deps.shutdownSignal;
     logger.info('CLEAN', 'shutting down', { signal });

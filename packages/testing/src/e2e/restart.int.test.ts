@@ -1,7 +1,9 @@
 // Runs the built CLIs (`pnpm exec tsc -b packages/testing`): orchestrator and nodes are child processes.
+import { cp } from 'node:fs/promises';
+import { basename } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RedisServerHandle } from '@conclave/common';
+import { DATA_DIR_LOCK_FILE, type RedisServerHandle } from '@conclave/common';
 import { spawnNode } from '../child-process.js';
 import type { ChildHandle } from '../child-process.js';
 import { createTestControl } from '../control.js';
@@ -100,8 +102,12 @@ describe('restarts', () => {
   it('a node that comes back while its old session still looks alive replaces that session', async () => {
     const dataDir = await nodeDir();
     const old = await startNode(dataDir, 'twin');
+    // The same node from a copy of its data dir (a board rebooted, or restored onto new hardware,
+    // while its old session lingers): a second process on the very same dir is refused by its lock.
+    const copyDir = await nodeDir();
+    await cp(dataDir, copyDir, { recursive: true, filter: (src) => basename(src) !== DATA_DIR_LOCK_FILE });
     const fresh = spawnNode(NODE_AGENT_MAIN, [
-      'start', '--orchestrator', orchestrator.address, '--data-dir', dataDir, '--http-port', '0', '--name', 'twin', '--slots', '1',
+      'start', '--orchestrator', orchestrator.address, '--data-dir', copyDir, '--http-port', '0', '--name', 'twin', '--slots', '1',
     ]);
     cleanup.add(() => fresh.stop());
     // Silence the old process just before the new one registers: its stream stays open and

@@ -64,7 +64,7 @@ export const ORCH_ERRORS = defineErrors({
   },
   'ORCH-NET-604': {
     message: 'gRPC port unavailable',
-    recovery: 'Another process holds the port; stop it or pass another --grpc-port / --http-port.',
+    recovery: 'Another process holds the gRPC port (node gateway, Control API); stop it, or pass another --grpc-port (env CONCLAVE_GRPC_PORT) or 0 for any free port.',
     status: 'UNAVAILABLE',
     retryable: false,
   },
