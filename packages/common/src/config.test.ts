@@ -93,6 +93,33 @@ describe('loadConfig', () => {
   });
 });
 
+describe('loadConfig with a file', () => {
+  it('refuses a key the schema does not have, naming it and the known keys', () => {
+    const file = join(dir, 'typo.yaml');
+    writeFileSync(file, 'grpcPrt: 7500\ngrpc-port: 7600\n');
+    let thrown: unknown;
+    try {
+      loadConfig(schema, { file, errorCode: 'ORCH-STATE-703' });
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toBeInstanceOf(ConclaveError);
+    const err = thrown as ConclaveError;
+    expect(err.code).toBe('ORCH-STATE-703');
+    expect(err.detail).toMatch(/^grpcPrt \(from file\): unknown key \(known keys: grpcPort, redisUrl, dataDir/);
+    // The known key in its kebab spelling is still read, not refused.
+    expect(err.detail).not.toContain('grpc-port');
+  });
+
+  it('lists unknown keys together with invalid values', () => {
+    const file = join(dir, 'both.yaml');
+    writeFileSync(file, 'logLevl: debug\ngrpcPort: nine\n');
+    expect(() => loadConfig(schema, { file, errorCode: 'NODE-STATE-703' })).toThrow(
+      /logLevl \(from file\): unknown key .*; grpcPort \(from file, env CONCLAVE_GRPC_PORT\)/,
+    );
+  });
+});
+
 describe('names', () => {
   it('maps keys to env names and back', () => {
     expect(describeEnvName('grpcPort')).toBe('CONCLAVE_GRPC_PORT');

@@ -1,8 +1,9 @@
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { ConclaveError } from './errors/conclave-error.js';
 import { findRedisServer, launchRedis, sendRedisCommands, type RedisServerHandle } from './redis-launcher.js';
 import { captureLogger } from './winston-logger.js';
@@ -33,6 +34,161 @@ function portIsFree(port: number): Promise<boolean> {
 afterAll(async () => {
   await Promise.all(handles.map((h) => h.stop()));
   rmSync(root, { recursive: true, force: true });
+});
+
+const DIST_INDEX = new URL('../dist/index.js', import.meta.url).href;
+const CHILD_TIMEOUT_MS = 10_000;
+/** How long a guardian may take to notice that its orchestrator died and to stop Redis. */
+const GUARDIAN_MS = 5_000;
+
+/**
+ * An orchestrator stand-in: launches Redis on the dir through the built module (packages/common/dist,
+ * so `pnpm build` first), reports pid and port over IPC and stays alive. A constant string, values
+ * through argv, like the lock test's child: this package has no fixture scripts.
+ */
+const CHILD_SCRIPT = `
+const [distUrl, dir] = process.argv.slice(1);
+const { launchRedis } = await import(distUrl);
+const redis = await launchRedis({ dir });
+process.send({ pid: redis.pid, port: redis.port });
+`;
+
+const children: ChildProcess[] = [];
+/** Redis servers the children leave behind on purpose, SIGKILLed after each test if still there. */
+const strays: number[] = [];
+
+afterEach(() => {
+  for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  for (const pid of strays.splice(0)) if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+});
+
+/** A child process that launched Redis on `dir`, with that redis-server's pid and port. */
+async function launchInChild(dir: string): Promise<{ child: ChildProcess; exited: Promise<unknown>; pid: number; port: number }> {
+  const child = spawn(process.execPath, ['--input-type=module', '-e', CHILD_SCRIPT, DIST_INDEX, dir], {
+    stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+  });
+  children.push(child);
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  const report = await new Promise<{ pid: number; port: number }>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`child sent nothing in ${CHILD_TIMEOUT_MS} ms: ${stderr}`)), CHILD_TIMEOUT_MS);
+    child.once('message', (message) => {
+      clearTimeout(timer);
+      resolve(message as { pid: number; port: number });
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`child exited (${String(code)}) before reporting: ${stderr}`));
+    });
+  });
+  strays.push(report.pid);
+  return { child, exited, ...report };
+}
+
+/**
+ * Whether `pid` is a live process; a zombie (exited, not yet reaped) counts as gone. A redis-server
+ * whose parent died is reaped by PID 1, which on some machines does so a second or two late.
+ */
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** Waits until none of `pids` is alive or `timeoutMs` passes; returns those still alive ([] is the good outcome). */
+async function stillAliveAfter(pids: number[], timeoutMs: number): Promise<number[]> {
+  const deadline = Date.now() + timeoutMs;
+  while (pids.some(isAlive) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 25));
+  return pids.filter(isAlive);
+}
+
+/** Pids of the guardian shells of redis-server `redisPid` (argv `… conclave-redis-guardian <redisPid>`). */
+function guardiansOf(redisPid: number): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let argv: string[];
+    try {
+      argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+    } catch {
+      continue;
+    }
+    const at = argv.indexOf('conclave-redis-guardian');
+    if (at >= 0 && argv[at + 1] === String(redisPid)) found.push(Number(entry));
+  }
+  return found;
+}
+
+/** The one guardian of `redisPid`, alive. */
+function guardianOf(redisPid: number): number {
+  const guardians = guardiansOf(redisPid);
+  expect(guardians).toHaveLength(1);
+  const guardian = guardians[0] ?? -1;
+  expect(isAlive(guardian)).toBe(true);
+  return guardian;
+}
+
+describe('no redis-server outlives its launcher', { timeout: 30_000 }, () => {
+  it('the launching process is killed with SIGKILL: its guardian stops Redis', async () => {
+    const { child, exited, pid } = await launchInChild(freshDir());
+    const guardian = guardianOf(pid);
+    expect(isAlive(pid)).toBe(true);
+    child.kill('SIGKILL');
+    await exited;
+    expect(await stillAliveAfter([pid, guardian], GUARDIAN_MS)).toEqual([]);
+  });
+
+  it('a redis-server left running on the dir (guardian and launcher both killed) is stopped by the next launch, which logs it', async () => {
+    const dir = freshDir();
+    const old = await launchInChild(dir);
+    expect(await sendRedisCommands('127.0.0.1', old.port, [['SET', 'left', 'over']])).toEqual(['+OK']);
+    const guardian = guardianOf(old.pid);
+    process.kill(guardian, 'SIGKILL');
+    expect(await stillAliveAfter([guardian], GUARDIAN_MS)).toEqual([]);
+    old.child.kill('SIGKILL');
+    await old.exited;
+    // Really left over: nothing stops it any more, and it still serves.
+    expect(await stillAliveAfter([old.pid], 500)).toEqual([old.pid]);
+    expect(await sendRedisCommands('127.0.0.1', old.port, [['PING']])).toEqual(['+PONG']);
+
+    const { logger, lines } = captureLogger('ORCH');
+    const redis = await launch({ dir, logger });
+    expect(isAlive(old.pid)).toBe(false);
+    expect(redis.pid).not.toBe(old.pid);
+    expect(lines.filter((l) => / WARN {2}ORCH-STATE stopping a redis-server left running on this data dir by an earlier run /.test(l))).toEqual([
+      expect.stringContaining(`pid=${old.pid}`),
+    ]);
+    // Stopped with SIGTERM (its own shutdown, AOF flushed): both write to the dir's redis.log.
+    expect(readFileSync(join(dir, 'redis.log'), 'utf8').match(/Received SIGTERM scheduling shutdown/g)).toHaveLength(1);
+    // The new one opened the same AOF.
+    expect(await sendRedisCommands(redis.host, redis.port, [['PING'], ['GET', 'left']])).toEqual(['+PONG', 'over']);
+    expect(guardianOf(redis.pid)).toBeGreaterThan(0);
+  });
+
+  it('stop() ends the guardian too', async () => {
+    const redis = await launch();
+    const guardian = guardianOf(redis.pid);
+    await redis.stop();
+    expect(await stillAliveAfter([guardian], 2_000)).toEqual([]);
+    expect(guardiansOf(redis.pid)).toEqual([]);
+  });
+
+  it('a redis-server that dies (kill()) takes its guardian with it', async () => {
+    const redis = await launch();
+    const guardian = guardianOf(redis.pid);
+    redis.kill();
+    await redis.exited;
+    expect(await stillAliveAfter([guardian], 2_000)).toEqual([]);
+  });
 });
 
 describe('launchRedis', () => {

@@ -35,9 +35,23 @@ const FLEET_OPTIONS = {
   'log-level': { type: 'string', default: 'info' },
 } as const;
 
+/**
+ * `--model-server-port -1` as two words: node's parseArgs takes a value that starts with a dash for
+ * an option of its own and refuses it, so a negative number is joined to its flag first.
+ */
+function joinNegativeValues(argv: readonly string[]): string[] {
+  const joined: string[] = [];
+  for (const arg of argv) {
+    const previous = joined.at(-1);
+    if (/^-\d+$/.test(arg) && previous?.startsWith('--') === true && !previous.includes('=')) joined[joined.length - 1] = `${previous}=${arg}`;
+    else joined.push(arg);
+  }
+  return joined;
+}
+
 function parseFleetArgs() {
   try {
-    return parseArgs({ options: FLEET_OPTIONS }).values;
+    return parseArgs({ args: joinNegativeValues(process.argv.slice(2)), options: FLEET_OPTIONS }).values;
   } catch (err) {
     const usage = describeUsageError(err instanceof Error ? err.message : String(err), 'ORCH-STATE-705');
     return fail(usage.line, usage.exitCode);

@@ -112,6 +112,8 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
     // Redis is up it would come wrapped in Redis's start and stop lines.
     await assertPortFree({ host: o.grpcHost, port: o.grpcPort, errorCode: 'ORCH-NET-604', listener: 'gRPC' });
     if (o.httpPort > 0) await assertPortFree({ host: o.httpHost ?? '127.0.0.1', port: o.httpPort, errorCode: 'ORCH-NET-605', listener: 'HTTP' });
+    // Bad input too: a TLS file that is no PEM is found before anything starts or is written.
+    const credentials = o.tls ? await serverTlsCredentials(o.tls) : grpc.ServerCredentials.createInsecure();
     let embeddedRedis: RedisServerHandle | undefined;
     if (!o.redisUrl) {
       const launched = await launchRedis({ dir: join(o.dataDir, 'redis'), logger });
@@ -166,7 +168,6 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
       }),
     };
     server.addService(protos.Control.service, withOperatorAuth(controlHandlers, operatorToken, logger));
-    const credentials = o.tls ? await serverTlsCredentials(o.tls) : grpc.ServerCredentials.createInsecure();
     const grpcPort = await bind(server, `${o.grpcHost}:${o.grpcPort}`, credentials);
     const localHost = ['0.0.0.0', '::', ''].includes(o.grpcHost) ? '127.0.0.1' : o.grpcHost;
     if (!advertiseAddress) advertiseAddress = isLoopback(localHost) && localHost === o.grpcHost ? `${localHost}:${grpcPort}` : `${hostname()}:${grpcPort}`;

@@ -28,6 +28,8 @@ async function run(argv: string[], env: Record<string, string> = {}, deps: Parti
     },
     shutdownSignal: () => Promise.resolve('SIGINT'),
     createLogger: () => Object.assign(captureLogger('NODE').logger, { close: async () => {} }) as ClosableLogger,
+    // No lock files under the data dirs these fake starts name (/var/lib/conclave, /from/file).
+    lockDataDir: async () => ({ release: async () => {} }),
     ...deps,
   });
   return { code, stdout: stdout.text, stderr: stderr.text, started, closed };
@@ -86,6 +88,8 @@ describe('node-agent CLI', () => {
 
   it('help exits 0, an unknown option 2', async () => {
     expect((await run(['start', '--help'])).code).toBe(0);
-    expect((await run(['start', '--bogus'])).code).toBe(2);
+    const bogus = await run(['start', '--bogus']);
+    expect(bogus.code).toBe(2);
+    expect(bogus.stderr).toMatch(/^NODE-STATE-705 command line not understood: unknown option '--bogus' — [^\n]*\n$/);
   });
 });

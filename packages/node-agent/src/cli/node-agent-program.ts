@@ -19,6 +19,7 @@ export interface NodeAgentCliDeps {
   startNodeAgent: NodeAgentStartDeps['startNodeAgent'];
   shutdownSignal(): Promise<string>;
   createLogger?: (options: LoggerOptions) => ClosableLogger;
+  lockDataDir?: NodeAgentStartDeps['lockDataDir'];
 }
 
 const ENV_PREFIX = 'CONCLAVE_';
@@ -67,6 +68,7 @@ export async function runNodeAgentCli(argv: readonly string[], deps: NodeAgentCl
         shutdownSignal: deps.shutdownSignal(),
         stderr: io.stderr,
         ...(deps.createLogger ? { createLogger: deps.createLogger } : {}),
+        ...(deps.lockDataDir ? { lockDataDir: deps.lockDataDir } : {}),
       });
     });
 

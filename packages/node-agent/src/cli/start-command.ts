@@ -43,6 +43,12 @@ export interface NodeAgentStartDeps {
   stderr: TextOut;
   /** @default createLogger from @conclave/common */
   createLogger?: (options: LoggerOptions) => ClosableLogger;
+  /** Holds the data dir for the process's lifetime. @default acquireDataDirLock (tests pass their own) */
+  lockDataDir?: (dataDir: string) => Promise<Pick<DataDirLock, 'release'>>;
+}
+
+function lockNodeDataDir(dataDir: string): Promise<DataDirLock> {
+  return acquireDataDirLock({ dir: dataDir, role: 'node-agent', errorCode: 'NODE-STATE-704', unusableCode: 'NODE-STATE-701' });
 }
 
 /**
@@ -54,9 +60,9 @@ export async function runNodeAgentStart(config: NodeAgentConfig, deps: NodeAgent
   const dataDir = resolve(config.dataDir);
   // Before the logger, which writes under the data dir: a dir that is a file or read-only, or one
   // that another agent holds (one identity, one process), is one coded line.
-  let lock: DataDirLock;
+  let lock: Pick<DataDirLock, 'release'>;
   try {
-    lock = await acquireDataDirLock({ dir: dataDir, role: 'node-agent', errorCode: 'NODE-STATE-704', unusableCode: 'NODE-STATE-701' });
+    lock = await (deps.lockDataDir ?? lockNodeDataDir)(dataDir);
   } catch (err) {
     const failure = describeStartupFailure(err, 'NODE-STATE-707');
     deps.stderr.write(`${failure.line}\n`);

@@ -201,6 +201,8 @@ async function run(
     },
     shutdownSignal: () => Promise.resolve('SIGTERM'),
     createLogger: () => Object.assign(captureLogger('ORCH').logger, { close: async () => {} }) as ClosableLogger,
+    // No lock files under the data dirs these fake starts name (/from/flag, ./.conclave/…).
+    lockDataDir: async () => ({ release: async () => {} }),
     // Never the repo's own ./.conclave: default token discovery looks in a dir without one.
     cwd: options.cwd ?? EMPTY_CWD,
     ...options.deps,
@@ -320,10 +322,21 @@ describe('orchestrator CLI: client commands', () => {
     expect(missing.stderr).toMatch(/--model is required/);
   });
 
-  it('an unknown command or option is a usage error, exit 2', async () => {
-    expect((await run(['jobs', 'frobnicate'])).code).toBe(2);
-    expect((await run(['nodes', 'list', '--bogus'])).code).toBe(2);
+  it('an unknown command or option is a usage error: one ORCH-STATE-705 line, exit 2', async () => {
+    const unknownCommand = await run(['jobs', 'frobnicate']);
+    expect(unknownCommand.code).toBe(2);
+    expect(unknownCommand.stderr).toMatch(/^ORCH-STATE-705 command line not understood: unknown command 'frobnicate' — [^\n]*--help[^\n]*\n$/);
+    const unknownOption = await run(['nodes', 'list', '--bogus']);
+    expect(unknownOption.code).toBe(2);
+    expect(unknownOption.stderr).toMatch(/^ORCH-STATE-705 command line not understood: unknown option '--bogus' — [^\n]*\n$/);
     expect((await run(['--help'])).code).toBe(0);
+  });
+
+  it('--address with a port out of range is ORCH-STATE-703, exit 2, before anything is sent', async () => {
+    const r = await run(['nodes', 'list', '--address', '127.0.0.1:99999']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^ORCH-STATE-703 invalid orchestrator configuration: address \(from flag, env CONCLAVE_ADDRESS\): must be HOST:PORT with a port from 1 to 65535/);
+    expect(r.calls).toEqual([]);
   });
 
   it('a server error prints its code and message, exit 1', async () => {
@@ -375,6 +388,54 @@ describe('orchestrator CLI: start', () => {
     });
     expect(r.code).toBe(0);
     expect(closed).toBe(true);
+  });
+
+  it('--help shows the defaults start really uses', async () => {
+    // Commander wraps the help to the terminal width: compare it with whitespace collapsed.
+    const help = (await run(['start', '--help'])).stdout.replace(/\s+/g, ' ');
+    expect(help).toMatch(/--grpc-host <host> [^-]*\(default 0\.0\.0\.0;/);
+    expect(help).toMatch(/--http-host <host> [^-]*\(default 127\.0\.0\.1;/);
+    const r = await run(['start']);
+    expect(r.started[0]).toMatchObject({ grpcHost: '0.0.0.0', httpHost: '127.0.0.1' });
+  });
+
+  it('holds the data dir before it starts, and lets go after the close', async () => {
+    const events: string[] = [];
+    const r = await run(['start', '--data-dir', join(dir, 'held')], {
+      deps: {
+        lockDataDir: async (dataDir) => {
+          events.push(`lock ${dataDir}`);
+          return { release: async () => void events.push('release') };
+        },
+        startOrchestrator: async () => {
+          events.push('start');
+          return { grpcPort: 1, httpPort: 2, redisUrl: 'redis://x', close: async () => void events.push('close') };
+        },
+      },
+    });
+    expect(r.code).toBe(0);
+    expect(events).toEqual([`lock ${join(dir, 'held')}`, 'start', 'close', 'release']);
+  });
+
+  it('a data dir held by another process is its one coded line, exit 1, and nothing starts', async () => {
+    const r = await run(['start'], {
+      deps: {
+        lockDataDir: () => Promise.reject(new ConclaveError('ORCH-STATE-704', { detail: 'x is held by orchestrator pid 42' })),
+      },
+    });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^ORCH-STATE-704 data dir in use by another process: x is held by orchestrator pid 42 — [^\n]*\n$/);
+    expect(r.started).toEqual([]);
+  });
+
+  it('a start failure on bad input exits 2, any other 1', async () => {
+    const tls = await run(['start'], { deps: { startOrchestrator: () => Promise.reject(new ConclaveError('ORCH-AUTH-557', { detail: 'junk' })) } });
+    expect(tls.code).toBe(2);
+    expect(tls.stderr).toMatch(/^ORCH-AUTH-557 TLS certificate or key unusable: junk — /);
+    const port = await run(['start'], { deps: { startOrchestrator: () => Promise.reject(new ConclaveError('ORCH-NET-605', { detail: 'HTTP 127.0.0.1:7401' })) } });
+    expect(port.code).toBe(1);
+    const uncoded = await run(['start'], { deps: { startOrchestrator: () => Promise.reject(new RangeError('boom')) } });
+    expect(uncoded.stderr).toBe(`ORCH-STATE-707 unexpected orchestrator failure: boom — ${'An unexpected failure with no code of its own; the message carries its cause. Fix what it names, or report it with the log.'}\n`);
   });
 
   it('takes flags over env over the YAML file', async () => {

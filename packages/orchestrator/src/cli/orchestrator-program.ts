@@ -52,6 +52,7 @@ export interface OrchestratorCliDeps {
   shutdownSignal(): Promise<string>;
   readText?: ReadText;
   createLogger?: (options: LoggerOptions) => ClosableLogger;
+  lockDataDir?: StartDeps['lockDataDir'];
 }
 
 const ENV_PREFIX = 'CONCLAVE_';
@@ -135,6 +136,7 @@ export function buildOrchestratorProgram(deps: OrchestratorCliDeps, setExitCode:
           shutdownSignal: deps.shutdownSignal(),
           stderr: io.stderr,
           ...(deps.createLogger ? { createLogger: deps.createLogger } : {}),
+          ...(deps.lockDataDir ? { lockDataDir: deps.lockDataDir } : {}),
         }),
       );
     });

@@ -73,6 +73,12 @@ export interface StartDeps {
   stderr: TextOut;
   /** @default createLogger from @conclave/common */
   createLogger?: (options: LoggerOptions) => ClosableLogger;
+  /** Holds the data dir for the process's lifetime. @default acquireDataDirLock (tests pass their own) */
+  lockDataDir?: (dataDir: string) => Promise<Pick<DataDirLock, 'release'>>;
+}
+
+function lockOrchestratorDataDir(dataDir: string): Promise<DataDirLock> {
+  return acquireDataDirLock({ dir: dataDir, role: 'orchestrator', errorCode: 'ORCH-STATE-704', unusableCode: 'ORCH-STATE-706' });
 }
 
 /**
@@ -84,9 +90,9 @@ export async function runOrchestratorStart(config: StartConfig, deps: StartDeps)
   const dataDir = resolve(config.dataDir);
   // Before the logger, which writes under the data dir: a dir that is a file or read-only, or one
   // that a running orchestrator holds, is one coded line and not a log-file stack trace.
-  let lock: DataDirLock;
+  let lock: Pick<DataDirLock, 'release'>;
   try {
-    lock = await acquireDataDirLock({ dir: dataDir, role: 'orchestrator', errorCode: 'ORCH-STATE-704', unusableCode: 'ORCH-STATE-706' });
+    lock = await (deps.lockDataDir ?? lockOrchestratorDataDir)(dataDir);
   } catch (err) {
     const failure = describeFailure(err);
     deps.stderr.write(`${failure.line}\n`);
