@@ -209,7 +209,7 @@ describe('acquireDataDirLock', { timeout: TEST_TIMEOUT_MS }, () => {
     const dir = freshDir();
     const content = await ownContent(dir);
     // A pid from another namespace is never looked up here: only the mtime can make this lock stale.
-    const other = { ...content, pid: 1, role: 'orchestrator', pidNamespace: 'pid:[1]', nonce: 'other container' };
+    const other = { ...content, pid: 1, role: 'orchestrator', hostname: 'other-container', pidNamespace: 'pid:[1]', nonce: 'other container' };
     writeLock(dir, other, 200);
     const err = await refusal(dir, { staleAfterMs: 1_000 });
     expect(err.message).toContain('held by orchestrator pid 1');
@@ -219,6 +219,15 @@ describe('acquireDataDirLock', { timeout: TEST_TIMEOUT_MS }, () => {
     const { logger, jsonLines } = captureLogger('NODE');
     await acquire(dir, { staleAfterMs: 1_000, logger });
     expect(jsonLines.join('\n')).toContain('"reason":"not refreshed"');
+  });
+
+  it('takes over a fresh lock from another pid namespace under its own hostname (the same container, restarted)', async () => {
+    const dir = freshDir();
+    const content = await ownContent(dir);
+    writeLock(dir, { ...content, pid: 1, pidNamespace: 'pid:[1]', nonce: 'before the restart' });
+    const { logger, jsonLines } = captureLogger('NODE');
+    await acquire(dir, { logger });
+    expect(jsonLines.join('\n')).toContain('"reason":"written by this container before it restarted"');
   });
 
   it('takes over a fresh lock from before a reboot, but not a fresh one from another host', async () => {

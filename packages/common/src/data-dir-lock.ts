@@ -328,6 +328,14 @@ function judge(existing: ExistingLock, options: ResolvedLockOptions, self: OwnId
     }
     return { kind: 'alive', holder };
   }
+  if (sameHost && holder.bootId === self.bootId && holder.bootId !== undefined && holder.pidNamespace !== self.pidNamespace) {
+    // The same hostname in this boot, another pid namespace: the same container restarted (Docker and
+    // Kubernetes keep its hostname and give it a new pid namespace), whose old process died with the
+    // old namespace. Waiting for the mtime would refuse every restart for 30 s and crash-loop it.
+    // The case this gets wrong, two containers sharing both the host's name (host networking) and one
+    // volume, has two orchestrators on one port as well, which the port check refuses.
+    return { kind: 'stale', holder, reason: 'written by this container before it restarted' };
+  }
   // Another container or host sharing the volume (or one side without /proc): only freshness tells.
   if (ageMs > options.staleAfterMs) return { kind: 'stale', holder, reason: 'not refreshed' };
   return { kind: 'alive', holder, note: `another pid namespace or host, lock refreshed ${Math.round(Math.max(0, ageMs) / 1000)} s ago` };
