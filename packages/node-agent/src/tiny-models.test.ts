@@ -67,20 +67,26 @@ describe('tiny ONNX models in onnxruntime-node', () => {
     expect(Buffer.from(affineModel({ seed: 3 }).bytes).equals(Buffer.from(affineModel({ seed: 4 }).bytes))).toBe(false);
   });
 
-  it('heavyModel is exact and one run takes at least 5 ms on one thread', async () => {
-    const model = heavyModel();
-    const session = await ort.InferenceSession.create(model.bytes, SESSION_OPTIONS);
-    await expectExact(model, session);
-    const inputs = model.sampleInputs();
-    const times: number[] = [];
-    for (let i = 0; i < 5; i++) {
-      const started = performance.now();
-      await runInProcess(session, inputs);
-      times.push(performance.now() - started);
-    }
-    times.sort((a, b) => a - b);
-    expect(times[2]).toBeGreaterThanOrEqual(5);
-    await session.release();
+  // Its weight is its work, not a speed: a run takes however long this machine needs, and the
+  // benchmarks size it to their target. What must hold anywhere is that layers add work.
+  it('heavyModel is exact, and four times the layers take at least twice as long', async () => {
+    const medianRunMs = async (layers: number): Promise<number> => {
+      const model = heavyModel({ layers });
+      const session = await ort.InferenceSession.create(model.bytes, SESSION_OPTIONS);
+      await expectExact(model, session);
+      const inputs = model.sampleInputs();
+      const times: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const started = performance.now();
+        await runInProcess(session, inputs);
+        times.push(performance.now() - started);
+      }
+      await session.release();
+      return times.sort((a, b) => a - b)[2]!;
+    };
+    const base = await medianRunMs(8);
+    const heavier = await medianRunMs(32);
+    expect(heavier, `8 layers: ${base.toFixed(2)} ms, 32 layers: ${heavier.toFixed(2)} ms`).toBeGreaterThanOrEqual(2 * base);
   });
 
   it('writeModel writes a file onnxruntime loads by path', async () => {
