@@ -5,6 +5,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { sleep } from './backoff.js';
+import { isProcessRunning } from './process-state.js';
 import type { ErrorCode } from './errors/catalog/index.js';
 import { ConclaveError } from './errors/conclave-error.js';
 import type { Logger } from './logger.js';
@@ -321,7 +322,7 @@ function judge(existing: ExistingLock, options: ResolvedLockOptions, self: OwnId
   if (sameHost && holder.bootId === self.bootId && holder.pidNamespace === self.pidNamespace) {
     // A container restarted with the same pid (pid 1, its namespace's inode number reused) finds its own pid.
     if (holder.pid === process.pid) return { kind: 'stale', holder, reason: 'our own pid' };
-    if (!pidExists(holder.pid)) return { kind: 'stale', holder, reason: 'pid gone' };
+    if (!isProcessRunning(holder.pid)) return { kind: 'stale', holder, reason: 'pid gone' };
     const ticks = procStartTicks(String(holder.pid));
     if (holder.procStartTicks !== undefined && ticks !== undefined && ticks !== holder.procStartTicks) {
       return { kind: 'stale', holder, reason: 'pid reused' };
@@ -339,15 +340,6 @@ function judge(existing: ExistingLock, options: ResolvedLockOptions, self: OwnId
   // Another container or host sharing the volume (or one side without /proc): only freshness tells.
   if (ageMs > options.staleAfterMs) return { kind: 'stale', holder, reason: 'not refreshed' };
   return { kind: 'alive', holder, note: `another pid namespace or host, lock refreshed ${Math.round(Math.max(0, ageMs) / 1000)} s ago` };
-}
-
-function pidExists(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return errnoOf(err) === 'EPERM';
-  }
 }
 
 function holdLock(options: ResolvedLockOptions, text: string): DataDirLock {

@@ -81,7 +81,9 @@ export {
   REDIS_STOP_GRACE_MS,
   findFreePort,
   findRedisServer,
+  REDIS_GUARDIAN_NAME,
   launchRedis,
+  redisGuardianPids,
   sendRedisCommands,
   type FindRedisServerOptions,
   type LaunchRedisOptions,
@@ -104,3 +106,4 @@ export {
 export { assertPortFree, listenOrFail, type ListenOptions } from './listen.js';
 export { DUPLICATE_SIGNAL_WINDOW_MS, SHUTDOWN_SIGNALS, shutdownSignal } from './shutdown-signal.js';
 export { parentGone } from './parent-gone.js';
+export { isProcessRunning } from './process-state.js';

@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { ConclaveError } from './errors/conclave-error.js';
-import { findRedisServer, launchRedis, sendRedisCommands, type RedisServerHandle } from './redis-launcher.js';
+import { findRedisServer, launchRedis, redisGuardianPids, sendRedisCommands, type RedisServerHandle } from './redis-launcher.js';
+import { isProcessRunning } from './process-state.js';
 import { captureLogger } from './winston-logger.js';
 
 const root = mkdtempSync(join(tmpdir(), 'conclave-redis-'));
@@ -59,7 +60,7 @@ const strays: number[] = [];
 
 afterEach(() => {
   for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  for (const pid of strays.splice(0)) if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+  for (const pid of strays.splice(0)) if (isProcessRunning(pid)) process.kill(pid, 'SIGKILL');
 });
 
 /** A child process that launched Redis on `dir`, with that redis-server's pid and port. */
@@ -86,54 +87,21 @@ async function launchInChild(dir: string): Promise<{ child: ChildProcess; exited
   return { child, exited, ...report };
 }
 
-/**
- * Whether `pid` is a live process; a zombie (exited, not yet reaped) counts as gone. A redis-server
- * whose parent died is reaped by PID 1, which on some machines does so a second or two late.
- */
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
-}
 
 /** Waits until none of `pids` is alive or `timeoutMs` passes; returns those still alive ([] is the good outcome). */
 async function stillAliveAfter(pids: number[], timeoutMs: number): Promise<number[]> {
   const deadline = Date.now() + timeoutMs;
-  while (pids.some(isAlive) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 25));
-  return pids.filter(isAlive);
+  while (pids.some(isProcessRunning) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 25));
+  return pids.filter(isProcessRunning);
 }
 
-/** Pids of the guardian shells of redis-server `redisPid` (argv `… conclave-redis-guardian <redisPid>`). */
-function guardiansOf(redisPid: number): number[] {
-  const found: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    let argv: string[];
-    try {
-      argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
-    } catch {
-      continue;
-    }
-    const at = argv.indexOf('conclave-redis-guardian');
-    if (at >= 0 && argv[at + 1] === String(redisPid)) found.push(Number(entry));
-  }
-  return found;
-}
 
 /** The one guardian of `redisPid`, alive. */
 function guardianOf(redisPid: number): number {
-  const guardians = guardiansOf(redisPid);
+  const guardians = redisGuardianPids(redisPid);
   expect(guardians).toHaveLength(1);
   const guardian = guardians[0] ?? -1;
-  expect(isAlive(guardian)).toBe(true);
+  expect(isProcessRunning(guardian)).toBe(true);
   return guardian;
 }
 
@@ -141,7 +109,7 @@ describe('no redis-server outlives its launcher', { timeout: 30_000 }, () => {
   it('the launching process is killed with SIGKILL: its guardian stops Redis', async () => {
     const { child, exited, pid } = await launchInChild(freshDir());
     const guardian = guardianOf(pid);
-    expect(isAlive(pid)).toBe(true);
+    expect(isProcessRunning(pid)).toBe(true);
     child.kill('SIGKILL');
     await exited;
     expect(await stillAliveAfter([pid, guardian], GUARDIAN_MS)).toEqual([]);
@@ -162,7 +130,7 @@ describe('no redis-server outlives its launcher', { timeout: 30_000 }, () => {
 
     const { logger, lines } = captureLogger('ORCH');
     const redis = await launch({ dir, logger });
-    expect(isAlive(old.pid)).toBe(false);
+    expect(isProcessRunning(old.pid)).toBe(false);
     expect(redis.pid).not.toBe(old.pid);
     expect(lines.filter((l) => / WARN {2}ORCH-STATE stopping a redis-server left running on this data dir by an earlier run /.test(l))).toEqual([
       expect.stringContaining(`pid=${old.pid}`),
@@ -179,7 +147,7 @@ describe('no redis-server outlives its launcher', { timeout: 30_000 }, () => {
     const guardian = guardianOf(redis.pid);
     await redis.stop();
     expect(await stillAliveAfter([guardian], 2_000)).toEqual([]);
-    expect(guardiansOf(redis.pid)).toEqual([]);
+    expect(redisGuardianPids(redis.pid)).toEqual([]);
   });
 
   it('a redis-server that dies (kill()) takes its guardian with it', async () => {

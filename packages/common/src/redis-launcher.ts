@@ -3,6 +3,7 @@ import { accessSync, constants as fsConstants, mkdirSync, readFileSync, realpath
 import { createConnection, createServer } from 'node:net';
 import { delimiter, join, resolve } from 'node:path';
 import { sleep } from './backoff.js';
+import { isProcessRunning, pidsWithArgs } from './process-state.js';
 import { ConclaveError } from './errors/conclave-error.js';
 import { maskUrlCredentials } from './log-format.js';
 import type { Logger } from './logger.js';
@@ -216,10 +217,13 @@ function track(child: ChildProcess): void {
  * terminal or a Ctrl-C leaves the orderly shutdown to this process. `sh` rather than a second
  * Node.js process: a few hundred KiB instead of tens of MiB.
  */
+/** The word before the redis pid in a guardian's argv, by which it can be found. */
+export const REDIS_GUARDIAN_NAME = 'conclave-redis-guardian';
+
 const GUARDIAN_SCRIPT = 'trap "" HUP INT; while read -r _; do :; done; kill -TERM "$1" 2>/dev/null';
 
 function spawnGuardian(redisPid: number): ChildProcess {
-  const guardian = spawn('/bin/sh', ['-c', GUARDIAN_SCRIPT, 'conclave-redis-guardian', String(redisPid)], {
+  const guardian = spawn('/bin/sh', ['-c', GUARDIAN_SCRIPT, REDIS_GUARDIAN_NAME, String(redisPid)], {
     stdio: ['pipe', 'ignore', 'ignore'],
     detached: true,
   });
@@ -261,29 +265,13 @@ async function stopLeftoverRedis(dir: string, logger: Logger | undefined): Promi
   }
   const deadline = Date.now() + REDIS_STOP_GRACE_MS;
   while (Date.now() < deadline) {
-    if (!isAlive(pid)) return;
+    if (!isProcessRunning(pid)) return;
     await sleep(PING_INTERVAL_MS);
   }
   try {
     process.kill(pid, 'SIGKILL');
   } catch {
     // gone meanwhile
-  }
-}
-
-/** Running, that is: a zombie waiting for its parent (or init) to reap it has already let go of the AOF. */
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-  try {
-    // The state follows the parenthesised command name in /proc/<pid>/stat.
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
   }
 }
 
@@ -427,4 +415,9 @@ function makeHandle(attempt: Attempt, dir: string, options: LaunchRedisOptions):
       if (!done) child.kill(signal);
     },
   };
+}
+
+/** Pids of the guardians watching redis-server `redisPid` (Linux; one while it runs, none after). */
+export function redisGuardianPids(redisPid: number): number[] {
+  return pidsWithArgs(REDIS_GUARDIAN_NAME, String(redisPid));
 }

@@ -4,12 +4,12 @@
 // other test files run redis-servers and node agents of their own at the same time.
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DATA_DIR_LOCK_FILE, findFreePort } from '@conclave/common';
+import { DATA_DIR_LOCK_FILE, findFreePort, isProcessRunning, redisGuardianPids } from '@conclave/common';
 import { spawnOrchestrator, tempDir } from '../fleet.js';
 import { waitUntil } from '../wait-until.js';
 import { Cleanup, within } from './e2e-support.js';
@@ -21,49 +21,15 @@ const FLEET_START_MS = 60_000;
 const FLEET_STOP_MS = 20_000;
 const RUNNING = /^local fleet running: /;
 
-/**
- * Whether `pid` is a live process. A zombie counts as gone: it has exited, and only its reaping
- * is pending; PID 1 on this machine reaps adopted orphans (a redis-server whose orchestrator was
- * killed) one to two seconds late.
- */
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
-}
 
 /** The names of `pids` still alive once all are gone or `timeoutMs` has passed: [] is the good outcome. */
 async function stillAliveAfter(pids: Record<string, number>, timeoutMs: number): Promise<string[]> {
-  const alive = () => Object.entries(pids).filter(([, pid]) => isAlive(pid)).map(([name, pid]) => `${name} (pid ${pid})`);
+  const alive = () => Object.entries(pids).filter(([, pid]) => isProcessRunning(pid)).map(([name, pid]) => `${name} (pid ${pid})`);
   const deadline = Date.now() + timeoutMs;
   while (alive().length > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
   return alive();
 }
 
-/** Pids of the guardian shells of redis-server `redisPid`: their argv is `… conclave-redis-guardian <redisPid>`. */
-function guardiansOf(redisPid: number): number[] {
-  const found: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    let argv: string[];
-    try {
-      argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
-    } catch {
-      continue;
-    }
-    const at = argv.indexOf('conclave-redis-guardian');
-    if (at >= 0 && argv[at + 1] === String(redisPid)) found.push(Number(entry));
-  }
-  return found;
-}
 
 function lockPath(dir: string): string {
   return join(dir, DATA_DIR_LOCK_FILE);
@@ -78,11 +44,11 @@ async function embeddedRedis(orchestratorDir: string): Promise<{ redis: number; 
   const redis = await waitUntil(() => Number(readFileSync(join(orchestratorDir, 'redis', 'redis.pid'), 'utf8').trim()), {
     what: 'redis.pid', timeoutMs: 5_000,
   });
-  const guardians = guardiansOf(redis);
+  const guardians = redisGuardianPids(redis);
   expect(guardians).toHaveLength(1);
   const guardian = guardians[0] ?? -1;
-  expect(isAlive(redis)).toBe(true);
-  expect(isAlive(guardian)).toBe(true);
+  expect(isProcessRunning(redis)).toBe(true);
+  expect(isProcessRunning(guardian)).toBe(true);
   return { redis, guardian };
 }
 
@@ -169,7 +135,7 @@ describe('no process outlives the one that started it', { timeout: 90_000 }, () 
   /** Whatever a test found running is SIGKILLed at its end if still there, so a failure leaks nothing. */
   function reapAtEnd(pids: Record<string, number>): void {
     reap.add(() => {
-      for (const pid of Object.values(pids)) if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+      for (const pid of Object.values(pids)) if (isProcessRunning(pid)) process.kill(pid, 'SIGKILL');
     });
   }
 
@@ -199,7 +165,7 @@ describe('no process outlives the one that started it', { timeout: 90_000 }, () 
     const node = lockPid(join(dir, 'node-1'));
     const { redis, guardian } = await embeddedRedis(join(dir, 'orchestrator'));
     reapAtEnd({ node, redis, guardian });
-    expect(isAlive(node)).toBe(true);
+    expect(isProcessRunning(node)).toBe(true);
     expect(new Set([fleet.pid, node, redis, guardian]).size).toBe(4);
     return { node, redis, guardian };
   }
@@ -219,7 +185,7 @@ describe('no process outlives the one that started it', { timeout: 90_000 }, () 
     expect(all.filter(isLogLineAt('ERROR'))).toEqual([]);
     expect(fleet.stderr.filter((l) => / again: /.test(l))).toEqual([]);
     // In order: the fleet waits for its node and for Redis to exit before it does.
-    expect({ node: isAlive(node), redis: isAlive(redis) }).toEqual({ node: false, redis: false });
+    expect({ node: isProcessRunning(node), redis: isProcessRunning(redis) }).toEqual({ node: false, redis: false });
     // The guardian is told to go when Redis exits, without anyone waiting for it.
     expect(await stillAliveAfter({ guardian }, 2_000)).toEqual([]);
     expect([dir, join(dir, 'orchestrator'), join(dir, 'node-1')].filter((d) => existsSync(lockPath(d)))).toEqual([]);
@@ -253,7 +219,7 @@ describe('no process outlives the one that started it', { timeout: 90_000 }, () 
     expect(orchestrator.lines.some((l) => /shutting down .*signal=SIGHUP/.test(l))).toBe(true);
     expect(orchestrator.lines.some((l) => /redis-server stopped/.test(l))).toBe(true);
     expect(orchestrator.lines.filter((l) => isLogLineAt('WARN')(l) || isLogLineAt('ERROR')(l))).toEqual([]);
-    expect(isAlive(redis)).toBe(false);
+    expect(isProcessRunning(redis)).toBe(false);
     expect(await stillAliveAfter({ guardian }, 2_000)).toEqual([]);
     expect(existsSync(lockPath(dir))).toBe(false);
   });
@@ -264,7 +230,7 @@ describe('no process outlives the one that started it', { timeout: 90_000 }, () 
     const { node, redis, guardian } = await fleetProcesses(fleet, dir);
     const modelServer = lockPid(join(dir, 'model-server'));
     reapAtEnd({ modelServer });
-    expect(isAlive(modelServer)).toBe(true);
+    expect(isProcessRunning(modelServer)).toBe(true);
     expect([node, redis, guardian, fleet.pid]).not.toContain(modelServer);
 
     fleet.process.kill('SIGKILL');
@@ -300,7 +266,7 @@ describe('no process outlives the one that started it', { timeout: 90_000 }, () 
     // Once the first is handled (two signals sent back to back may merge into one in the kernel),
     // while the shutdown, which takes more than 100 ms, is still under way.
     await waitUntil(() => fleet.stdout.slice(runningAt + 1).some((l) => l.startsWith('SIGINT: stopping')), { what: 'the first SIGINT handled', intervalMs: 5 });
-    expect(isAlive(fleet.pid)).toBe(true);
+    expect(isProcessRunning(fleet.pid)).toBe(true);
     fleet.process.kill('SIGINT');
     await expectCleanShutdown(fleet, dir, runningAt, 'SIGINT', pids);
   });
