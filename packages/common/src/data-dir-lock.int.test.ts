@@ -197,6 +197,13 @@ describe('acquireDataDirLock', { timeout: TEST_TIMEOUT_MS }, () => {
     expect(jsonLines.join('\n')).toContain('"reason":"pid reused"');
   });
 
+  it('creates a missing data dir private to its user (mode 0700): it holds a key and an outbox', async () => {
+    const dir = join(freshDir(), 'nested', 'data');
+    const lock = await acquire(dir);
+    expect(statSync(dir).mode & 0o777).toBe(0o700);
+    await lock.release();
+  });
+
   it('takes over a lock carrying its own pid (a restarted container is pid 1 again)', async () => {
     const dir = freshDir();
     const content = await ownContent(dir);

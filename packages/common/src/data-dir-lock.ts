@@ -33,7 +33,7 @@ const ACQUIRE_SLACK_MS = 5_000;
 const NO_HARD_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS']);
 
 export interface DataDirLockOptions {
-  /** The data dir; created (recursively) if missing. */
+  /** The data dir; created (mode 0700, parents too) if missing. */
   dir: string;
   /** Who holds it, named in the error another process gets: 'orchestrator', 'node-agent', 'model-server', 'local fleet'. */
   role: string;
@@ -113,7 +113,8 @@ export async function acquireDataDirLock(options: DataDirLockOptions): Promise<D
     malformedGraceMs: options.malformedGraceMs ?? DATA_DIR_LOCK_MALFORMED_GRACE_MS,
   };
   try {
-    await mkdir(resolved.dir, { recursive: true });
+    // 0700 as the node agent has always made it: the dir holds a private key and the outbox.
+    await mkdir(resolved.dir, { recursive: true, mode: 0o700 });
   } catch (err) {
     throw unusable(resolved, err);
   }
