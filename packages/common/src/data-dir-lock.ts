@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { sleep } from './backoff.js';
 import { isProcessRunning } from './process-state.js';
+import { describeStartupFailure } from './cli-failure.js';
 import type { ErrorCode } from './errors/catalog/index.js';
 import { ConclaveError } from './errors/conclave-error.js';
 import type { Logger } from './logger.js';
@@ -442,4 +443,29 @@ function unusable(options: ResolvedLockOptions, err: unknown): ConclaveError {
 function errnoOf(err: unknown): string | undefined {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   return typeof code === 'string' ? code : undefined;
+}
+
+/**
+ * A `start` command's frame: holds the data dir while `work` runs (released whatever happens), and
+ * when the lock cannot be had, writes the one coded line to `stderr` and resolves with its exit code.
+ * Run before anything else touches the dir (the logger writes its files there).
+ */
+export async function whileHoldingDataDir(
+  lock: () => Promise<Pick<DataDirLock, 'release'>>,
+  failure: { stderr: { write(chunk: string): unknown }; fallbackCode: ErrorCode },
+  work: () => Promise<number>,
+): Promise<number> {
+  let held: Pick<DataDirLock, 'release'>;
+  try {
+    held = await lock();
+  } catch (err) {
+    const described = describeStartupFailure(err, failure.fallbackCode);
+    failure.stderr.write(`${described.line}\n`);
+    return described.exitCode;
+  }
+  try {
+    return await work();
+  } finally {
+    await held.release();
+  }
 }

@@ -89,7 +89,7 @@ export {
   type LaunchRedisOptions,
   type RedisServerHandle,
 } from './redis-launcher.js';
-export { DATA_DIR_LOCK_FILE, DATA_DIR_LOCK_MALFORMED_GRACE_MS, DATA_DIR_LOCK_REFRESH_INTERVAL_MS, DATA_DIR_LOCK_STALE_AFTER_MS, acquireDataDirLock, type DataDirLock, type DataDirLockOptions } from './data-dir-lock.js';
+export { DATA_DIR_LOCK_FILE, DATA_DIR_LOCK_MALFORMED_GRACE_MS, DATA_DIR_LOCK_REFRESH_INTERVAL_MS, DATA_DIR_LOCK_STALE_AFTER_MS, acquireDataDirLock, whileHoldingDataDir, type DataDirLock, type DataDirLockOptions } from './data-dir-lock.js';
 export { percentile, percentileOf, processCpuNanos, threadCpuNanos } from './bench-measure.js';
 export {
   EXIT_FAILURE,

@@ -3,6 +3,7 @@ import {
   EXIT_FAILURE,
   EXIT_OK,
   acquireDataDirLock,
+  whileHoldingDataDir,
   createLogger,
   describeStartupFailure,
   type ClosableLogger,
@@ -60,19 +61,11 @@ export async function runNodeAgentStart(config: NodeAgentConfig, deps: NodeAgent
   const dataDir = resolve(config.dataDir);
   // Before the logger, which writes under the data dir: a dir that is a file or read-only, or one
   // that another agent holds (one identity, one process), is one coded line.
-  let lock: Pick<DataDirLock, 'release'>;
-  try {
-    lock = await (deps.lockDataDir ?? lockNodeDataDir)(dataDir);
-  } catch (err) {
-    const failure = describeStartupFailure(err, 'NODE-STATE-707');
-    deps.stderr.write(`${failure.line}\n`);
-    return failure.exitCode;
-  }
-  try {
-    return await runLocked(config, dataDir, deps);
-  } finally {
-    await lock.release();
-  }
+  return whileHoldingDataDir(
+    () => (deps.lockDataDir ?? lockNodeDataDir)(dataDir),
+    { stderr: deps.stderr, fallbackCode: 'NODE-STATE-707' },
+    () => runLocked(config, dataDir, deps),
+  );
 }
 
 async function runLocked(config: NodeAgentConfig, dataDir: string, deps: NodeAgentStartDeps): Promise<number> {

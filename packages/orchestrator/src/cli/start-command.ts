@@ -1,6 +1,7 @@
 import { join, resolve } from 'node:path';
 import {
   acquireDataDirLock,
+  whileHoldingDataDir,
   createLogger,
   type ClosableLogger,
   type DataDirLock,
@@ -90,19 +91,11 @@ export async function runOrchestratorStart(config: StartConfig, deps: StartDeps)
   const dataDir = resolve(config.dataDir);
   // Before the logger, which writes under the data dir: a dir that is a file or read-only, or one
   // that a running orchestrator holds, is one coded line and not a log-file stack trace.
-  let lock: Pick<DataDirLock, 'release'>;
-  try {
-    lock = await (deps.lockDataDir ?? lockOrchestratorDataDir)(dataDir);
-  } catch (err) {
-    const failure = describeFailure(err);
-    deps.stderr.write(`${failure.line}\n`);
-    return failure.exitCode;
-  }
-  try {
-    return await runLocked(config, dataDir, deps);
-  } finally {
-    await lock.release();
-  }
+  return whileHoldingDataDir(
+    () => (deps.lockDataDir ?? lockOrchestratorDataDir)(dataDir),
+    { stderr: deps.stderr, fallbackCode: 'ORCH-STATE-707' },
+    () => runLocked(config, dataDir, deps),
+  );
 }
 
 async function runLocked(config: StartConfig, dataDir: string, deps: StartDeps): Promise<number> {
