@@ -210,6 +210,9 @@ function track(child: ChildProcess): void {
   }
 }
 
+/** The word before the redis pid in a guardian's argv, by which it can be found. */
+export const REDIS_GUARDIAN_NAME = 'conclave-redis-guardian';
+
 /**
  * A shell that holds the read end of a pipe whose write end only this process has, and sends
  * SIGTERM to the redis-server when the pipe closes: when this process dies, however it dies
@@ -217,9 +220,6 @@ function track(child: ChildProcess): void {
  * terminal or a Ctrl-C leaves the orderly shutdown to this process. `sh` rather than a second
  * Node.js process: a few hundred KiB instead of tens of MiB.
  */
-/** The word before the redis pid in a guardian's argv, by which it can be found. */
-export const REDIS_GUARDIAN_NAME = 'conclave-redis-guardian';
-
 const GUARDIAN_SCRIPT = 'trap "" HUP INT; while read -r _; do :; done; kill -TERM "$1" 2>/dev/null';
 
 function spawnGuardian(redisPid: number): ChildProcess {

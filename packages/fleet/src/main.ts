@@ -60,14 +60,17 @@ function parseFleetArgs() {
 
 const values = parseFleetArgs();
 const dataDir = resolve(values['data-dir']);
-let lock: DataDirLock | undefined;
-try {
-  // A second `pnpm start` in the same checkout is refused here, naming the first.
-  lock = await acquireDataDirLock({ dir: dataDir, role: 'local fleet', errorCode: 'ORCH-STATE-704', unusableCode: 'ORCH-STATE-706' });
-} catch (err) {
-  const failure = describeStartupFailure(err, 'ORCH-STATE-707');
-  fail(failure.line, failure.exitCode);
+/** A second `pnpm start` in the same checkout is refused here, naming the first. */
+async function lockFleetDir(): Promise<DataDirLock> {
+  try {
+    return await acquireDataDirLock({ dir: dataDir, role: 'local fleet', errorCode: 'ORCH-STATE-704', unusableCode: 'ORCH-STATE-706' });
+  } catch (err) {
+    const failure = describeStartupFailure(err, 'ORCH-STATE-707');
+    return fail(failure.line, failure.exitCode);
+  }
 }
+
+const lock = await lockFleetDir();
 const logger = createLogger({
   prefix: 'ORCH', level: values['log-level'] as 'info', console: true, file: { dir: resolve(dataDir, 'orchestrator', 'logs') },
 });
@@ -81,7 +84,7 @@ try {
   });
   print(
     `local fleet running: orchestrator ${fleet.orchestrator.address}, http :${fleet.orchestrator.httpPort}. ` +
-    `Try \`pnpm orchestrator nodes list\`. Ctrl-C stops everything.`,
+    `Try \`pnpm orchestrator nodes list --address ${fleet.orchestrator.address}\`. Ctrl-C stops everything.`,
   );
   const signal = await shutdownSignal();
   print(`${signal}: stopping the local fleet (nodes, model server, orchestrator, Redis)`);
@@ -93,11 +96,11 @@ try {
     exitCode = EXIT_FAILURE;
   }
   await logger.close();
-  await lock?.release();
+  await lock.release();
   process.exit(exitCode);
 } catch (err) {
   await logger.close();
-  await lock?.release();
+  await lock.release();
   const failure = describeStartupFailure(err, 'ORCH-STATE-707');
   fail(failure.line, failure.exitCode);
 }

@@ -45,7 +45,8 @@ describe('the front door', () => {
 
   it("through pnpm and a shell pipe, stdout starts with the JSON and the exit code is the command's", async () => {
     const { stdout, stderr } = await run(
-      'sh', ['-c', `pnpm orchestrator models list --json ${clientFlags.join(' ')} | head -c 1; echo " rc=$?"`],
+      // pipefail: $? is pnpm's exit code, not head's.
+      'bash', ['-o', 'pipefail', '-c', `pnpm orchestrator models list --json ${clientFlags.join(' ')} | head -c 1; echo " rc=$?"`],
       { cwd: REPO_ROOT, timeout: 20_000 },
     );
     expect(stdout.trim()).toBe('[ rc=0');
