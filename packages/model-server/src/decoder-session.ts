@@ -1,5 +1,6 @@
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { ConclaveError } from '@conclave/common';
+import type { ModelConfig } from './model-config.js';
 import type { ModelFiles } from './model-files.js';
 
 /** What the generation loop needs to know about a decoder's inputs and outputs. */
@@ -36,7 +37,7 @@ export class DecoderSession {
     readonly signature: DecoderSignature,
   ) {}
 
-  static async create(files: ModelFiles, options: DecoderSessionOptions): Promise<DecoderSession> {
+  static async create(files: ModelFiles, config: ModelConfig, options: DecoderSessionOptions): Promise<DecoderSession> {
     let session: InferenceSession;
     try {
       session = await InferenceSession.create(files.onnxPath, {
@@ -52,7 +53,7 @@ export class DecoderSession {
       });
     }
     try {
-      return new DecoderSession(session, readSignature(session, files.config));
+      return new DecoderSession(session, readSignature(session, config));
     } catch (err) {
       await session.release();
       throw err;
@@ -112,7 +113,7 @@ export class DecoderSession {
   }
 }
 
-function readSignature(session: InferenceSession, config: Record<string, unknown>): DecoderSignature {
+function readSignature(session: InferenceSession, config: ModelConfig): DecoderSignature {
   const inputNames = [...session.inputNames];
   const outputNames = [...session.outputNames];
   const supported = /^(input_ids|attention_mask|position_ids|use_cache_branch|past_key_values\.\d+\.(key|value))$/;
@@ -142,13 +143,15 @@ function readSignature(session: InferenceSession, config: Record<string, unknown
       if (typeof heads === 'number') kvHeads = heads;
       if (typeof dim === 'number') headDim = dim;
     }
-    // Exports with symbolic head dims: fall back to config.json, as optimum does.
-    const num = (key: string): number | undefined => (typeof config[key] === 'number' ? (config[key] as number) : undefined);
-    const heads = num('num_attention_heads');
-    kvHeads ||= num('num_key_value_heads') ?? heads ?? 0;
-    headDim ||= num('head_dim') ?? ((num('hidden_size') ?? 0) / (heads || 1));
+    // Exports with symbolic head dims: fall back to config.json, read per model_type as optimum does.
+    kvHeads ||= config.kvHeads ?? 0;
+    headDim ||= config.headDim ?? 0;
     if (!kvHeads || !headDim) {
-      throw new ConclaveError('MODEL-LOAD-105', { detail: 'cannot tell KV heads and head size from the model or config.json' });
+      throw new ConclaveError('MODEL-LOAD-105', {
+        detail:
+          `the KV cache's ${kvHeads ? 'head size' : 'head count'} is symbolic in the ONNX file and config.json ` +
+          `(model_type ${config.modelType ?? 'unset'}) does not give it; see docs/model-server.md for the keys read`,
+      });
     }
   }
   return {

@@ -23,6 +23,9 @@ export interface EngineRequest {
 export interface ModelInfo {
   readonly dir: string;
   readonly contextLength: number;
+  /** Which file and key the context length came from (`config.json n_positions`). */
+  readonly contextLengthSource: string;
+  readonly modelType: string | undefined;
   readonly layers: number;
   readonly inputNames: readonly string[];
   readonly weightBytes: number;

@@ -7,8 +7,9 @@ import { parentPort } from 'node:worker_threads';
 import { isConclaveError } from '@conclave/common';
 import { DecoderSession } from './decoder-session.js';
 import type { EngineRequest, FromWorker, SerializedError, ToWorker } from './engine-protocol.js';
-import { resolveGeneration, contextLengthOf } from './generation-defaults.js';
+import { resolveGeneration } from './generation-defaults.js';
 import { GenerationLoop } from './generation-loop.js';
+import { readModelConfig, type ModelConfig } from './model-config.js';
 import { inspectModelDir, type ModelFiles } from './model-files.js';
 import { TextCodec } from './text-codec.js';
 
@@ -17,6 +18,7 @@ const port = parentPort;
 
 interface Loaded {
   files: ModelFiles;
+  config: ModelConfig;
   codec: TextCodec;
   decoder: DecoderSession;
   loop: GenerationLoop;
@@ -42,11 +44,12 @@ async function load(modelDir: string, intraOpThreads: number, warmup: boolean): 
   const started = performance.now();
   try {
     const files = inspectModelDir(modelDir);
-    const codec = TextCodec.fromModelFiles(files);
-    const decoder = await DecoderSession.create(files, { intraOpThreads });
+    const config = readModelConfig(files);
+    const codec = TextCodec.fromModelFiles(files, config);
+    const decoder = await DecoderSession.create(files, config, { intraOpThreads });
     send({ t: 'session-created' });
     const loadSeconds = (performance.now() - started) / 1000;
-    loaded = { files, codec, decoder, loop: new GenerationLoop(decoder, codec) };
+    loaded = { files, config, codec, decoder, loop: new GenerationLoop(decoder, codec) };
     send({ t: 'state', state: 'warming' });
     const warmStarted = performance.now();
     if (warmup) {
@@ -64,7 +67,9 @@ async function load(modelDir: string, intraOpThreads: number, warmup: boolean): 
       t: 'loaded',
       info: {
         dir: files.dir,
-        contextLength: contextLengthOf(files),
+        contextLength: config.contextLength,
+        contextLengthSource: config.contextLengthSource,
+        modelType: config.modelType,
         layers: decoder.signature.layers,
         inputNames: decoder.signature.inputNames,
         weightBytes: files.weightBytes,
@@ -83,7 +88,7 @@ async function generate(id: number, requestId: string, request: EngineRequest): 
     send({ t: 'failed', id, error: { code: 'MODEL-REQ-208' } });
     return;
   }
-  const { codec, files, loop } = loaded;
+  const { codec, config, files, loop } = loaded;
   active.add(id);
   try {
     const promptIds = 'messages' in request.input ? codec.encodeChat(request.input.messages) : codec.encodePrompt(request.input.prompt);
@@ -91,7 +96,7 @@ async function generate(id: number, requestId: string, request: EngineRequest): 
       send({ t: 'failed', id, error: { code: 'MODEL-REQ-203', detail: 'the prompt encodes to no tokens' } });
       return;
     }
-    const params = resolveGeneration(request, files, promptIds.length);
+    const params = resolveGeneration(request, config, files.generationConfig, promptIds.length);
     send({ t: 'started', id, promptTokens: promptIds.length });
     let tokens = 0;
     // Deltas are coalesced: the first goes at once (time to first token), later ones at most
@@ -105,13 +110,13 @@ async function generate(id: number, requestId: string, request: EngineRequest): 
     };
     const out = await loop.generate(promptIds, params, {
       isCancelled: () => cancelled.has(id),
-      onToken: (text) => {
-        tokens++;
+      onToken: (text, tokenIndex) => {
+        // The first token marks time to first token even when its text is held back.
+        if (tokens === 0) send({ t: 'first-token', id });
+        tokens = tokenIndex + 1;
         if (request.stream) {
           buffered += text;
           if (buffered && performance.now() - lastFlush >= STREAM_FLUSH_MS) flush();
-        } else if (tokens === 1) {
-          send({ t: 'first-token', id });
         }
       },
     });

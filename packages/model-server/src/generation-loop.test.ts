@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DecoderSession } from './decoder-session.js';
 import { DEMO_EXTERNAL_DATA_MODEL_DIR, DEMO_MODEL_DIR, DEMO_NO_CACHE_MODEL_DIR } from './demo-model.js';
 import { GenerationLoop, type GenerationParams } from './generation-loop.js';
+import { readModelConfig } from './model-config.js';
 import { inspectModelDir } from './model-files.js';
 import { TextCodec } from './text-codec.js';
 
@@ -11,7 +12,7 @@ const opened: DecoderSession[] = [];
 async function open(dir: string): Promise<{ loop: GenerationLoop; codec: TextCodec; decoder: DecoderSession }> {
   const files = inspectModelDir(dir);
   const codec = TextCodec.fromModelFiles(files);
-  const decoder = await DecoderSession.create(files, { intraOpThreads: 1 });
+  const decoder = await DecoderSession.create(files, readModelConfig(files), { intraOpThreads: 1 });
   opened.push(decoder);
   return { loop: new GenerationLoop(decoder, codec), codec, decoder };
 }

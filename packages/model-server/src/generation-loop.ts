@@ -49,13 +49,15 @@ export class GenerationLoop {
     const useCache = hasCache && !params.noCache;
     const random = seededRandom(params.seed ?? randomInt(0, 2 ** 31));
     const stops = new StopMatcher(params.stop);
-    const detok = this.codec.streamDecoder();
+    // The prompt's last ids are the decoder's context: a completion keeps its leading space.
+    const detok = this.codec.streamDecoder(promptIds);
     const all = [...promptIds];
     const generated: number[] = [];
     let cache: KvCache = useCache ? this.decoder.emptyCache() : new Map();
     let pending: readonly number[] = promptIds;
     let finishReason: FinishReason = 'length';
     let text = '';
+    let reachedStopSequence = false;
     while (generated.length < params.maxTokens) {
       if (hooks.isCancelled?.()) {
         finishReason = 'cancelled';
@@ -79,16 +81,22 @@ export class GenerationLoop {
       hooks.onToken?.(emit, generated.length - 1);
       if (stopped) {
         finishReason = 'stop';
+        reachedStopSequence = true;
         break;
       }
     }
     // Drop the cache before the caller continues: on a real model it is the largest allocation.
     cache = new Map();
-    // After a stop sequence the matcher holds nothing; after EOS or length it may hold a prefix.
-    const rest = stops.flush();
-    if (rest) {
-      text += rest;
-      hooks.onToken?.(rest, generated.length - 1);
+    // After a stop sequence nothing is left to say. Otherwise the decoder may hold back the end of
+    // the text (an unfinished character, a space the clean-up may drop) and the matcher a prefix of a stop.
+    if (!reachedStopSequence) {
+      const tail = stops.push(detok.finish());
+      const rest = tail.emit + (tail.stopped ? '' : stops.flush());
+      if (tail.stopped && finishReason === 'length') finishReason = 'stop';
+      if (rest) {
+        text += rest;
+        hooks.onToken?.(rest, generated.length - 1);
+      }
     }
     return { text, tokenIds: generated, finishReason };
   }

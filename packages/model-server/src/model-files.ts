@@ -15,6 +15,11 @@ export interface ModelFiles {
   readonly generationConfig: Record<string, unknown>;
   readonly tokenizerJson: Record<string, unknown>;
   readonly tokenizerConfig: Record<string, unknown>;
+  /**
+   * The chat template from its own file (`chat_template.jinja`, or `chat_template.json`
+   * as transformers 4.43+ writes it); undefined leaves tokenizer_config.json's.
+   */
+  readonly chatTemplateFile: string | undefined;
 }
 
 const REQUIRED_JSON = ['config.json', 'tokenizer.json', 'tokenizer_config.json'] as const;
@@ -54,6 +59,7 @@ export function inspectModelDir(dirPath: string): ModelFiles {
     Record<string, unknown>, Record<string, unknown>, Record<string, unknown>,
   ];
   const generationConfig = json('generation_config.json', false);
+  const chatTemplateFile = readChatTemplateFile(dir, json);
   const onnxPath = ONNX_CANDIDATES.map((p) => join(dir, p)).find((p) => isFile(p));
   if (!onnxPath) {
     throw new ConclaveError('MODEL-LOAD-102', { detail: `neither model.onnx nor onnx/model.onnx in ${dir}`, data: { dir } });
@@ -65,7 +71,17 @@ export function inspectModelDir(dirPath: string): ModelFiles {
     .map((name) => join(dirname(onnxPath), name))
     .filter((p) => isFile(p));
   const weightBytes = [onnxPath, ...externalDataPaths].reduce((sum, p) => sum + statSync(p).size, 0);
-  return { dir, onnxPath, externalDataPaths, weightBytes, config, generationConfig, tokenizerJson, tokenizerConfig };
+  return { dir, onnxPath, externalDataPaths, weightBytes, config, generationConfig, tokenizerJson, tokenizerConfig, chatTemplateFile };
+}
+
+/** The files transformers reads a chat template from, before tokenizer_config.json's `chat_template`. */
+const CHAT_TEMPLATE_FILES = ['chat_template.jinja', 'chat_template.json'] as const;
+
+function readChatTemplateFile(dir: string, json: (name: string, required: boolean) => Record<string, unknown>): string | undefined {
+  const jinja = join(dir, CHAT_TEMPLATE_FILES[0]);
+  if (isFile(jinja)) return readFileSync(jinja, 'utf8');
+  const template = json(CHAT_TEMPLATE_FILES[1], false)['chat_template'];
+  return typeof template === 'string' ? template : undefined;
 }
 
 function isFile(path: string): boolean {
@@ -96,7 +112,7 @@ function checkOnnxHeader(path: string): void {
 
 /** What `modelDirFingerprint` looks at: the directory, its onnx/ folder, and every file a load reads. */
 const FINGERPRINT_PATHS = [
-  '.', 'onnx', ...REQUIRED_JSON, 'generation_config.json',
+  '.', 'onnx', ...REQUIRED_JSON, 'generation_config.json', ...CHAT_TEMPLATE_FILES,
   ...ONNX_CANDIDATES.flatMap((p) => [p, `${p}_data`, `${p}.data`]),
 ];
 

@@ -1,6 +1,7 @@
 export { startRedis, type StartRedisOptions } from './redis.js';
 export type { RedisServerHandle } from '@conclave/common';
 export * from './onnx/index.js';
+export * from './text-models/index.js';
 export { spawnNode } from './child-process.js';
 export type { ChildHandle } from './child-process.js';
 export {
@@ -10,3 +11,4 @@ export type { JoinSource, TestOrchestratorOptions } from './fleet.js';
 export { createTestControl } from './control.js';
 export type { ControlTarget, TestControl } from './control.js';
 export { waitUntil } from './wait-until.js';
+export * from './tokenizers/index.js';

@@ -14,6 +14,7 @@ import { DEMO_MODEL_DIR, DEMO_MODEL_ID } from '../demo-model.js';
 import { WorkerEngine } from '../engine.js';
 import { GenerationLoop, type GenerationParams } from '../generation-loop.js';
 import { SystemMemoryProbe } from '../memory-probe.js';
+import { readModelConfig } from '../model-config.js';
 import { inspectModelDir } from '../model-files.js';
 import { TextCodec } from '../text-codec.js';
 
@@ -81,7 +82,7 @@ const settle = (): Promise<void> => new Promise((r) => setTimeout(r, SETTLE_MS))
 async function bareLoop(): Promise<{ run: () => Promise<Rate>; dispose: () => Promise<void> }> {
   const files = inspectModelDir(DEMO_MODEL_DIR);
   const codec = TextCodec.fromModelFiles(files);
-  const decoder = await DecoderSession.create(files, { intraOpThreads: 1 });
+  const decoder = await DecoderSession.create(files, readModelConfig(files), { intraOpThreads: 1 });
   const loop = new GenerationLoop(decoder, codec);
   const params: GenerationParams = { maxTokens: TOKENS, temperature: 0, topK: 0, topP: 1, seed: 0, stop: [], ignoreEos: true };
   const ids = codec.encodePrompt(PROMPT);

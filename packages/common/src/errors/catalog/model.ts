@@ -110,6 +110,14 @@ export const MODEL_ERRORS = defineErrors({
     status: 'CANCELLED',
     retryable: false,
   },
+  'MODEL-REQ-211': {
+    message: 'this model has no chat template, so `messages` cannot become a prompt',
+    recovery:
+      'Send the text as `prompt` to /v1/completions, or give the model directory a chat template ' +
+      '(`chat_template` in tokenizer_config.json, or a chat_template.jinja file).',
+    status: 'FAILED_PRECONDITION',
+    retryable: false,
+  },
   'MODEL-RESP-301': {
     message: 'generation failed',
     recovery: 'A forward pass failed; the request is answered with this error and the server keeps serving. Check the log.',

@@ -1,0 +1,5 @@
+export {
+  scriptedDecoderModel,
+  type DecoderArchitecture,
+  type ScriptedDecoderOptions,
+} from './scripted-decoder.js';
