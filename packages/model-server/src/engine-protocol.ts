@@ -36,6 +36,8 @@ export interface ModelInfo {
 export interface SerializedError {
   code: string;
   detail?: string;
+  /** The request field the error is about (`data.field`), which the HTTP answer names as `param`. */
+  field?: string;
 }
 
 export type ToWorker =

@@ -36,7 +36,14 @@ function send(message: FromWorker): void {
 }
 
 function serialize(err: unknown, fallback: string): SerializedError {
-  if (isConclaveError(err)) return err.detail === undefined ? { code: err.code } : { code: err.code, detail: err.detail };
+  if (isConclaveError(err)) {
+    const field = err.data['field'];
+    return {
+      code: err.code,
+      ...(err.detail === undefined ? {} : { detail: err.detail }),
+      ...(typeof field === 'string' ? { field } : {}),
+    };
+  }
   return { code: fallback, detail: err instanceof Error ? err.message : String(err) };
 }
 

@@ -81,7 +81,10 @@ function workerUrl(): URL {
 
 export function errorFromWorker(error: SerializedError): ConclaveError {
   const code = isErrorCode(error.code) ? error.code : 'MODEL-RESP-301';
-  return new ConclaveError(code, error.detail === undefined ? {} : { detail: error.detail });
+  return new ConclaveError(code, {
+    ...(error.detail === undefined ? {} : { detail: error.detail }),
+    ...(error.field === undefined ? {} : { data: { field: error.field } }),
+  });
 }
 
 /** The Engine on onnxruntime-node in a worker thread. */

@@ -50,6 +50,8 @@ program
   .option('--concurrency <n>', `generations at once (default ${DEFAULTS.concurrency})`)
   .option('--queue-limit <n>', `requests waiting beyond the concurrency; more get 429 (default ${DEFAULTS.queueLimit})`)
   .option('--timeout-ms <ms>', `per-request timeout (default ${DEFAULTS.timeoutMs})`)
+  .option('--keep-alive-timeout-ms <ms>', `idle keep-alive connections close after this (default ${DEFAULTS.keepAliveTimeoutMs})`)
+  .option('--headers-timeout-ms <ms>', `longest wait for a request's headers (default ${DEFAULTS.headersTimeoutMs})`)
   .option('--while-loading <mode>', `reject (503) or wait while the model loads (default ${DEFAULTS.whileLoading})`)
   .option('--api-key-file <path>', 'file with one API key per line (also CONCLAVE_MODEL_API_KEYS)')
   .option('--threads <n>', `onnxruntime intra-op threads (default ${DEFAULTS.threads})`)

@@ -1,6 +1,8 @@
 import { ApiKeys } from './api-keys.js';
 import { loadConfig, z, type LogLevel } from '@conclave/common';
-import { DEFAULT_PORT, LOAD_OVERHEAD, type ModelServerOptions } from './model-server-options.js';
+import {
+  DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_KEEP_ALIVE_TIMEOUT_MS, DEFAULT_PORT, LOAD_OVERHEAD, type ModelServerOptions,
+} from './model-server-options.js';
 
 /** Environment variables are this prefix plus the key in SCREAMING_SNAKE_CASE (`queueLimit` → CONCLAVE_MODEL_QUEUE_LIMIT). */
 export const MODEL_ENV_PREFIX = 'CONCLAVE_MODEL_';
@@ -16,6 +18,8 @@ export const modelServerConfigSchema = z.object({
   concurrency: z.number().int().min(1).max(1024).default(4),
   queueLimit: z.number().int().min(0).max(100_000).default(64),
   timeoutMs: z.number().int().min(1).default(120_000),
+  keepAliveTimeoutMs: z.number().int().min(1).default(DEFAULT_KEEP_ALIVE_TIMEOUT_MS),
+  headersTimeoutMs: z.number().int().min(1).default(DEFAULT_HEADERS_TIMEOUT_MS),
   maxTokensLimit: z.number().int().min(1).default(4096),
   whileLoading: z.enum(['reject', 'wait']).default('reject'),
   apiKeys: z.array(z.string()).default([]),
@@ -62,6 +66,8 @@ export function configToOptions(config: ModelServerConfig): ModelServerOptions &
     concurrency: config.concurrency,
     queueLimit: config.queueLimit,
     requestTimeoutMs: config.timeoutMs,
+    keepAliveTimeoutMs: config.keepAliveTimeoutMs,
+    headersTimeoutMs: config.headersTimeoutMs,
     maxTokensLimit: config.maxTokensLimit,
     whileLoading: config.whileLoading,
     apiKeys: keys,

@@ -46,6 +46,17 @@ export interface ModelServerOptions {
   requestTimeoutMs?: number;
   /** @default 1 MiB */
   maxBodyBytes?: number;
+  /**
+   * How long an idle keep-alive connection stays open. Clients that pool connections
+   * (the openai client does) and load balancers (60 s idle by default on most) reuse a
+   * connection after a pause; the server must not close it first. @default 75_000
+   */
+  keepAliveTimeoutMs?: number;
+  /**
+   * Longest wait for a request's headers (slow clients). Above the keep-alive timeout,
+   * as Node's guidance for servers behind a balancer asks. @default 76_000
+   */
+  headersTimeoutMs?: number;
   /** Upper bound for max_tokens in a request (the context limits it too). @default 4096 */
   maxTokensLimit?: number;
   /** While the model loads: `reject` answers 503 + Retry-After, `wait` queues the request until ready. @default 'reject' */
@@ -78,6 +89,10 @@ export interface ResolvedModelServerOptions
 
 export const DEFAULT_PORT = 7402;
 
+/** nginx's keepalive_timeout: longer than the 60 s idle timeout of common load balancers. */
+export const DEFAULT_KEEP_ALIVE_TIMEOUT_MS = 75_000;
+export const DEFAULT_HEADERS_TIMEOUT_MS = 76_000;
+
 /** Peak RSS growth while loading ÷ model file size, measured by `pnpm bench textgen` (1.66), rounded up. */
 export const LOAD_OVERHEAD = 1.7;
 
@@ -95,6 +110,8 @@ export function resolveModelServerOptions(options: ModelServerOptions = {}): Res
     queueLimit: options.queueLimit ?? 64,
     requestTimeoutMs: options.requestTimeoutMs ?? 120_000,
     maxBodyBytes: options.maxBodyBytes ?? 2 ** 20,
+    keepAliveTimeoutMs: options.keepAliveTimeoutMs ?? DEFAULT_KEEP_ALIVE_TIMEOUT_MS,
+    headersTimeoutMs: options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS,
     maxTokensLimit: options.maxTokensLimit ?? 4096,
     whileLoading: options.whileLoading ?? 'reject',
     retryAfterSeconds: options.retryAfterSeconds ?? 2,
@@ -120,5 +137,8 @@ export function resolveModelServerOptions(options: ModelServerOptions = {}): Res
     throw new RangeError(`memory thresholds must satisfy 0 < soft (${m.softThreshold}) <= hard (${m.hardThreshold}) <= 1`);
   }
   if (resolved.concurrency < 1 || resolved.queueLimit < 0) throw new RangeError('concurrency must be >= 1 and queueLimit >= 0');
+  if (!(resolved.keepAliveTimeoutMs >= 1 && resolved.headersTimeoutMs >= 1)) {
+    throw new RangeError('keepAliveTimeoutMs and headersTimeoutMs must be >= 1');
+  }
   return resolved;
 }

@@ -140,7 +140,10 @@ class ModelServer {
     });
     // Nobody may be waiting on ready(); the failure is logged and visible on /health.
     this.readyPromise.catch(() => {});
-    this.http = createServer((req, res) => void this.onRequest(req, res));
+    this.http = createServer(
+      { keepAliveTimeout: o.keepAliveTimeoutMs, headersTimeout: o.headersTimeoutMs },
+      (req, res) => void this.onRequest(req, res),
+    );
     this.metrics.sessionsLoaded.set({ model: files.dir }, 0);
     this.defaultModel = new ServedModel({
       id: o.modelId,
@@ -299,15 +302,24 @@ class ModelServer {
     this.metrics.requests.inc({ route: routeLabel(path), status: String(status) });
   }
 
-  /** An OpenAI model object plus `conclave: {state, error?}` (clients ignore unknown fields). */
+  /**
+   * An OpenAI model object plus, once loaded, vLLM's `max_model_len`, and `conclave: {state, error?,
+   * modelType?, contextLengthSource?}` (clients ignore unknown fields).
+   */
   private modelCard(model: ServedModel): Record<string, unknown> {
     const error = model.availability === 'failed' ? model.loadError : undefined;
+    const info = model.readyNow?.info;
     return {
       id: model.id,
       object: 'model',
       created: 0,
       owned_by: model === this.defaultModel && this.o.isDemo ? 'conclave (demo model)' : 'conclave',
-      conclave: { state: model.availability, ...(error ? { error: { code: error.code, message: error.message } } : {}) },
+      ...(info ? { max_model_len: info.contextLength } : {}),
+      conclave: {
+        state: model.availability,
+        ...(error ? { error: { code: error.code, message: error.message } } : {}),
+        ...(info ? { modelType: info.modelType ?? null, contextLengthSource: info.contextLengthSource } : {}),
+      },
     };
   }
 
