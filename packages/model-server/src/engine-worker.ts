@@ -100,7 +100,8 @@ async function generate(id: number, requestId: string, request: EngineRequest): 
   try {
     const promptIds = 'messages' in request.input ? codec.encodeChat(request.input.messages) : codec.encodePrompt(request.input.prompt);
     if (promptIds.length === 0) {
-      send({ t: 'failed', id, error: { code: 'MODEL-REQ-203', detail: 'the prompt encodes to no tokens' } });
+      const detail = 'the prompt encodes to no tokens, and the model has no BOS token to start from';
+      send({ t: 'failed', id, error: { code: 'MODEL-REQ-203', detail, field: 'messages' in request.input ? 'messages' : 'prompt' } });
       return;
     }
     const params = resolveGeneration(request, config, files.generationConfig, promptIds.length);

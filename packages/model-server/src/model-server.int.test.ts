@@ -173,6 +173,8 @@ describe('model server, cold start with requests waiting for the load', () => {
       ['/v1/completions', { model: MODEL, prompt: 'word '.repeat(2100) }, 400, 'MODEL-REQ-204'],
       ['/v1/completions', { model: MODEL, prompt: 'hello', max_tokens: 2048 }, 400, 'MODEL-REQ-204'],
       ['/v1/completions', { model: 'gpt-17', prompt: 'hello' }, 404, 'MODEL-REQ-205'],
+      // The demo has no BOS to start an empty prompt from.
+      ['/v1/completions', { model: MODEL, prompt: '' }, 400, 'MODEL-REQ-203'],
       ['/v1/embeddings', { model: MODEL, input: 'x' }, 404, 'MODEL-REQ-206'],
       ['/v1/completions', { model: MODEL, prompt: 'x'.repeat(2 ** 20 + 10) }, 400, 'MODEL-REQ-207'],
     ];

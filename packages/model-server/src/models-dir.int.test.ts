@@ -155,7 +155,7 @@ describe('models dir: several models, each loaded once on first use, broken ones
     expect(((await response.json()) as { choices: Array<{ text: string }> }).choices[0]?.text).toBe('this is the conclave demo model');
     expect((await fetch(`${server.url}/health`)).status).toBe(200);
     const byId = new Map((await models(server)).map((m) => [m.id, m.conclave]));
-    expect(byId.get('tiny')).toEqual({ state: 'ready' });
+    expect(byId.get('tiny')).toEqual({ state: 'ready', modelType: 'conclave-demo', contextLengthSource: 'config.json max_position_embeddings' });
     expect(byId.get('no-tokenizer')).toMatchObject({ state: 'failed', error: { code: 'MODEL-LOAD-108' } });
     expect(byId.get('garbage')).toMatchObject({ state: 'failed', error: { code: 'MODEL-LOAD-103' } });
     const one = await fetch(`${server.url}/v1/models/garbage`);

@@ -13,6 +13,8 @@ describe('parseCompletionCall', () => {
     const c = parseCompletionCall({ model: 'm', messages: [{ role: 'user', content: [{ type: 'text', text: 'a' }] }] }, 'chat', 10);
     expect(c.request.input).toEqual({ messages: [{ role: 'user', content: 'a' }] });
     expect(parseCompletionCall({ model: 'm', prompt: ['p'] }, 'text', 10).request.input).toEqual({ prompt: 'p' });
+    // The engine starts an empty prompt from the model's BOS, or refuses it when there is none.
+    expect(parseCompletionCall({ model: 'm', prompt: '' }, 'text', 10).request.input).toEqual({ prompt: '' });
   });
 
   it.each([

@@ -77,7 +77,7 @@ export function parseCompletionCall(raw: unknown, kind: 'chat' | 'text', maxToke
     let prompt = body['prompt'];
     if (Array.isArray(prompt) && prompt.length === 1) prompt = prompt[0];
     if (typeof prompt !== 'string') throw invalid('prompt', 'must be a string (or an array of one string)');
-    if (prompt.trim() === '') throw invalid('prompt', 'is empty');
+    // An empty prompt is OpenAI's "start of a document": the engine starts it from the model's BOS.
     input = { prompt };
   }
   const maxTokens =

@@ -138,6 +138,11 @@ describe('a GPT-2-style directory with GPT-2\'s byte-level BPE tokenizer', () =>
     expect((await emojiClient.completions.create({ model: 'gpt2-emoji', prompt, max_tokens: 4 })).choices[0]?.text).toBe(' Party 🎉');
   });
 
+  it('starts an empty prompt from BOS (<|endoftext|>), as OpenAI\'s completions do', async () => {
+    const empty = await client.completions.create({ model, prompt: '', max_tokens: 3 });
+    expect(empty.usage?.prompt_tokens).toBe(1);
+  });
+
   it('refuses chat on a model without a chat template with MODEL-REQ-211, naming messages', async () => {
     const response = await fetch(`${server.url}/v1/chat/completions`, {
       method: 'POST',
@@ -164,7 +169,7 @@ describe('a Llama-style directory: grouped-query attention, position_ids, symbol
     model_max_length: 1_000_000, chat_template: chatTemplate, tokenizer_class: 'PreTrainedTokenizerFast',
   };
   const encoder = new Tokenizer(bpe.tokenizerJson, tokenizerConfig);
-  const messages = [{ role: 'user', content: 'Hi there' }];
+  const messages = [{ role: 'user' as const, content: 'Hi there' }];
   // What the server sends the model: the rendered template, encoded without adding special tokens.
   const chatPromptIds = encoder.encode(
     `<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi there<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n`,

@@ -10,7 +10,7 @@ import { TextCodec } from './text-codec.js';
 function filesWith(tokenizerJson: Record<string, unknown>, tokenizerConfig: Record<string, unknown>): ModelFiles {
   return {
     dir: '/in-memory', onnxPath: '/in-memory/model.onnx', externalDataPaths: [], weightBytes: 0,
-    config: {}, generationConfig: {}, tokenizerJson, tokenizerConfig,
+    config: {}, generationConfig: {}, tokenizerJson, tokenizerConfig, chatTemplateFile: undefined,
   };
 }
 
