@@ -5,8 +5,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { ConclaveError, assertPortFree } from '@conclave/common';
 import type { Logger } from '@conclave/common';
-import { SessionClient } from '@conclave/protocol';
-import type { AssignJob__Output, JobResult } from '@conclave/protocol';
+import type { JobResult } from '@conclave/protocol';
 import { CpuBackend } from './cpu-backend.js';
 import type { InferenceBackend } from './inference-backend.js';
 import { JobRunner } from './job-runner.js';
@@ -14,6 +13,7 @@ import { ModelFetcher } from './model-fetcher.js';
 import { ModelStore } from './model-store.js';
 import { startNodeHttp } from './node-http.js';
 import { NodeCredentials } from './node-credentials.js';
+import { OrchestratorLink } from './orchestrator-link.js';
 import { Outbox } from './outbox.js';
 
 export const AGENT_VERSION = '0.1.0';
@@ -76,9 +76,14 @@ export async function startNodeAgent(options: NodeAgentOptions): Promise<NodeAge
   const eventLoopDelay = monitorEventLoopDelay({ resolution: 10 });
   eventLoopDelay.enable();
 
-  // The session's heartbeat reads the runner, and the runner sends through the session.
-  const runnerRef: { current?: JobRunner } = {};
-  const session = new SessionClient({
+  // The link's heartbeat reads the runner, the runner sends through the link, and the
+  // link hands the runner its work: the references close the loop after construction.
+  const parts: { runner?: JobRunner; fetcher?: ModelFetcher } = {};
+  let reportFatal: (err: ConclaveError) => void = () => {};
+  const fatal = new Promise<ConclaveError>((resolve) => {
+    reportFatal = resolve;
+  });
+  const link: OrchestratorLink = new OrchestratorLink({
     address: orchestrator,
     logger,
     identity: credentials.identity,
@@ -96,49 +101,37 @@ export async function startNodeAgent(options: NodeAgentOptions): Promise<NodeAge
       pendingResults: (await outbox.pending()).map((r) => `${r.jobId ?? ''}:${r.attempt ?? 0}`),
     }),
     heartbeat: () => ({
-      running: runnerRef.current?.running ?? 0, slots, loadedModels: backend.loadedModels(),
+      running: parts.runner?.running ?? 0, slots, loadedModels: backend.loadedModels(),
       memoryUsedBytes: totalmem() - freemem(), backendActive: backend.name,
     }),
+    handler: {
+      assign: (job) => void parts.runner?.run(job),
+      cancel: (cancel) => parts.runner?.cancel(cancel.jobId, cancel.attempt, cancel.reason),
+      modelChunk: (chunk) => void parts.fetcher?.onChunk(chunk),
+      resultAck: (ack) => void outbox.ack(ack.jobId, ack.attempt),
+      connected: () => {
+        void credentials.forgetToken();
+        // Results that never got their ack (dropped link, reboot) go again; the orchestrator
+        // stores each job:attempt once.
+        void outbox.pending().then((results: JobResult[]) => {
+          for (const result of results) link.send({ result });
+          if (results.length) logger.info('NET', 'resent unacknowledged results', { count: results.length });
+        });
+      },
+      disconnected: () => {
+        void parts.fetcher?.abortAll('session lost');
+        void outbox.persistAll().catch((err: unknown) => logger.failure(err, { section: 'STATE' }));
+      },
+      fatal: (err) => reportFatal(err),
+    },
   });
-  const fetcher = new ModelFetcher(store, (m) => session.send(m), logger);
+  const fetcher = new ModelFetcher(store, (m) => link.send(m), logger);
   const jobRunner = new JobRunner({
-    backend, fetcher, outbox, logger, send: (m) => session.send(m),
+    backend, fetcher, outbox, logger, send: (m) => link.send(m),
     ...(options.extraKinds ? { extraKinds: options.extraKinds } : {}),
   });
-  runnerRef.current = jobRunner;
-
-  session.on('message', (message) => {
-    switch (message.body) {
-      case 'assign':
-        if (message.assign) void jobRunner.run(message.assign as AssignJob__Output);
-        return;
-      case 'cancel':
-        if (message.cancel) jobRunner.cancel(message.cancel.jobId, message.cancel.attempt, message.cancel.reason);
-        return;
-      case 'modelChunk':
-        if (message.modelChunk) void fetcher.onChunk(message.modelChunk);
-        return;
-      case 'resultAck':
-        if (message.resultAck) void outbox.ack(message.resultAck.jobId, message.resultAck.attempt);
-        return;
-      default:
-        return;
-    }
-  });
-  const fatal = new Promise<ConclaveError>((resolve) => session.once('fatal', resolve));
-  session.on('connected', () => {
-    void credentials.forgetToken();
-    // Results that never got their ack (dropped link, reboot) go again; the orchestrator
-    // stores each job:attempt once.
-    void outbox.pending().then((results: JobResult[]) => {
-      for (const result of results) session.send({ result });
-      if (results.length) logger.info('NET', 'resent unacknowledged results', { count: results.length });
-    });
-  });
-  session.on('disconnected', () => {
-    void fetcher.abortAll('session lost');
-    void outbox.persistAll().catch((err: unknown) => logger.failure(err, { section: 'STATE' }));
-  });
+  parts.runner = jobRunner;
+  parts.fetcher = fetcher;
 
   const metrics = new Registry();
   collectDefaultMetrics({ register: metrics, prefix: 'conclave_node_' });
@@ -155,13 +148,13 @@ export async function startNodeAgent(options: NodeAgentOptions): Promise<NodeAge
   if (requestedPort >= 0) {
     const http = await startNodeHttp({
       port: requestedPort, host: options.httpHost ?? '127.0.0.1', metrics,
-      health: () => ({ status: session.state, connected: session.state === 'connected' }),
+      health: () => ({ status: link.state, connected: link.state === 'connected' }),
     });
     httpPort = http.port;
     httpServer = http.server;
   }
 
-  session.start();
+  link.start();
   logger.info('STATE', 'node agent started', { name, slots, orchestrator, backend: backend.name, models: store.list().length });
 
   return {
@@ -169,10 +162,10 @@ export async function startNodeAgent(options: NodeAgentOptions): Promise<NodeAge
     fatal,
     httpPort,
     get connected() {
-      return session.state === 'connected';
+      return link.state === 'connected';
     },
     async close() {
-      await session.close();
+      await link.close();
       jobRunner.cancelAll('node shutting down');
       await backend.dispose();
       await outbox.persistAll();

@@ -2,10 +2,31 @@ import { EventEmitter } from 'node:events';
 import { ConclaveError } from '@conclave/common';
 import type { Logger } from '@conclave/common';
 import type {
-  AssignJob, Heartbeat__Output, JobResult__Output, NodeMessage__Output, OrchestratorMessage, Register__Output,
+  AssignJob, FetchModel__Output, Heartbeat__Output, JobResult__Output, NodeMessage__Output, OrchestratorMessage, Register__Output,
 } from '@conclave/protocol';
 import type { NodeSnapshot, NodeState } from './scheduling/scheduler.js';
-import type { SealedTransport } from './session-transport.js';
+
+/** How a NodeSession reaches its node: the orchestrator's end of the secure session. */
+export interface NodeLink {
+  /** Seals and sends; false when the session is no longer open. */
+  send(message: OrchestratorMessage): boolean;
+  /** Resolves once the stream can take more (backpressure for model transfers). */
+  writable(): Promise<void>;
+  /** Ends the session with a sealed CLOSE naming the reason's failure, if it has one. */
+  close(reason: ConclaveError): void;
+}
+
+export interface NodeSessionOptions {
+  link: NodeLink;
+  register: Register__Output;
+  logger: Logger;
+  /** The node's transport address (`ipv4:10.0.0.5:51234`). */
+  address: string;
+  /** SHA256 fingerprint of the key the node proved in the handshake. */
+  fingerprint: string;
+  /** A node asked for a model's bytes from `offset` on. */
+  onFetchModel: (session: NodeSession, request: FetchModel__Output) => void;
+}
 
 interface PendingJob {
   resolve: (result: JobResult__Output) => void;
@@ -13,7 +34,6 @@ interface PendingJob {
 }
 
 export interface NodeSessionEvents {
-  message: [NodeMessage__Output];
   closed: [ConclaveError];
   /** A suspect node was heard from again: it can take work. */
   recovered: [];
@@ -40,18 +60,18 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
   cpuCores: number;
   memoryBytes: number;
   readonly address: string;
+  readonly logger: Logger;
+  readonly fingerprint: string;
+  private readonly link: NodeLink;
   private readonly pending = new Map<string, PendingJob>();
   private closed = false;
-  private writable = true;
 
-  constructor(
-    private readonly transport: SealedTransport,
-    register: Register__Output,
-    readonly logger: Logger,
-    /** SHA256 fingerprint of the key the node proved in the handshake. */
-    readonly fingerprint = '',
-  ) {
+  constructor(private readonly o: NodeSessionOptions) {
     super();
+    const { register } = o;
+    this.link = o.link;
+    this.logger = o.logger;
+    this.fingerprint = o.fingerprint;
     this.id = register.nodeId;
     this.name = register.name || register.nodeId;
     this.slots = Math.max(1, register.slots);
@@ -62,7 +82,7 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
     this.features = caps?.features ?? [];
     this.cpuCores = caps?.cpuCores ?? 0;
     this.memoryBytes = caps?.memoryBytes ?? 0;
-    this.address = transport.peer;
+    this.address = o.address;
   }
 
   get running(): number {
@@ -83,22 +103,12 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
 
   send(message: OrchestratorMessage): void {
     if (this.closed) return;
-    this.writable = this.transport.send(message);
+    this.link.send(message);
   }
 
-  /** Resolves once the stream can take more (backpressure for model transfers). */
+  /** Resolves once the stream can take more (backpressure for model transfers), or the session ended. */
   drained(): Promise<void> {
-    if (this.writable || this.closed) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => {
-        this.transport.off('drain', done);
-        this.off('closed', done);
-        this.writable = true;
-        resolve();
-      };
-      this.transport.on('drain', done);
-      this.once('closed', done);
-    });
+    return this.closed ? Promise.resolve() : this.link.writable();
   }
 
   /** Sends a job and resolves with its result; rejects when the session ends first. */
@@ -127,7 +137,7 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
     for (const job of this.pending.values()) job.reject(reason);
     this.pending.clear();
     this.logger.info('NET', 'node session closed', { reason: reason.message, code: reason.code, jobsInFlight: lost });
-    this.transport.end(reason);
+    this.link.close(reason);
     this.emit('closed', reason);
   }
 
@@ -135,7 +145,7 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
     return new ConclaveError('ORCH-NET-602', { detail: `node ${this.id}`, data: { node: this.id } });
   }
 
-  /** A message the node sent, opened from its sealed frame. */
+  /** Every message the node sends after its Register goes through this one switch. */
   receive(message: NodeMessage__Output): void {
     this.lastSeenMs = Date.now();
     if (this.state === 'suspect') {
@@ -150,11 +160,22 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
       case 'result':
         if (message.result) this.onResult(message.result);
         return;
+      case 'fetchModel':
+        if (message.fetchModel) this.o.onFetchModel(this, message.fetchModel);
+        return;
+      case 'goodbye':
+        this.close(new ConclaveError('ORCH-NET-602', { detail: `node said goodbye: ${message.goodbye?.reason ?? ''}`, data: { node: this.id } }));
+        return;
       case 'register':
         this.close(new ConclaveError('ORCH-NET-603', { detail: 'register sent twice' }));
         return;
-      default:
-        this.emit('message', message);
+      case undefined:
+        return;
+      default: {
+        // A new kind in the proto is a compile error here until it has its case.
+        const unhandled: never = message.body;
+        this.logger.debug('NET', 'message of an unknown kind ignored', { kind: String(unhandled) });
+      }
     }
   }
 

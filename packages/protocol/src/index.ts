@@ -13,8 +13,12 @@ export {
 } from './tensor-codec.js';
 export type { DType, JsonTensor, TensorData, WireTensor } from './tensor-codec.js';
 export { checkInputs, formatSignature } from './signature.js';
-export { SessionClient } from './session-client.js';
-export type { SessionClientEvents, SessionClientOptions, SessionClientState } from './session-client.js';
+export { SecureSession } from './secure-session.js';
+export type {
+  FrameStream, HandshakeSide, SecureSessionOptions, SecureSessionState, SessionErrorCodes, SessionFrame,
+} from './secure-session.js';
+export { grpcFrameStream } from './grpc-frame-stream.js';
+export { inMemoryFrameStreams } from './in-memory-frame-stream.js';
 export * from './secure/index.js';
 export {
   MessageDecodeError, decodeNodeMessage, decodeOrchestratorMessage, encodeNodeMessage, encodeOrchestratorMessage,

@@ -1,0 +1,136 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { captureLogger, ConclaveError } from '@conclave/common';
+import {
+  MemoryEnrollment, PinSet, SecureSession, authError, createResponder, decodeNodeMessage, encodeOrchestratorMessage, fingerprint,
+  generateIdentity, inMemoryFrameStreams, nodeIdFromPublicKey,
+} from '@conclave/protocol';
+import type { FrameStream, NodeMessage__Output, OrchestratorMessage } from '@conclave/protocol';
+import { OrchestratorLink, type OrchestratorMessageHandler } from './orchestrator-link.js';
+
+const wait = (ms = 30): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * The node's link against a scripted orchestrator end: a real SecureSession responder
+ * on an in-memory stream, so the whole protocol runs without gRPC.
+ */
+function harness() {
+  const node = generateIdentity();
+  const orchestrator = generateIdentity();
+  const enrollment = new MemoryEnrollment();
+  enrollment.setStatus(nodeIdFromPublicKey(node.publicKey), 'accepted', node.publicKey);
+  const logs = captureLogger('NODE');
+  const received: NodeMessage__Output[] = [];
+  const sessions: Array<SecureSession<OrchestratorMessage, NodeMessage__Output>> = [];
+  const calls: string[] = [];
+  const handler: OrchestratorMessageHandler = {
+    assign: (job) => calls.push(`assign ${job.jobId}`),
+    cancel: (c) => calls.push(`cancel ${c.jobId}`),
+    modelChunk: (c) => calls.push(`chunk ${c.sha256}`),
+    resultAck: (a) => calls.push(`ack ${a.jobId}`),
+    connected: () => calls.push('connected'),
+    disconnected: (e) => calls.push(`disconnected ${e.code}`),
+    fatal: (e) => calls.push(`fatal ${String(e.data['failure'])}`),
+  };
+  /** Each connection attempt opens one in-memory stream; the orchestrator end answers Register. */
+  const openStream = (): FrameStream => {
+    const [nodeEnd, orchEnd] = inMemoryFrameStreams();
+    const session: SecureSession<OrchestratorMessage, NodeMessage__Output> = new SecureSession({
+      stream: orchEnd,
+      side: { role: 'responder', handshake: createResponder({ identity: orchestrator, hooks: enrollment, logger: logs.logger }) },
+      encode: encodeOrchestratorMessage,
+      decode: decodeNodeMessage,
+      codes: { failed: 'ORCH-NET-602', ended: 'ORCH-NET-602', protocol: 'ORCH-NET-603' },
+      peerName: 'node',
+      logger: logs.logger,
+      onMessage: (m) => {
+        received.push(m);
+        if (m.body === 'register') session.send({ registered: { nodeId: m.register?.nodeId ?? '', heartbeatIntervalMs: 50 } });
+      },
+      onClosed: () => {},
+      lingerMs: 10,
+    });
+    sessions.push(session);
+    return nodeEnd;
+  };
+  const link = new OrchestratorLink({
+    address: 'in-memory',
+    logger: logs.logger,
+    handler,
+    identity: node,
+    pins: new PinSet([fingerprint(orchestrator.publicKey)]),
+    register: () => ({ nodeId: nodeIdFromPublicKey(node.publicKey), name: 'n', slots: 2 }),
+    heartbeat: () => ({ running: 1, slots: 2 }),
+    openStream,
+  });
+  return { link, received, sessions, calls, logs };
+}
+
+let open: OrchestratorLink | undefined;
+afterEach(async () => {
+  await open?.close();
+  open = undefined;
+});
+
+describe('OrchestratorLink', () => {
+  it('registers after the handshake, then sends heartbeats at the interval Registered names', async () => {
+    const h = harness();
+    open = h.link;
+    h.link.start();
+    await wait(300);
+    expect(h.link.state).toBe('connected');
+    expect(h.received[0]?.body).toBe('register');
+    const heartbeats = h.received.filter((m) => m.body === 'heartbeat');
+    // 50 ms from Registered (not the 1000 ms default): several within 300 ms.
+    expect(heartbeats.length).toBeGreaterThanOrEqual(3);
+    expect(heartbeats[0]?.heartbeat).toMatchObject({ running: 1, slots: 2 });
+    expect(h.calls[0]).toBe('connected');
+  });
+
+  it('hands every kind of work to its handler method, in order', async () => {
+    const h = harness();
+    open = h.link;
+    h.link.start();
+    await wait(100);
+    const orch = h.sessions[0];
+    orch?.send({ assign: { jobId: 'j1', attempt: 1 } });
+    orch?.send({ cancel: { jobId: 'j1', attempt: 1, reason: 'x' } });
+    orch?.send({ modelChunk: { sha256: 'abc', offset: 0, last: true } });
+    orch?.send({ resultAck: { jobId: 'j0', attempt: 1 } });
+    await wait();
+    expect(h.calls).toEqual(['connected', 'assign j1', 'cancel j1', 'chunk abc', 'ack j0']);
+  });
+
+  it('reconnects with a new session when the orchestrator ends it, and tells the handler', async () => {
+    const h = harness();
+    open = h.link;
+    h.link.start();
+    await wait(100);
+    h.sessions[0]?.close(new ConclaveError('ORCH-NET-602', { detail: 'orchestrator shutting down' }));
+    await wait(1_500);
+    expect(h.sessions.length).toBeGreaterThanOrEqual(2);
+    expect(h.link.state).toBe('connected');
+    expect(h.calls).toEqual(['connected', 'disconnected NODE-NET-602', 'connected']);
+  });
+
+  it('stops, without retrying, when the orchestrator says the node is revoked', async () => {
+    const h = harness();
+    open = h.link;
+    h.link.start();
+    await wait(100);
+    h.sessions[0]?.close(authError('orchestrator', 'revoked', { detail: 'revoked by operator' }));
+    await wait(600);
+    expect(h.link.state).toBe('closed');
+    expect(h.sessions).toHaveLength(1);
+    expect(h.calls).toEqual(['connected', 'fatal revoked']);
+  });
+
+  it('says goodbye when it closes, and sends nothing after', async () => {
+    const h = harness();
+    h.link.start();
+    await wait(100);
+    await h.link.close('node shutting down');
+    await wait();
+    expect(h.received.at(-1)).toMatchObject({ body: 'goodbye', goodbye: { reason: 'node shutting down' } });
+    expect(h.link.send({ heartbeat: {} })).toBe(false);
+  });
+});

@@ -1,0 +1,143 @@
+import { describe, expect, it } from 'vitest';
+import { captureLogger, ConclaveError } from '@conclave/common';
+import { inMemoryFrameStreams } from './in-memory-frame-stream.js';
+import { authError } from './secure/auth-failure.js';
+import { MemoryEnrollment } from './secure/enrollment.js';
+import { createInitiator, createResponder } from './secure/handshake.js';
+import { fingerprint, identityFromSeed, nodeIdFromPublicKey } from './secure/identity.js';
+import { PinSet } from './secure/pins.js';
+import { SecureSession, type FrameStream } from './secure-session.js';
+import { deterministicRandom } from './secure/test-support.js';
+
+const encode = (s: string): Uint8Array => new Uint8Array(Buffer.from(s));
+const decode = (b: Uint8Array): string => Buffer.from(b).toString();
+const wait = (ms = 20): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Both ends of one session over an in-memory stream pair, each recording what it got. */
+function pair(options: { nodeAccepted?: boolean; trustOrchestrator?: boolean; onOrchestratorMessage?: (m: string) => void } = {}) {
+  const random = deterministicRandom('secure-session');
+  const node = identityFromSeed(random(32));
+  const orchestrator = identityFromSeed(random(32));
+  const enrollment = new MemoryEnrollment();
+  if (options.nodeAccepted ?? true) enrollment.setStatus(nodeIdFromPublicKey(node.publicKey), 'accepted', node.publicKey);
+  const pins = new PinSet([fingerprint((options.trustOrchestrator ?? true) ? orchestrator.publicKey : node.publicKey)]);
+  const logs = captureLogger('TEST');
+  const [nodeStream, orchStream] = inMemoryFrameStreams();
+  const ends = {
+    node: { messages: [] as string[], closed: [] as ConclaveError[], established: 0 },
+    orchestrator: { messages: [] as string[], closed: [] as ConclaveError[], established: 0 },
+  };
+  const make = (side: 'node' | 'orchestrator', stream: FrameStream): SecureSession<string, string> =>
+    new SecureSession<string, string>({
+      stream,
+      side:
+        side === 'node'
+          ? { role: 'initiator', handshake: createInitiator({ identity: node, pins, logger: logs.logger }) }
+          : { role: 'responder', handshake: createResponder({ identity: orchestrator, hooks: enrollment, logger: logs.logger }) },
+      encode,
+      decode,
+      codes: side === 'node'
+        ? { failed: 'NODE-NET-601', ended: 'NODE-NET-602', protocol: 'NODE-NET-602' }
+        : { failed: 'ORCH-NET-602', ended: 'ORCH-NET-602', protocol: 'ORCH-NET-603' },
+      peerName: side === 'node' ? 'orchestrator' : 'node',
+      logger: logs.logger,
+      onEstablished: () => {
+        ends[side].established++;
+      },
+      onMessage: (m) => {
+        if (side === 'orchestrator') options.onOrchestratorMessage?.(m);
+        ends[side].messages.push(m);
+      },
+      onClosed: (reason) => {
+        ends[side].closed.push(reason);
+      },
+      lingerMs: 10,
+    });
+  // The responder must listen before the initiator's HELLO arrives; both are set up in this tick.
+  const orchSession = make('orchestrator', orchStream);
+  const nodeSession = make('node', nodeStream);
+  return { nodeSession, orchSession, ends, nodeStream, orchStream };
+}
+
+describe('SecureSession', () => {
+  it('runs the handshake, then carries sealed messages both ways in order', async () => {
+    const { nodeSession, orchSession, ends, nodeStream } = pair();
+    await wait();
+    expect([nodeSession.state, orchSession.state]).toEqual(['open', 'open']);
+    expect([ends.node.established, ends.orchestrator.established]).toEqual([1, 1]);
+    for (const m of ['a', 'b', 'c']) expect(nodeSession.send(m)).toBe(true);
+    orchSession.send('pong');
+    await wait();
+    expect(ends.orchestrator.messages).toEqual(['a', 'b', 'c']);
+    expect(ends.node.messages).toEqual(['pong']);
+    // Nothing after the handshake travels in the clear.
+    const written = (nodeStream as unknown as { written: Array<{ frame: string; sealed?: Uint8Array }> }).written;
+    const sealed = written.filter((f) => f.frame === 'sealed');
+    expect(sealed).toHaveLength(3);
+    for (const f of sealed) expect(Buffer.from(f.sealed as Uint8Array).includes(Buffer.from('b'))).toBe(false);
+  });
+
+  it('tells the peer a failure in a sealed CLOSE it can trust, and ends both ends once', async () => {
+    const { nodeSession, orchSession, ends } = pair();
+    await wait();
+    orchSession.close(authError('orchestrator', 'revoked', { detail: 'operator revoked it' }));
+    await wait(40);
+    expect(nodeSession.state).toBe('closed');
+    expect(nodeSession.send('late')).toBe(false);
+    expect(ends.node.closed).toHaveLength(1);
+    // The node learns "revoked" from the sealed frame, so it knows not to retry.
+    expect(ends.node.closed[0]?.data['failure']).toBe('revoked');
+    expect(ends.orchestrator.closed.map((e) => e.data['failure'])).toEqual(['revoked']);
+  });
+
+  it('ends with the side\'s own code when the peer closes without a failure or the stream ends', async () => {
+    const { nodeSession, ends } = pair();
+    await wait();
+    nodeSession.close(new ConclaveError('NODE-NET-602', { detail: 'node shutting down' }));
+    await wait(40);
+    expect(ends.orchestrator.closed.map((e) => e.code)).toEqual(['ORCH-NET-602']);
+    expect(ends.orchestrator.closed[0]?.message).toContain('node closed the session');
+  });
+
+  it('refuses a frame in the clear after the handshake with the protocol code', async () => {
+    const { orchSession, ends, nodeStream } = pair();
+    await wait();
+    nodeStream.write({ handshake: encode('not a handshake any more') });
+    await wait(40);
+    expect(orchSession.state).toBe('closed');
+    expect(ends.orchestrator.closed.map((e) => e.code)).toEqual(['ORCH-NET-603']);
+    expect(ends.orchestrator.messages).toEqual([]);
+  });
+
+  it('closes with the error a message handler throws, and reads no frame after it', async () => {
+    const { nodeSession, ends } = pair({
+      onOrchestratorMessage: (m) => {
+        if (m === 'two') throw new ConclaveError('ORCH-NET-603', { detail: 'register sent twice' });
+      },
+    });
+    await wait();
+    for (const m of ['one', 'two', 'three']) nodeSession.send(m);
+    await wait(40);
+    expect(ends.orchestrator.messages).toEqual(['one']);
+    expect(ends.orchestrator.closed.map((e) => e.code)).toEqual(['ORCH-NET-603']);
+    expect(ends.node.closed).toHaveLength(1);
+  });
+
+  it('fails the handshake with the handshake\'s coded error when the node does not trust the key', async () => {
+    const { nodeSession, ends } = pair({ trustOrchestrator: false });
+    await wait(40);
+    expect(nodeSession.state).toBe('closed');
+    expect(ends.node.established).toBe(0);
+    expect(ends.node.closed[0]?.data['failure']).toBe('pin-mismatch');
+  });
+
+  it('refuses an unknown node after it proved its key, in a sealed CLOSE naming why', async () => {
+    const { ends } = pair({ nodeAccepted: false });
+    await wait(40);
+    // The node finished its side of the handshake; the orchestrator never opened the session.
+    expect([ends.node.established, ends.orchestrator.established]).toEqual([1, 0]);
+    expect(ends.node.messages).toEqual([]);
+    expect(ends.node.closed.map((e) => e.data['failure'])).toEqual(['unknown-node']);
+    expect(ends.orchestrator.closed).toHaveLength(1);
+  });
+});
