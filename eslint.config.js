@@ -1,6 +1,6 @@
 // Lint: typescript-eslint's recommended rules plus the type-aware ones that catch real
-// bugs in async code (floating and misused promises). Generated code and build output
-// are not linted. Import cycles are checked by madge in `pnpm lint`.
+// bugs in async code (floating and misused promises), in tests too. Generated code and
+// build output are not linted. Import cycles are checked by madge in `pnpm lint`.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
@@ -22,8 +22,15 @@ export default tseslint.config(
     },
   },
   {
-    // Tests are outside the packages' build tsconfigs: lint them without type information.
-    files: ['**/*.test.ts', '*.config.ts'],
+    // Tests are outside the packages' build tsconfigs; tsconfig.tests.json (which `pnpm lint`
+    // type-checks) gives them their types, so the same type-aware rules hold for them.
+    files: ['**/*.test.ts'],
+    languageOptions: {
+      parserOptions: { projectService: false, project: ['./tsconfig.tests.json'], tsconfigRootDir: import.meta.dirname },
+    },
+  },
+  {
+    files: ['*.config.ts'],
     ...tseslint.configs.disableTypeChecked,
   },
   {

@@ -11,13 +11,13 @@ describe('bench measurements', () => {
     expect(percentileOf([10, 1, 5, 3], 0.5)).toBe(3);
   });
 
-  it.runIf(process.platform === 'linux')('counts the CPU this process spends, per thread and in all', () => {
+  it.runIf(process.platform === 'linux')('counts the CPU this process spends, per thread and in all, not the time that passes', async () => {
     const before = processCpuNanos(process.pid);
     const threadsBefore = threadCpuNanos(process.pid);
     const until = Date.now() + 60;
-    let spin = 0;
-    while (Date.now() < until) spin++;
-    expect(spin).toBeGreaterThan(0);
+    while (Date.now() < until) {
+      // Busy: 60 ms of wall time, all of it wanting a CPU.
+    }
     const spent = processCpuNanos(process.pid) - before;
     // 60 ms of wall time on this thread: at least half of it on a CPU even on a loaded machine,
     // and the total is not in 10 ms ticks.
@@ -25,5 +25,12 @@ describe('bench measurements', () => {
     expect(spent % 10e6).not.toBe(0);
     const main = (threadCpuNanos(process.pid).get(process.pid) ?? 0) - (threadsBefore.get(process.pid) ?? 0);
     expect(main).toBeGreaterThan(30e6);
+
+    // Asleep for 100 ms, the process uses next to no CPU: a clock in place of the counters fails here.
+    const idleBefore = processCpuNanos(process.pid);
+    const idleThreadBefore = threadCpuNanos(process.pid).get(process.pid) ?? 0;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(processCpuNanos(process.pid) - idleBefore).toBeLessThan(50e6);
+    expect((threadCpuNanos(process.pid).get(process.pid) ?? 0) - idleThreadBefore).toBeLessThan(50e6);
   });
 });

@@ -2,7 +2,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ConclaveError } from './errors/conclave-error.js';
 import { SECTIONS, type Logger } from './logger.js';
 import { captureLogger, createLogger, nullLogger, UNEXPECTED_ERROR_MESSAGE } from './winston-logger.js';
@@ -83,9 +83,26 @@ describe('captureLogger', () => {
     expect(lines[0]).toContain('url=redis://:***@127.0.0.1:6379');
   });
 
-  it('nullLogger accepts everything', () => {
-    nullLogger.child({ a: 1 }).failure(new Error('x'));
-    nullLogger.info('NET', 'x');
+  it('nullLogger drops everything, through its children too: nothing reaches stdout, stderr or the console', async () => {
+    const written: string[] = [];
+    const record = (...args: unknown[]): void => void written.push(args.map(String).join(' '));
+    const spies = [
+      vi.spyOn(process.stdout, 'write').mockImplementation((chunk: unknown) => (record(chunk), true)),
+      vi.spyOn(process.stderr, 'write').mockImplementation((chunk: unknown) => (record(chunk), true)),
+      ...(['log', 'info', 'warn', 'error', 'debug'] as const).map((method) => vi.spyOn(console, method).mockImplementation(record)),
+    ];
+    try {
+      for (const logger of [nullLogger, nullLogger.child({ node: 'ab12' }).child({ jobId: 'j1' })]) {
+        for (const level of ['error', 'warn', 'info', 'debug'] as const) logger[level]('NET', 'x', { err: new Error('y'), password: 'hunter2' });
+        logger.failure(new ConclaveError('ORCH-NET-601', { detail: 'redis://:hunter2@h:1' }), { section: 'NET' });
+        logger.failure('not even an Error');
+      }
+      // A logger that writes through a stream may do so a tick later.
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    } finally {
+      for (const spy of spies) spy.mockRestore();
+    }
+    expect(written).toEqual([]);
   });
 });
 

@@ -6,7 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { ConclaveError, assertPortFree, launchRedis, maskUrlCredentials } from '@conclave/common';
-import type { Logger, RedisServerHandle } from '@conclave/common';
+import type { RedisServerHandle } from '@conclave/common';
 import {
   DEFAULT_CHANNEL_OPTIONS, HandshakeRateLimiter, encodeJoinString, fingerprint, loadConclaveProtos, loadOrCreateIdentity,
 } from '@conclave/protocol';
@@ -22,52 +22,21 @@ import { createOrchestratorMetrics } from './metrics.js';
 import { ModelRegistry } from './model-registry.js';
 import { RedisEnrollmentStore } from './enrollment-store.js';
 import { NodeRegistry } from './node-registry.js';
+import { resolveOrchestratorOptions, type OrchestratorOptions } from './orchestrator-options.js';
 import { loadOrCreateOperatorToken, withOperatorAuth } from './operator-auth.js';
 import { connectRedis } from './redis-connection.js';
 import { BULL_PREFIX, JOB_QUEUE_NAME } from './redis-keys.js';
 
 export const ORCHESTRATOR_VERSION = '0.1.0';
 
+// The front door (index.ts) and earlier callers import the options type from here.
+export type { OrchestratorOptions } from './orchestrator-options.js';
+
 /** How long one shutdown step (a server, the queue, a connection) may take. */
 const CLOSE_STEP_TIMEOUT_MS = 3_000;
 
 /** How long /readyz waits for Redis to answer before it reports it unreachable. */
 const READINESS_TIMEOUT_MS = 1_000;
-
-export interface OrchestratorOptions {
-  /** Redis to keep state in. @default an embedded redis-server under `<dataDir>/redis` */
-  redisUrl?: string;
-  /** gRPC listen host: sessions are sealed and the Control API needs the operator token. @default '0.0.0.0' */
-  grpcHost?: string;
-  /** @default 7400; 0 picks a free port */
-  grpcPort?: number;
-  /** Health and metrics have no authentication, so they stay on loopback unless asked. @default '127.0.0.1' */
-  httpHost?: string;
-  /** @default 7401; 0 picks a free port; -1 disables HTTP */
-  httpPort?: number;
-  dataDir: string;
-  logger: Logger;
-  /** @default 1000 */
-  heartbeatIntervalMs?: number;
-  /** How long results are kept after a job ends. @default 3600 */
-  resultTtlSeconds?: number;
-  /** @default 30000 */
-  defaultJobTimeoutMs?: number;
-  /** @default 100000 */
-  maxQueuedJobs?: number;
-  /** First run plus retries. @default 5 */
-  jobAttempts?: number;
-  /** auto: a valid join token accepts a node; manual: it waits as pending until approved. @default 'auto' */
-  approval?: 'auto' | 'manual';
-  /** What join strings tell nodes to dial. @default the listen address (hostname when on all interfaces) */
-  advertiseAddress?: string;
-  /** @default 1 hour */
-  defaultTokenTtlMs?: number;
-  /** Bearer token for the Control API. @default read from `<dataDir>/operator-token`, generated at first start */
-  operatorToken?: string;
-  /** gRPC over TLS (in addition to the sealed sessions). */
-  tls?: { certPath: string; keyPath: string };
-}
 
 export interface OrchestratorHandle {
   grpcPort: number;
@@ -89,10 +58,7 @@ export interface OrchestratorHandle {
 }
 
 export async function startOrchestrator(options: OrchestratorOptions): Promise<OrchestratorHandle> {
-  const o = {
-    grpcHost: '0.0.0.0', approval: 'auto' as const, defaultTokenTtlMs: 3_600_000, grpcPort: 7400, httpPort: 7401, heartbeatIntervalMs: 1000, resultTtlSeconds: 3600,
-    defaultJobTimeoutMs: 30_000, maxQueuedJobs: 100_000, jobAttempts: 5, ...options,
-  };
+  const o = resolveOrchestratorOptions(options);
   const logger = o.logger;
   await mkdir(o.dataDir, { recursive: true });
   const cleanups: Array<() => Promise<unknown>> = [];
@@ -111,7 +77,7 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
     // Before anything starts: a taken port is the commonest start-up failure, and found after
     // Redis is up it would come wrapped in Redis's start and stop lines.
     await assertPortFree({ host: o.grpcHost, port: o.grpcPort, errorCode: 'ORCH-NET-604', listener: 'gRPC' });
-    if (o.httpPort > 0) await assertPortFree({ host: o.httpHost ?? '127.0.0.1', port: o.httpPort, errorCode: 'ORCH-NET-605', listener: 'HTTP' });
+    if (o.httpPort > 0) await assertPortFree({ host: o.httpHost, port: o.httpPort, errorCode: 'ORCH-NET-605', listener: 'HTTP' });
     // Bad input too: a TLS file that is no PEM is found before anything starts or is written.
     const credentials = o.tls ? await serverTlsCredentials(o.tls) : grpc.ServerCredentials.createInsecure();
     let embeddedRedis: RedisServerHandle | undefined;
@@ -178,7 +144,7 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
     let httpPort = -1;
     if (o.httpPort >= 0) {
       const http = await startHttpServer({
-        host: o.httpHost ?? '127.0.0.1', port: o.httpPort, logger,
+        host: o.httpHost, port: o.httpPort, logger,
         metrics: createOrchestratorMetrics({ queue, jobs, registry }),
         readiness: async () => {
           const failed: string[] = [];

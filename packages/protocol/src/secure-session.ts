@@ -1,5 +1,5 @@
-import { ConclaveError } from '@conclave/common';
-import type { ErrorCode, Logger, LogMeta } from '@conclave/common';
+import { ConclaveError } from '@conclave/common/core';
+import type { ErrorCode, Logger, LogMeta } from '@conclave/common/core';
 import { failureOf } from './secure/auth-failure.js';
 import type { EstablishedSession, HandshakeInitiator, HandshakeResponder, HandshakeStep } from './secure/handshake.js';
 import { SealedChannel } from './secure/sealed-channel.js';

@@ -1,5 +1,6 @@
 import { ConclaveError, z } from '@conclave/common';
 import { isValidAddress } from '@conclave/protocol';
+import { ORCHESTRATOR_DEFAULTS } from '../orchestrator-options.js';
 import { DURATION_PATTERN, parseDurationMs } from './duration.js';
 
 const UINT32_MAX = 4_294_967_295;
@@ -22,37 +23,38 @@ export const durationMs = z
     return ms;
   });
 
+/** `orchestrator start`'s own default: the orchestrator itself has none (OrchestratorOptions.dataDir). */
+export const DEFAULT_DATA_DIR = './.conclave/orchestrator';
+
+const defaults = ORCHESTRATOR_DEFAULTS;
+
 /**
- * `orchestrator start`: flags > CONCLAVE_* env > YAML file > these defaults.
+ * `orchestrator start`: flags > CONCLAVE_* env > YAML file > defaults, which come from
+ * ORCHESTRATOR_DEFAULTS (orchestrator-options.ts documents each knob).
  * docs/configuration.md lists every key; keep the two in step.
  */
 export const startConfigSchema = z.object({
   /** Absent: an embedded redis-server under <dataDir>/redis. */
   redisUrl: z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://').optional(),
-  /** All interfaces: boards dial in over sealed sessions, and the Control API needs the operator token. */
-  grpcHost: z.string().min(1).default('0.0.0.0'),
-  /** 0 picks a free port (tests). */
-  grpcPort: port(7400),
-  /** Health and metrics carry no authentication: loopback unless asked. */
-  httpHost: z.string().min(1).default('127.0.0.1'),
-  /** 0 picks a free port; -1 turns HTTP off. */
-  httpPort: z.number().int().min(-1).max(65_535).default(7401),
-  dataDir: z.string().min(1).default('./.conclave/orchestrator'),
+  grpcHost: z.string().min(1).default(defaults.grpcHost),
+  grpcPort: port(defaults.grpcPort),
+  httpHost: z.string().min(1).default(defaults.httpHost),
+  httpPort: z.number().int().min(-1).max(65_535).default(defaults.httpPort),
+  dataDir: z.string().min(1).default(DEFAULT_DATA_DIR),
   logLevel,
-  heartbeatIntervalMs: z.number().int().positive().optional(),
-  resultTtlSeconds: z.number().int().positive().optional(),
-  defaultJobTimeoutMs: z.number().int().positive().optional(),
-  maxQueuedJobs: z.number().int().positive().optional(),
-  jobAttempts: z.number().int().positive().optional(),
-  /** auto: a valid join token accepts a node; manual: it waits as pending until `nodes approve`. */
-  approval: z.enum(['auto', 'manual']).default('auto'),
-  /** What join strings carry. Absent: 127.0.0.1:<port> on loopback, else <hostname>:<port> (orchestrator.ts). */
+  heartbeatIntervalMs: z.number().int().positive().default(defaults.heartbeatIntervalMs),
+  resultTtlSeconds: z.number().int().positive().default(defaults.resultTtlSeconds),
+  defaultJobTimeoutMs: z.number().int().positive().default(defaults.defaultJobTimeoutMs),
+  maxQueuedJobs: z.number().int().positive().default(defaults.maxQueuedJobs),
+  jobAttempts: z.number().int().positive().default(defaults.jobAttempts),
+  approval: z.enum(['auto', 'manual']).default(defaults.approval),
+  /** Absent: 127.0.0.1:<port> on loopback, else <hostname>:<port>, found at start. */
   advertiseAddress: z.string().refine(isValidAddress, 'must be HOST:PORT (IPv6 in brackets)').optional(),
   /** PEM certificate and key for gRPC over TLS; both or neither. */
   tlsCert: z.string().min(1).optional(),
   tlsKey: z.string().min(1).optional(),
-  /** Lifetime of a join token created without --ttl. Absent: startOrchestrator's default (1h). */
-  tokenTtl: durationMs.optional(),
+  /** Lifetime of a join token created without --ttl (`defaultTokenTtlMs`), as text such as 1h. */
+  tokenTtl: durationMs.default(defaults.defaultTokenTtlMs),
   /** The Control API's bearer token (env CONCLAVE_OPERATOR_TOKEN); absent: <dataDir>/operator-token. */
   operatorToken: z.string().min(1).optional(),
 });
@@ -95,6 +97,8 @@ export const submitFlagsSchema = z.object({
 export const readFlagsSchema = z.object({ json: z.boolean().default(false) });
 
 export type StartConfigInput = z.input<typeof startConfigSchema>;
+/** The resolved configuration of `orchestrator start`. */
+export type StartConfig = z.output<typeof startConfigSchema>;
 export type ClientConfig = z.output<typeof clientConfigSchema>;
 export type SubmitFlags = z.output<typeof submitFlagsSchema>;
 

@@ -6,6 +6,7 @@ import { OPERATOR_TOKEN_FILE } from '../operator-auth.js';
 import type { CliIo } from './cli-io.js';
 import { describeFailure } from './cli-failure.js';
 import {
+  DEFAULT_DATA_DIR,
   clientConfigSchema,
   dropUndefined,
   parseFlags,
@@ -15,6 +16,7 @@ import {
   tokenCreateFlagsSchema,
 } from './config-schemas.js';
 import type { ControlCalls } from './control-calls.js';
+import { formatDurationMs } from './duration.js';
 import { EXIT_OK, EXIT_USAGE } from './exit-codes.js';
 import type { ReadText } from './job-input.js';
 import { cancelJobCommand, getJobCommand, submitJobCommand } from './jobs-command.js';
@@ -36,7 +38,7 @@ export interface ConnectOptions {
  * Data dirs searched for the operator token when no --data-dir is given, in order: the default of
  * `orchestrator start`, then the local fleet's orchestrator (`pnpm start`).
  */
-export const DEFAULT_TOKEN_DATA_DIRS = ['./.conclave/orchestrator', './.conclave/local/orchestrator'] as const;
+export const DEFAULT_TOKEN_DATA_DIRS = [DEFAULT_DATA_DIR, './.conclave/local/orchestrator'] as const;
 
 /** Everything the CLI takes from the process; main.ts passes the real ones, tests their own. */
 export interface OrchestratorCliDeps {
@@ -113,7 +115,7 @@ export function buildOrchestratorProgram(deps: OrchestratorCliDeps, setExitCode:
     .option('--advertise-address <host:port>', 'address that join strings carry (default 127.0.0.1:<port> on loopback, else <hostname>:<port>; env CONCLAVE_ADVERTISE_ADDRESS)')
     .option('--tls-cert <file>', 'PEM certificate: serve gRPC over TLS (with --tls-key; env CONCLAVE_TLS_CERT)')
     .option('--tls-key <file>', 'PEM private key of --tls-cert (env CONCLAVE_TLS_KEY)')
-    .option('--token-ttl <duration>', 'lifetime of a join token created without --ttl, e.g. 30m, 1h, 7d (default 1h; env CONCLAVE_TOKEN_TTL)')
+    .option('--token-ttl <duration>', `lifetime of a join token created without --ttl, e.g. 30m, 1h, 7d (default ${formatDurationMs(START_DEFAULTS.tokenTtl)}; env CONCLAVE_TOKEN_TTL)`)
     .option('--config <file>', 'YAML file with the same keys in camelCase (env CONCLAVE_CONFIG)')
     .action(async (opts: Record<string, string | undefined>) => {
       const { config: file, ...flags } = opts;

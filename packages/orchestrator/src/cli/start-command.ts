@@ -5,69 +5,21 @@ import {
   createLogger,
   type ClosableLogger,
   type DataDirLock,
-  type LogLevel,
   type Logger,
   type LoggerOptions,
 } from '@conclave/common';
+import type { OrchestratorHandle } from '../orchestrator.js';
+import type { OrchestratorOptions } from '../orchestrator-options.js';
 import type { TextOut } from './cli-io.js';
 import { describeFailure } from './cli-failure.js';
+import type { StartConfig } from './config-schemas.js';
 import { EXIT_FAILURE, EXIT_OK } from './exit-codes.js';
 
-/** The resolved configuration of `orchestrator start` (see start-config.ts for the schema and defaults). */
-export interface StartConfig {
-  redisUrl?: string | undefined;
-  grpcHost: string;
-  grpcPort: number;
-  httpHost?: string | undefined;
-  httpPort: number;
-  dataDir: string;
-  logLevel: LogLevel;
-  heartbeatIntervalMs?: number | undefined;
-  resultTtlSeconds?: number | undefined;
-  defaultJobTimeoutMs?: number | undefined;
-  maxQueuedJobs?: number | undefined;
-  jobAttempts?: number | undefined;
-  approval: 'auto' | 'manual';
-  advertiseAddress?: string | undefined;
-  tlsCert?: string | undefined;
-  tlsKey?: string | undefined;
-  /** Default join token lifetime, in ms (parsed from `1h` and the like). */
-  tokenTtl?: number | undefined;
-  operatorToken?: string | undefined;
-}
-
-/** What `startOrchestrator` takes and returns, as far as the CLI needs it (orchestrator.ts has the full types). */
-export interface StartOrchestratorOptions {
-  redisUrl?: string;
-  grpcHost?: string;
-  grpcPort?: number;
-  httpHost?: string;
-  httpPort?: number;
-  dataDir: string;
-  logger: Logger;
-  heartbeatIntervalMs?: number;
-  resultTtlSeconds?: number;
-  defaultJobTimeoutMs?: number;
-  maxQueuedJobs?: number;
-  jobAttempts?: number;
-  approval?: 'auto' | 'manual';
-  advertiseAddress?: string;
-  tls?: { certPath: string; keyPath: string };
-  defaultTokenTtlMs?: number;
-  operatorToken?: string;
-}
-
-export interface StartedOrchestrator {
-  grpcPort: number;
-  httpPort: number;
-  /** `host:port` for nodes and clients. */
-  address?: string;
-  redisUrl: string;
-  close(): Promise<void>;
-}
+/** What the CLI needs of a started orchestrator (tests fake it). */
+export type StartedOrchestrator = Pick<OrchestratorHandle, 'grpcPort' | 'httpPort' | 'redisUrl' | 'close'>;
 
 export interface StartDeps {
-  startOrchestrator(options: StartOrchestratorOptions): Promise<StartedOrchestrator>;
+  startOrchestrator(options: OrchestratorOptions): Promise<StartedOrchestrator>;
   /** Resolves with the signal name on the first SIGINT/SIGTERM (main.ts wires the process). */
   shutdownSignal: Promise<string>;
   /** Where the one-line startup failure goes. */
@@ -129,27 +81,26 @@ async function runLocked(config: StartConfig, dataDir: string, deps: StartDeps):
   }
 }
 
-export function toOrchestratorOptions(config: StartConfig, dataDir: string, logger: Logger): StartOrchestratorOptions {
-  const { redisUrl, httpHost, heartbeatIntervalMs, resultTtlSeconds, defaultJobTimeoutMs, maxQueuedJobs, jobAttempts } = config;
-  const { advertiseAddress, tlsCert, tlsKey, tokenTtl, operatorToken } = config;
-  // Unset knobs stay absent so that startOrchestrator's own defaults apply.
+export function toOrchestratorOptions(config: StartConfig, dataDir: string, logger: Logger): OrchestratorOptions {
+  const { redisUrl, advertiseAddress, tlsCert, tlsKey, operatorToken } = config;
+  // These have no default before start (OrchestratorOptions says how each is found): absent stays absent.
   return {
     ...(redisUrl !== undefined ? { redisUrl } : {}),
     grpcHost: config.grpcHost,
     grpcPort: config.grpcPort,
-    ...(httpHost !== undefined ? { httpHost } : {}),
+    httpHost: config.httpHost,
     httpPort: config.httpPort,
     dataDir,
     logger,
-    ...(heartbeatIntervalMs !== undefined ? { heartbeatIntervalMs } : {}),
-    ...(resultTtlSeconds !== undefined ? { resultTtlSeconds } : {}),
-    ...(defaultJobTimeoutMs !== undefined ? { defaultJobTimeoutMs } : {}),
-    ...(maxQueuedJobs !== undefined ? { maxQueuedJobs } : {}),
-    ...(jobAttempts !== undefined ? { jobAttempts } : {}),
+    heartbeatIntervalMs: config.heartbeatIntervalMs,
+    resultTtlSeconds: config.resultTtlSeconds,
+    defaultJobTimeoutMs: config.defaultJobTimeoutMs,
+    maxQueuedJobs: config.maxQueuedJobs,
+    jobAttempts: config.jobAttempts,
     approval: config.approval,
     ...(advertiseAddress !== undefined ? { advertiseAddress } : {}),
     ...(tlsCert !== undefined && tlsKey !== undefined ? { tls: { certPath: resolve(tlsCert), keyPath: resolve(tlsKey) } } : {}),
-    ...(tokenTtl !== undefined ? { defaultTokenTtlMs: tokenTtl } : {}),
+    defaultTokenTtlMs: config.tokenTtl,
     ...(operatorToken !== undefined ? { operatorToken } : {}),
   };
 }

@@ -1,4 +1,4 @@
-import { ConclaveError, type ErrorCode } from '@conclave/common';
+import { ConclaveError, type ErrorCode } from '@conclave/common/core';
 
 /**
  * Which end of a session a piece of code plays. The node dials, so it is always the handshake

@@ -1,4 +1,4 @@
-import type { ConclaveError, LogMeta, Logger } from '@conclave/common';
+import type { ConclaveError, LogMeta, Logger } from '@conclave/common/core';
 import nacl from 'tweetnacl';
 import { authError, failureOf, remoteAuthError, wireReasonOf, type AuthFailure, type Role } from './auth-failure.js';
 import { bytesEqual, concatBytes, toHex, utf8, wipe } from './bytes.js';

@@ -1,7 +1,7 @@
 import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConclaveError } from '@conclave/common';
+import { ConclaveError } from '@conclave/common/core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   fingerprint,

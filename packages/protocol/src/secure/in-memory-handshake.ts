@@ -1,4 +1,4 @@
-import type { ConclaveError } from '@conclave/common';
+import type { ConclaveError } from '@conclave/common/core';
 import type { HandshakeInitiator, HandshakeResponder, HandshakeStep } from './handshake.js';
 import { SealedChannel, type OpenResult, type SealedChannelOptions } from './sealed-channel.js';
 

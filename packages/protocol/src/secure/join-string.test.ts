@@ -1,4 +1,4 @@
-import { ConclaveError } from '@conclave/common';
+import { ConclaveError } from '@conclave/common/core';
 import { describe, expect, it } from 'vitest';
 import { fingerprint, identityFromSeed } from './identity.js';
 import { decodeJoinString, encodeJoinString, generateJoinToken, hashToken, tokenMatchesHash } from './join-string.js';

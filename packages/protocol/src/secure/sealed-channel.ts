@@ -1,4 +1,4 @@
-import type { ConclaveError, LogMeta, Logger } from '@conclave/common';
+import type { ConclaveError, LogMeta, Logger } from '@conclave/common/core';
 import nacl from 'tweetnacl';
 import {
   authError,

@@ -1,0 +1,109 @@
+import type { Logger } from '@conclave/common';
+
+// Types and plain values only: the CLI's schema reads ORCHESTRATOR_DEFAULTS, and client commands
+// must not load what startOrchestrator needs (BullMQ, onnxruntime).
+
+/** What `startOrchestrator` takes; `resolveOrchestratorOptions` fills in the defaults. */
+export interface OrchestratorOptions {
+  /** Redis to keep state in. @default an embedded redis-server under `<dataDir>/redis` */
+  redisUrl?: string;
+  /** gRPC listen host: sessions are sealed and the Control API needs the operator token. @default '0.0.0.0' */
+  grpcHost?: string;
+  /** 0 picks a free port. @default 7400 */
+  grpcPort?: number;
+  /** Health and metrics have no authentication, so they stay on loopback unless asked. @default '127.0.0.1' */
+  httpHost?: string;
+  /** 0 picks a free port; -1 disables HTTP. @default 7401 */
+  httpPort?: number;
+  /** The orchestrator's key, operator token, model files and (embedded) Redis data. */
+  dataDir: string;
+  logger: Logger;
+  /** Node heartbeat period: the registry judges a node by the heartbeats it missed. @default 1000 */
+  heartbeatIntervalMs?: number;
+  /** How long results are kept after a job ends. @default 3600 */
+  resultTtlSeconds?: number;
+  /** Timeout of a job submitted without one. @default 30_000 */
+  defaultJobTimeoutMs?: number;
+  /** Above this many queued jobs, submits fail with ORCH-REQ-204. @default 100_000 */
+  maxQueuedJobs?: number;
+  /** First run plus retries. @default 5 */
+  jobAttempts?: number;
+  /** auto: a valid join token accepts a node; manual: it waits as pending until approved. @default 'auto' */
+  approval?: 'auto' | 'manual';
+  /**
+   * What join strings tell nodes to dial.
+   * @default `127.0.0.1:<grpc port>` when listening on loopback, else `<hostname>:<grpc port>`
+   */
+  advertiseAddress?: string;
+  /** Lifetime of a join token created without a TTL. @default 3_600_000 (1 h) */
+  defaultTokenTtlMs?: number;
+  /** Bearer token for the Control API. @default read from `<dataDir>/operator-token`, generated at first start */
+  operatorToken?: string;
+  /** gRPC over TLS (in addition to the sealed sessions). @default none: plain gRPC */
+  tls?: { certPath: string; keyPath: string };
+}
+
+// The options whose default is known before start; the others are found at start (see their docs).
+type DefaultedKey =
+  | 'grpcHost'
+  | 'grpcPort'
+  | 'httpHost'
+  | 'httpPort'
+  | 'heartbeatIntervalMs'
+  | 'resultTtlSeconds'
+  | 'defaultJobTimeoutMs'
+  | 'maxQueuedJobs'
+  | 'jobAttempts'
+  | 'approval'
+  | 'defaultTokenTtlMs';
+
+export interface ResolvedOrchestratorOptions extends Required<Pick<OrchestratorOptions, DefaultedKey | 'dataDir' | 'logger'>> {
+  /** Absent: startOrchestrator launches an embedded redis-server. */
+  redisUrl: string | undefined;
+  /** Absent: derived from the bound gRPC port. */
+  advertiseAddress: string | undefined;
+  /** Absent: `<dataDir>/operator-token`. */
+  operatorToken: string | undefined;
+  tls: { certPath: string; keyPath: string } | undefined;
+}
+
+/**
+ * The one place the orchestrator's defaults are written: `startOrchestrator` resolves with them
+ * and `orchestrator start`'s schema (cli/config-schemas.ts) takes its defaults from them.
+ */
+export const ORCHESTRATOR_DEFAULTS: Readonly<Pick<ResolvedOrchestratorOptions, DefaultedKey>> = Object.freeze({
+  grpcHost: '0.0.0.0',
+  grpcPort: 7400,
+  httpHost: '127.0.0.1',
+  httpPort: 7401,
+  heartbeatIntervalMs: 1000,
+  resultTtlSeconds: 3600,
+  defaultJobTimeoutMs: 30_000,
+  maxQueuedJobs: 100_000,
+  jobAttempts: 5,
+  approval: 'auto',
+  defaultTokenTtlMs: 3_600_000,
+});
+
+export function resolveOrchestratorOptions(options: OrchestratorOptions): ResolvedOrchestratorOptions {
+  const d = ORCHESTRATOR_DEFAULTS;
+  return {
+    redisUrl: options.redisUrl,
+    grpcHost: options.grpcHost ?? d.grpcHost,
+    grpcPort: options.grpcPort ?? d.grpcPort,
+    httpHost: options.httpHost ?? d.httpHost,
+    httpPort: options.httpPort ?? d.httpPort,
+    dataDir: options.dataDir,
+    logger: options.logger,
+    heartbeatIntervalMs: options.heartbeatIntervalMs ?? d.heartbeatIntervalMs,
+    resultTtlSeconds: options.resultTtlSeconds ?? d.resultTtlSeconds,
+    defaultJobTimeoutMs: options.defaultJobTimeoutMs ?? d.defaultJobTimeoutMs,
+    maxQueuedJobs: options.maxQueuedJobs ?? d.maxQueuedJobs,
+    jobAttempts: options.jobAttempts ?? d.jobAttempts,
+    approval: options.approval ?? d.approval,
+    advertiseAddress: options.advertiseAddress,
+    defaultTokenTtlMs: options.defaultTokenTtlMs ?? d.defaultTokenTtlMs,
+    operatorToken: options.operatorToken,
+    tls: options.tls,
+  };
+}
