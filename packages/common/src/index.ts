@@ -107,3 +107,13 @@ export { assertPortFree, listenOrFail, type ListenOptions } from './listen.js';
 export { DUPLICATE_SIGNAL_WINDOW_MS, SHUTDOWN_SIGNALS, shutdownSignal } from './shutdown-signal.js';
 export { parentGone } from './parent-gone.js';
 export { isProcessRunning } from './process-state.js';
+export {
+  READINESS_PREFIX,
+  formatReadinessLine,
+  parseReadinessLine,
+  type Readiness,
+  type ReadinessOf,
+  type ReadinessRole,
+} from './readiness.js';
+export { DEFAULT_READY_TIMEOUT_MS, DEFAULT_STOP_GRACE_MS, spawnChild, type SpawnChildOptions, type SpawnedChild } from './spawn-child.js';
+export { toCliFlags, type CliFlagValue } from './cli-flags.js';

@@ -1,2 +1,4 @@
-export { startLocalFleet, DEMO_MODEL_NAME } from './local-fleet.js';
+export { startLocalFleet } from './local-fleet.js';
 export type { LocalFleet, LocalFleetOptions } from './local-fleet.js';
+export { DEMO_MODEL_NAME, buildDemoModel, demoExpected, demoInput } from './demo-model.js';
+export { FLEET_MAIN } from './launch.js';

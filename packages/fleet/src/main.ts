@@ -9,6 +9,7 @@ import {
   createLogger,
   describeStartupFailure,
   describeUsageError,
+  formatReadinessLine,
   onOutputGone,
   shutdownSignal,
   type DataDirLock,
@@ -86,6 +87,12 @@ try {
     `local fleet running: orchestrator ${fleet.orchestrator.address}, http :${fleet.orchestrator.httpPort}. ` +
     `Try \`pnpm orchestrator nodes list --address ${fleet.orchestrator.address}\`. Ctrl-C stops everything.`,
   );
+  // After the human line, one a parent can rely on: everything is up and the demo jobs are done.
+  process.stdout.write(formatReadinessLine({
+    role: 'local-fleet', grpc: fleet.orchestrator.address,
+    httpPort: fleet.orchestrator.httpPort >= 0 ? fleet.orchestrator.httpPort : null,
+    nodes: Number(values.nodes), modelServer: fleet.modelServerUrl ?? null,
+  }));
   const signal = await shutdownSignal();
   print(`${signal}: stopping the local fleet (nodes, model server, orchestrator, Redis)`);
   let exitCode = EXIT_OK;

@@ -9,12 +9,14 @@ import {
   createLogger,
   describeStartupFailure,
   describeUsageError,
+  formatReadinessLine,
   isConclaveError,
   onOutputGone,
   parentGone,
   shutdownSignal,
   type DataDirLock,
 } from '@conclave/common';
+import { onFirstConnection } from '@conclave/node-agent';
 import { configToOptions, loadModelServerConfig, modelServerConfigSchema } from './model-server-config.js';
 import { joinFleet } from './fleet-member.js';
 import { startModelServer } from './model-server.js';
@@ -110,6 +112,18 @@ async function runStart(flags: Record<string, string | undefined>): Promise<numb
         }
       }
     }
+    // Ready: listening (above), the default model loaded and warmed up, and, when it joined a
+    // fleet, its first session up. A model that cannot load ends the process below instead.
+    let announce = true;
+    let stopWatching: () => void = () => undefined;
+    const fleetMember = member;
+    const firstSession = fleetMember && new Promise<void>((resolve) => {
+      stopWatching = onFirstConnection(fleetMember, resolve);
+    });
+    void Promise.all([server.ready, firstSession]).then(() => {
+      if (!announce) return;
+      process.stdout.write(formatReadinessLine({ role: 'model-server', url: server.url, model: server.modelId, node: fleetMember?.nodeId ?? null }));
+    }, () => undefined);
     const ended = await Promise.race([
       server.ready.then(
         () => new Promise<never>(() => undefined),
@@ -119,6 +133,8 @@ async function runStart(flags: Record<string, string | undefined>): Promise<numb
       parentGone().then((signal) => ({ signal })),
       ...(member ? [member.fatal.then((error) => ({ error }))] : []),
     ]);
+    announce = false;
+    stopWatching();
     setTimeout(() => process.exit(EXIT_FAILURE), SHUTDOWN_GRACE_MS).unref();
     let exitCode = EXIT_OK;
     if ('loadFailed' in ended) {

@@ -6,3 +6,6 @@ export { assertInputsMatch } from './inference-backend.js';
 export type { BackendModel, BackendName, InferenceBackend, RunOptions, RunResult } from './inference-backend.js';
 export { ModelStore } from './model-store.js';
 export { JobRunner } from './job-runner.js';
+export { NODE_AGENT_MAIN, nodeAgentStartArgv } from './launch.js';
+export type { NodeAgentStartArgs } from './launch.js';
+export { FIRST_CONNECTION_POLL_MS, onFirstConnection } from './first-connection.js';

@@ -76,8 +76,8 @@ export async function startNodeAgent(options: NodeAgentOptions): Promise<NodeAge
   const eventLoopDelay = monitorEventLoopDelay({ resolution: 10 });
   eventLoopDelay.enable();
 
-  // The link's heartbeat reads the runner, the runner sends through the link, and the
-  // link hands the runner its work: the references close the loop after construction.
+  // The runner and fetcher send through the link, and the link hands them their work:
+  // the references close the loop after construction.
   const parts: { runner?: JobRunner; fetcher?: ModelFetcher } = {};
   let reportFatal: (err: ConclaveError) => void = () => {};
   const fatal = new Promise<ConclaveError>((resolve) => {
@@ -101,7 +101,7 @@ export async function startNodeAgent(options: NodeAgentOptions): Promise<NodeAge
       pendingResults: (await outbox.pending()).map((r) => `${r.jobId ?? ''}:${r.attempt ?? 0}`),
     }),
     heartbeat: () => ({
-      running: parts.runner?.running ?? 0, slots, loadedModels: backend.loadedModels(),
+      slots, loadedModels: backend.loadedModels(),
       memoryUsedBytes: totalmem() - freemem(), backendActive: backend.name,
     }),
     handler: {

@@ -9,6 +9,15 @@ import { OrchestratorLink, type OrchestratorMessageHandler } from './orchestrato
 
 const wait = (ms = 30): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** Polls until `check` holds: frames cross on setImmediate, and a loaded machine needs more turns. */
+async function until(check: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await wait(5);
+  }
+}
+
 /**
  * The node's link against a scripted orchestrator end: a real SecureSession responder
  * on an in-memory stream, so the whole protocol runs without gRPC.
@@ -59,7 +68,7 @@ function harness() {
     identity: node,
     pins: new PinSet([fingerprint(orchestrator.publicKey)]),
     register: () => ({ nodeId: nodeIdFromPublicKey(node.publicKey), name: 'n', slots: 2 }),
-    heartbeat: () => ({ running: 1, slots: 2 }),
+    heartbeat: () => ({ slots: 2, memoryUsedBytes: 1234 }),
     openStream,
   });
   return { link, received, sessions, calls, logs };
@@ -76,13 +85,13 @@ describe('OrchestratorLink', () => {
     const h = harness();
     open = h.link;
     h.link.start();
-    await wait(300);
+    await until(() => h.received.filter((m) => m.body === 'heartbeat').length >= 3);
     expect(h.link.state).toBe('connected');
     expect(h.received[0]?.body).toBe('register');
     const heartbeats = h.received.filter((m) => m.body === 'heartbeat');
-    // 50 ms from Registered (not the 1000 ms default): several within 300 ms.
+    // 50 ms from Registered, not the 1000 ms default: three came well within a second.
     expect(heartbeats.length).toBeGreaterThanOrEqual(3);
-    expect(heartbeats[0]?.heartbeat).toMatchObject({ running: 1, slots: 2 });
+    expect(heartbeats[0]?.heartbeat).toMatchObject({ slots: 2, memoryUsedBytes: 1234 });
     expect(h.calls[0]).toBe('connected');
   });
 
@@ -90,13 +99,13 @@ describe('OrchestratorLink', () => {
     const h = harness();
     open = h.link;
     h.link.start();
-    await wait(100);
+    await until(() => h.link.state === 'connected');
     const orch = h.sessions[0];
     orch?.send({ assign: { jobId: 'j1', attempt: 1 } });
     orch?.send({ cancel: { jobId: 'j1', attempt: 1, reason: 'x' } });
     orch?.send({ modelChunk: { sha256: 'abc', offset: 0, last: true } });
     orch?.send({ resultAck: { jobId: 'j0', attempt: 1 } });
-    await wait();
+    await until(() => h.calls.length === 5);
     expect(h.calls).toEqual(['connected', 'assign j1', 'cancel j1', 'chunk abc', 'ack j0']);
   });
 
@@ -104,9 +113,9 @@ describe('OrchestratorLink', () => {
     const h = harness();
     open = h.link;
     h.link.start();
-    await wait(100);
+    await until(() => h.link.state === 'connected');
     h.sessions[0]?.close(new ConclaveError('ORCH-NET-602', { detail: 'orchestrator shutting down' }));
-    await wait(1_500);
+    await until(() => h.calls.length === 3);
     expect(h.sessions.length).toBeGreaterThanOrEqual(2);
     expect(h.link.state).toBe('connected');
     expect(h.calls).toEqual(['connected', 'disconnected NODE-NET-602', 'connected']);
@@ -116,8 +125,10 @@ describe('OrchestratorLink', () => {
     const h = harness();
     open = h.link;
     h.link.start();
-    await wait(100);
+    await until(() => h.link.state === 'connected');
     h.sessions[0]?.close(authError('orchestrator', 'revoked', { detail: 'revoked by operator' }));
+    await until(() => h.link.state === 'closed');
+    // Longer than the first backoff delay (at most 250 ms): a retry would have opened a second stream.
     await wait(600);
     expect(h.link.state).toBe('closed');
     expect(h.sessions).toHaveLength(1);
@@ -127,9 +138,9 @@ describe('OrchestratorLink', () => {
   it('says goodbye when it closes, and sends nothing after', async () => {
     const h = harness();
     h.link.start();
-    await wait(100);
+    await until(() => h.link.state === 'connected');
     await h.link.close('node shutting down');
-    await wait();
+    await until(() => h.received.at(-1)?.body === 'goodbye');
     expect(h.received.at(-1)).toMatchObject({ body: 'goodbye', goodbye: { reason: 'node shutting down' } });
     expect(h.link.send({ heartbeat: {} })).toBe(false);
   });

@@ -6,6 +6,7 @@ import { ConclaveError } from '@conclave/common';
 import type { Logger } from '@conclave/common';
 import { checkInputs } from '@conclave/protocol';
 import type {
+  NodeInfo, NodeRequest__Output,
   AddModelRequest__Output, ControlHandlers, GetJobRequest__Output, Job, ModelInfo, SubmitJobRequest__Output, WireTensor,
 } from '@conclave/protocol';
 import type { Dispatcher, JobData } from './dispatcher.js';
@@ -221,12 +222,20 @@ export function createControlService(o: ControlServiceOptions): JobControlHandle
     );
   }
 
+  async function setDraining(nodeId: string, draining: boolean): Promise<NodeInfo> {
+    const node = await o.registry.setDraining(nodeId, draining);
+    if (!node) throw new ConclaveError('ORCH-SCHED-852', { detail: nodeId, data: { node: nodeId } });
+    return node;
+  }
+
   return {
     SubmitJob: unary(logger, submitJob),
     GetJob: unary(logger, getJob),
     CancelJob: unary(logger, cancelJob),
     WatchJob: watchJob,
     ListNodes: unary(logger, async () => ({ nodes: await o.registry.list() })),
+    DrainNode: unary(logger, (request: NodeRequest__Output) => setDraining(request.id, true)),
+    UndrainNode: unary(logger, (request: NodeRequest__Output) => setDraining(request.id, false)),
     AddModel: addModel,
     ListModels: unary(logger, async () => ({ models: (await o.models.list()).map(toModelInfo) })),
   };

@@ -135,8 +135,8 @@ export class Dispatcher {
       await this.fail(job, reason, attempt, maxAttempts, log);
     } finally {
       clearTimeout(timer);
+      // The freed slot reaches waiting jobs as the registry's capacity event, from the node's session.
       this.active.delete(id);
-      this.options.registry.emit('capacity');
     }
   }
 

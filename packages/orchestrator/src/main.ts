@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The `orchestrator` executable: the only module that reads argv, env and signals.
 import * as grpc from '@grpc/grpc-js';
-import { onOutputGone, parentGone, shutdownSignal } from '@conclave/common';
+import { formatReadinessLine, onOutputGone, parentGone, shutdownSignal } from '@conclave/common';
 import { createControlClient } from '@conclave/protocol';
 import { controlCallsFromClient } from './cli/control-calls.js';
 import { runOrchestratorCli } from './cli/orchestrator-program.js';
@@ -32,7 +32,15 @@ const exitCode = await runOrchestratorCli(process.argv.slice(2), {
       { address },
     ),
   // Loaded only by `start`: client commands need neither BullMQ nor onnxruntime.
-  startOrchestrator: async (options) => (await import('./orchestrator.js')).startOrchestrator(options),
+  startOrchestrator: async (options) => {
+    const handle = await (await import('./orchestrator.js')).startOrchestrator(options);
+    // Resolved means gRPC and HTTP are listening and Redis has answered: ready, as /readyz says.
+    process.stdout.write(formatReadinessLine({
+      role: 'orchestrator', grpc: handle.address, httpPort: handle.httpPort >= 0 ? handle.httpPort : null,
+      tls: options.tls !== undefined, fingerprint: handle.fingerprint,
+    }));
+    return handle;
+  },
   // Started by another process with an IPC channel (tests, a supervisor): its end is a shutdown request too.
   shutdownSignal: () => Promise.race([shutdownSignal(), parentGone()]),
 });

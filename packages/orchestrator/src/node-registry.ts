@@ -8,9 +8,7 @@ import type { NodeSession } from './node-session.js';
 import { redisKeys } from './redis-keys.js';
 import type { NodeSnapshot } from './scheduling/scheduler.js';
 
-/** Missed heartbeats before a node is suspect (no new work) and dead (session closed, jobs rescheduled). */
-export const SUSPECT_AFTER_MISSED = 3;
-export const DEAD_AFTER_MISSED = 5;
+export { DEAD_AFTER_MISSED, SUSPECT_AFTER_MISSED } from './node-session.js';
 
 /** What ListNodes needs of the enrollment store (RedisEnrollmentStore). */
 export interface EnrollmentRecords {
@@ -18,14 +16,17 @@ export interface EnrollmentRecords {
 }
 
 export interface NodeRegistryEvents {
-  /** A node joined, left, or freed a slot: waiting jobs may now find a node. */
+  /** A node joined, left, freed a slot or changed state: waiting jobs may now find a node. */
   capacity: [];
+  /** The fleet's slots may have changed: the dispatcher's concurrency follows them. */
   changed: [];
 }
 
 /**
- * Live node sessions (in memory) and the record of every node (in Redis). Watches
- * heartbeats: suspect after 3 missed, dead after 5.
+ * Live node sessions (in memory) and the record of every node (in Redis). It tells each
+ * session how many heartbeats it missed (the session decides: suspect after 3, dead after 5)
+ * and is the only source of capacity events. Drained nodes are kept in Redis, so a node
+ * that reconnects, or an orchestrator that restarts, keeps the operator's word.
  */
 export class NodeRegistry extends EventEmitter<NodeRegistryEvents> {
   private readonly sessions = new Map<string, NodeSession>();
@@ -71,8 +72,11 @@ export class NodeRegistry extends EventEmitter<NodeRegistryEvents> {
       previous.close(new ConclaveError('ORCH-NET-602', { detail: 'replaced by a new session of the same node' }));
     }
     this.sessions.set(session.id, session);
-    // Suspect nodes count for no slots; one that recovers must give them back to the dispatcher.
-    session.on('recovered', () => {
+    if (await this.isDrained(session.id)) session.setDraining(true, 'drained by an operator before it connected');
+    // State, draining, slots and freed slots: suspect nodes count for no slots, and one that
+    // recovers must give them back to the dispatcher.
+    session.on('capacity', () => {
+      if (this.sessions.get(session.id) !== session) return;
       this.emit('changed');
       this.emit('capacity');
     });
@@ -102,16 +106,41 @@ export class NodeRegistry extends EventEmitter<NodeRegistryEvents> {
     return this.live().map((s) => s.snapshot());
   }
 
-  /** Free slots across connected nodes: the dispatcher's concurrency. */
+  /** Slots across the nodes that take work: the dispatcher's concurrency. */
   totalSlots(): number {
     let slots = 0;
-    for (const s of this.sessions.values()) if (s.state === 'connected') slots += s.slots;
+    for (const s of this.sessions.values()) if (s.schedulable) slots += s.slots;
     return slots;
+  }
+
+  /**
+   * `orchestrator nodes drain`: no new work goes to the node, what it runs finishes. Kept
+   * until undrained, across reconnects and restarts. Returns the node's record.
+   */
+  async setDraining(nodeId: string, draining: boolean): Promise<NodeInfo | undefined> {
+    const known = (await this.redis.sismember(redisKeys.nodes(), nodeId)) === 1 || this.sessions.has(nodeId);
+    if (!known) return undefined;
+    if (draining) await this.redis.sadd(redisKeys.drainedNodes(), nodeId);
+    else await this.redis.srem(redisKeys.drainedNodes(), nodeId);
+    this.sessions.get(nodeId)?.setDraining(draining, draining ? 'drained by an operator' : 'undrained by an operator');
+    this.logger.info('SCHED', draining ? 'node drained' : 'node undrained', { node: nodeId });
+    return (await this.list()).find((n) => n.id === nodeId);
+  }
+
+  private async isDrained(nodeId: string): Promise<boolean> {
+    try {
+      return (await this.redis.sismember(redisKeys.drainedNodes(), nodeId)) === 1;
+    } catch (err) {
+      // Without Redis the node takes work: refusing it would stop the fleet on a Redis blip.
+      this.logger.warn('STATE', 'could not read whether the node is drained', { node: nodeId, err });
+      return false;
+    }
   }
 
   /** Every node: live ones from memory, the rest from their last record in Redis. */
   async list(): Promise<NodeInfo[]> {
-    const ids = await this.redis.smembers(redisKeys.nodes());
+    const [ids, drained] = await Promise.all([this.redis.smembers(redisKeys.nodes()), this.redis.smembers(redisKeys.drainedNodes())]);
+    const drainedIds = new Set(drained);
     const infos: NodeInfo[] = this.live().map(toNodeInfo);
     const liveIds = new Set(infos.map((n) => n.id));
     const offline = ids.filter((id) => !liveIds.has(id));
@@ -125,7 +154,7 @@ export class NodeRegistry extends EventEmitter<NodeRegistryEvents> {
         id: h.id, name: h.name ?? h.id, state: h.state === 'dead' ? 'dead' : 'disconnected', slots: Number(h.slots ?? 0), running: 0,
         backends: (h.backends ?? '').split(',').filter(Boolean), lastSeenMs: Number(h.lastSeenMs ?? 0),
         cpuCores: Number(h.cpuCores ?? 0), memoryBytes: Number(h.memoryBytes ?? 0),
-        features: (h.features ?? '').split(',').filter(Boolean), address: h.address ?? '',
+        features: (h.features ?? '').split(',').filter(Boolean), address: h.address ?? '', draining: drainedIds.has(h.id),
       });
     });
     // Nodes the enrollment store knows but that never connected (pending approval, say).
@@ -143,18 +172,12 @@ export class NodeRegistry extends EventEmitter<NodeRegistryEvents> {
     return infos.sort((a, b) => String(a.name).localeCompare(String(b.name)));
   }
 
+  /** Reports missed heartbeats to each session; what they mean is the session's to decide. */
   private checkHeartbeats(): void {
     const now = Date.now();
-    for (const session of this.sessions.values()) {
+    for (const session of [...this.sessions.values()]) {
       const missed = Math.floor((now - session.lastSeenMs) / this.heartbeatIntervalMs);
-      if (missed >= DEAD_AFTER_MISSED) {
-        session.state = 'dead';
-        session.close(new ConclaveError('ORCH-HEALTH-901', { detail: `dead after ${missed} missed heartbeats`, data: { node: session.id } }));
-      } else if (missed >= SUSPECT_AFTER_MISSED && session.state === 'connected') {
-        session.state = 'suspect';
-        session.logger.warn('HEALTH', 'node suspect: heartbeats missing', { missed, code: 'ORCH-HEALTH-901' });
-        this.emit('changed');
-      }
+      if (missed > 0) session.heartbeatsMissed(missed);
     }
   }
 
@@ -174,9 +197,10 @@ export class NodeRegistry extends EventEmitter<NodeRegistryEvents> {
 
 function toNodeInfo(s: NodeSession): NodeInfo {
   return {
-    id: s.id, name: s.name, state: s.state, slots: s.slots, running: s.running, backends: s.backends,
+    id: s.id, name: s.name, state: s.state === 'closed' ? 'disconnected' : s.state, slots: s.slots, running: s.running, backends: [...s.backends],
     backendActive: s.backendActive, loadedModels: [...s.loadedModels], models: [...s.storedModels],
     lastSeenMs: s.lastSeenMs, connectedAtMs: s.connectedAtMs, cpuCores: s.cpuCores, memoryBytes: s.memoryBytes,
-    features: s.features, address: s.address,
+    features: [...s.features], address: s.address, draining: s.draining, memoryUsedBytes: s.memoryUsedBytes,
+    clockOffsetMs: s.clockOffsetMs,
   };
 }

@@ -13,6 +13,8 @@ export const redisKeys = {
   node: (nodeId: string) => `${KEY_PREFIX}node:${nodeId}`,
   /** Set of every node id ever registered. */
   nodes: () => `${KEY_PREFIX}nodes`,
+  /** Set of node ids an operator drained: they get no new work until undrained. */
+  drainedNodes: () => `${KEY_PREFIX}drained-nodes`,
   /** Hash: one model's record (name, sha256, size, signature JSON). */
   model: (name: string) => `${KEY_PREFIX}model:${name}`,
   /** Set of model names. */

@@ -13,6 +13,15 @@ const encode = (s: string): Uint8Array => new Uint8Array(Buffer.from(s));
 const decode = (b: Uint8Array): string => Buffer.from(b).toString();
 const wait = (ms = 20): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** Polls until `check` holds (the frames cross on setImmediate; a loaded machine needs more turns). */
+async function until(check: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await wait(5);
+  }
+}
+
 /** Both ends of one session over an in-memory stream pair, each recording what it got. */
 function pair(options: { nodeAccepted?: boolean; trustOrchestrator?: boolean; onOrchestratorMessage?: (m: string) => void } = {}) {
   const random = deterministicRandom('secure-session');
@@ -21,7 +30,7 @@ function pair(options: { nodeAccepted?: boolean; trustOrchestrator?: boolean; on
   const enrollment = new MemoryEnrollment();
   if (options.nodeAccepted ?? true) enrollment.setStatus(nodeIdFromPublicKey(node.publicKey), 'accepted', node.publicKey);
   const pins = new PinSet([fingerprint((options.trustOrchestrator ?? true) ? orchestrator.publicKey : node.publicKey)]);
-  const logs = captureLogger('TEST');
+  const logs = captureLogger('NODE');
   const [nodeStream, orchStream] = inMemoryFrameStreams();
   const ends = {
     node: { messages: [] as string[], closed: [] as ConclaveError[], established: 0 },
@@ -62,12 +71,11 @@ function pair(options: { nodeAccepted?: boolean; trustOrchestrator?: boolean; on
 describe('SecureSession', () => {
   it('runs the handshake, then carries sealed messages both ways in order', async () => {
     const { nodeSession, orchSession, ends, nodeStream } = pair();
-    await wait();
-    expect([nodeSession.state, orchSession.state]).toEqual(['open', 'open']);
+    await until(() => nodeSession.state === 'open' && orchSession.state === 'open');
     expect([ends.node.established, ends.orchestrator.established]).toEqual([1, 1]);
     for (const m of ['a', 'b', 'c']) expect(nodeSession.send(m)).toBe(true);
     orchSession.send('pong');
-    await wait();
+    await until(() => ends.orchestrator.messages.length === 3 && ends.node.messages.length === 1);
     expect(ends.orchestrator.messages).toEqual(['a', 'b', 'c']);
     expect(ends.node.messages).toEqual(['pong']);
     // Nothing after the handshake travels in the clear.
@@ -79,8 +87,9 @@ describe('SecureSession', () => {
 
   it('tells the peer a failure in a sealed CLOSE it can trust, and ends both ends once', async () => {
     const { nodeSession, orchSession, ends } = pair();
-    await wait();
+    await until(() => nodeSession.state === 'open' && orchSession.state === 'open');
     orchSession.close(authError('orchestrator', 'revoked', { detail: 'operator revoked it' }));
+    await until(() => ends.node.closed.length > 0);
     await wait(40);
     expect(nodeSession.state).toBe('closed');
     expect(nodeSession.send('late')).toBe(false);
@@ -91,19 +100,20 @@ describe('SecureSession', () => {
   });
 
   it('ends with the side\'s own code when the peer closes without a failure or the stream ends', async () => {
-    const { nodeSession, ends } = pair();
-    await wait();
+    const { nodeSession, orchSession, ends } = pair();
+    await until(() => nodeSession.state === 'open' && orchSession.state === 'open');
     nodeSession.close(new ConclaveError('NODE-NET-602', { detail: 'node shutting down' }));
+    await until(() => ends.orchestrator.closed.length > 0);
     await wait(40);
     expect(ends.orchestrator.closed.map((e) => e.code)).toEqual(['ORCH-NET-602']);
     expect(ends.orchestrator.closed[0]?.message).toContain('node closed the session');
   });
 
   it('refuses a frame in the clear after the handshake with the protocol code', async () => {
-    const { orchSession, ends, nodeStream } = pair();
-    await wait();
+    const { nodeSession, orchSession, ends, nodeStream } = pair();
+    await until(() => nodeSession.state === 'open' && orchSession.state === 'open');
     nodeStream.write({ handshake: encode('not a handshake any more') });
-    await wait(40);
+    await until(() => orchSession.state === 'closed');
     expect(orchSession.state).toBe('closed');
     expect(ends.orchestrator.closed.map((e) => e.code)).toEqual(['ORCH-NET-603']);
     expect(ends.orchestrator.messages).toEqual([]);
@@ -115,8 +125,9 @@ describe('SecureSession', () => {
         if (m === 'two') throw new ConclaveError('ORCH-NET-603', { detail: 'register sent twice' });
       },
     });
-    await wait();
+    await until(() => nodeSession.state === 'open' && ends.orchestrator.established === 1);
     for (const m of ['one', 'two', 'three']) nodeSession.send(m);
+    await until(() => ends.node.closed.length > 0);
     await wait(40);
     expect(ends.orchestrator.messages).toEqual(['one']);
     expect(ends.orchestrator.closed.map((e) => e.code)).toEqual(['ORCH-NET-603']);
@@ -125,7 +136,7 @@ describe('SecureSession', () => {
 
   it('fails the handshake with the handshake\'s coded error when the node does not trust the key', async () => {
     const { nodeSession, ends } = pair({ trustOrchestrator: false });
-    await wait(40);
+    await until(() => nodeSession.state === 'closed');
     expect(nodeSession.state).toBe('closed');
     expect(ends.node.established).toBe(0);
     expect(ends.node.closed[0]?.data['failure']).toBe('pin-mismatch');
@@ -133,7 +144,7 @@ describe('SecureSession', () => {
 
   it('refuses an unknown node after it proved its key, in a sealed CLOSE naming why', async () => {
     const { ends } = pair({ nodeAccepted: false });
-    await wait(40);
+    await until(() => ends.node.closed.length > 0 && ends.orchestrator.closed.length > 0);
     // The node finished its side of the handshake; the orchestrator never opened the session.
     expect([ends.node.established, ends.orchestrator.established]).toEqual([1, 0]);
     expect(ends.node.messages).toEqual([]);

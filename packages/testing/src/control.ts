@@ -21,6 +21,8 @@ export interface TestControl {
   createJoinString(ttlMs?: number): Promise<string>;
   approveNode(id: string): Promise<NodeInfo__Output>;
   revokeNode(id: string): Promise<NodeInfo__Output>;
+  drainNode(id: string): Promise<NodeInfo__Output>;
+  undrainNode(id: string): Promise<NodeInfo__Output>;
   close(): void;
 }
 
@@ -82,6 +84,8 @@ export function createTestControl(target: ControlTarget, options: { operatorToke
       (await call<{ join: string }>((cb) => client.CreateJoinToken({ ttlSeconds: ttlMs ? Math.ceil(ttlMs / 1000) : 0 }, cb))).join,
     approveNode: (id) => call<NodeInfo__Output>((cb) => client.ApproveNode({ id }, cb)),
     revokeNode: (id) => call<NodeInfo__Output>((cb) => client.RevokeNode({ id }, cb)),
+    drainNode: (id) => call<NodeInfo__Output>((cb) => client.DrainNode({ id }, cb)),
+    undrainNode: (id) => call<NodeInfo__Output>((cb) => client.UndrainNode({ id }, cb)),
     close: () => client.close(),
   };
   return api;

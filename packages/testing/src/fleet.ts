@@ -1,12 +1,11 @@
 import { access, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { nullLogger } from '@conclave/common';
-import type { Logger } from '@conclave/common';
-import { startNodeAgent } from '@conclave/node-agent';
+import type { Logger, ReadinessOf, ReadinessRole } from '@conclave/common';
+import { NODE_AGENT_MAIN, nodeAgentStartArgv, startNodeAgent } from '@conclave/node-agent';
 import type { NodeAgentHandle, NodeAgentOptions } from '@conclave/node-agent';
-import { startOrchestrator } from '@conclave/orchestrator';
+import { ORCHESTRATOR_MAIN, orchestratorStartArgv, startOrchestrator } from '@conclave/orchestrator';
 import type { OrchestratorHandle, OrchestratorOptions } from '@conclave/orchestrator';
 import { spawnNode } from './child-process.js';
 import type { ChildHandle } from './child-process.js';
@@ -74,11 +73,18 @@ export async function startTestNode(
   };
 }
 
-const ORCHESTRATOR_MAIN = fileURLToPath(new URL('../../orchestrator/dist/main.js', import.meta.url));
-const NODE_AGENT_MAIN = fileURLToPath(new URL('../../node-agent/dist/main.js', import.meta.url));
-
 async function hasJoined(dataDir: string): Promise<boolean> {
   return access(join(dataDir, 'join-state.json')).then(() => true, () => false);
+}
+
+/** The child's readiness; a child that is not ready in time is stopped, not left behind. */
+async function readyOrStopped<R extends ReadinessRole>(child: ChildHandle, role: R): Promise<ReadinessOf<R>> {
+  try {
+    return await child.ready(role);
+  } catch (err) {
+    await child.stop();
+    throw err;
+  }
 }
 
 /** A join string from an orchestrator started as a child, through its Control API and operator token. */
@@ -91,7 +97,7 @@ async function createJoinFromChild(address: string, operatorToken: string, ttlMs
   }
 }
 
-/** The `orchestrator` CLI as a child process on free ports; resolves once it serves. */
+/** The `orchestrator` CLI as a child process on free ports; resolves once it is ready (its readiness line). */
 export async function spawnOrchestrator(options: {
   redisUrl?: string;
   dataDir: string;
@@ -100,12 +106,13 @@ export async function spawnOrchestrator(options: {
   env?: NodeJS.ProcessEnv;
 }): Promise<ChildHandle & JoinSource & { operatorToken: string }> {
   const args = [
-    'start', '--grpc-host', '127.0.0.1', '--grpc-port', String(options.grpcPort ?? 0), '--http-port', '0', '--data-dir', options.dataDir,
-    ...(options.redisUrl ? ['--redis-url', options.redisUrl] : []), ...(options.args ?? []),
+    ...orchestratorStartArgv({
+      grpcHost: '127.0.0.1', grpcPort: options.grpcPort ?? 0, httpPort: 0, dataDir: options.dataDir, redisUrl: options.redisUrl,
+    }),
+    ...(options.args ?? []),
   ];
   const child = spawnNode(ORCHESTRATOR_MAIN, args, options.env);
-  const match = await child.waitFor(/orchestrator ready .*grpc=(\S+)/);
-  const address = match[1] ?? '';
+  const { grpc: address } = await readyOrStopped(child, 'orchestrator');
   const operatorToken = (await readFile(join(options.dataDir, 'operator-token'), 'utf8')).trim();
   return Object.assign(child, {
     address,
@@ -115,8 +122,9 @@ export async function spawnOrchestrator(options: {
 }
 
 /**
- * The `node-agent` CLI as a child process; resolves once it has registered. Given an
- * orchestrator handle, a node whose data dir has not joined yet enrolls with a fresh token.
+ * The `node-agent` CLI as a child process; resolves once it is ready: its first session is up,
+ * so it can take jobs. Given an orchestrator handle, a node whose data dir has not joined yet
+ * enrolls with a fresh token.
  */
 export async function spawnNodeAgent(options: {
   orchestrator: string | JoinSource;
@@ -126,20 +134,18 @@ export async function spawnNodeAgent(options: {
   slots?: number;
   args?: string[];
   env?: NodeJS.ProcessEnv;
-  /** @default true */
-  waitForConnection?: boolean;
   onOutputLine?: (line: string) => void;
 }): Promise<ChildHandle & { nodeId: string }> {
   const source = options.orchestrator;
   const joinString = options.join ?? (typeof source === 'string' || (await hasJoined(options.dataDir)) ? undefined : await source.createJoinString());
   const args = [
-    'start', '--orchestrator', typeof source === 'string' ? source : source.address, '--data-dir', options.dataDir, '--http-port', '0',
-    ...(joinString ? ['--join', joinString] : []),
-    ...(options.name ? ['--name', options.name] : []), ...(options.slots ? ['--slots', String(options.slots)] : []),
+    ...nodeAgentStartArgv({
+      orchestrator: typeof source === 'string' ? source : source.address, dataDir: options.dataDir, httpPort: 0,
+      join: joinString, name: options.name, slots: options.slots,
+    }),
     ...(options.args ?? []),
   ];
   const child = spawnNode(NODE_AGENT_MAIN, args, options.env, options.onOutputLine);
-  const started = await child.waitFor(/node agent started .*node=(\w+)/);
-  if (options.waitForConnection !== false) await child.waitFor(/connected to orchestrator/);
-  return Object.assign(child, { nodeId: started[1] ?? '' });
+  const { node } = await readyOrStopped(child, 'node-agent');
+  return Object.assign(child, { nodeId: node });
 }

@@ -1,18 +1,18 @@
 // `pnpm bench textgen` (or `node packages/model-server/dist/bench/textgen-bench.js`): the text model
 // server against a bare generation loop in the same process, on the same demo model.
 // Absolute figures on shared machines are noise; the ratios are the point.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
-import { nullLogger, percentileOf, threadCpuNanos } from '@conclave/common';
+import { nullLogger, percentileOf, spawnChild, threadCpuNanos } from '@conclave/common';
 import { DecoderSession } from '../decoder-session.js';
 import { DEMO_MODEL_DIR, DEMO_MODEL_ID } from '../demo-model.js';
 import { WorkerEngine } from '../engine.js';
 import { GenerationLoop, type GenerationParams } from '../generation-loop.js';
+import { MODEL_SERVER_MAIN, modelServerStartArgv } from '../launch.js';
 import { SystemMemoryProbe } from '../memory-probe.js';
 import { readModelConfig } from '../model-config.js';
 import { inspectModelDir } from '../model-files.js';
@@ -172,17 +172,6 @@ async function loadMemory(): Promise<{ weightBytes: number; peakDelta: number; r
   }
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number };
-      probe.close(() => resolve(port));
-    });
-  });
-}
-
 /**
  * `--cpu-prof-dir DIR`: the server runs under `node --cpu-prof`, which writes one profile per
  * thread (main and engine worker) into DIR when it exits.
@@ -193,24 +182,25 @@ function cpuProfDir(): string | undefined {
 }
 
 async function startServerProcess(profDir: string | undefined): Promise<ServerProcess> {
-  const port = await freePort();
-  const mainJs = fileURLToPath(new URL('../main.js', import.meta.url));
   const dir = mkdtempSync(join(tmpdir(), 'textgen-lag-'));
   const lagFile = join(dir, 'lag.json');
   const preload = join(dir, 'lag-monitor.mjs');
   writeFileSync(preload, lagMonitorSource(lagFile));
   const prof = profDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profDir];
-  const child = spawn(process.execPath, [...prof, '--import', preload, mainJs, 'start', '--port', String(port), '--concurrency', '16', '--queue-limit', '256', '--log-level', 'warn'], {
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const status = await fetch(`${url}/health`).then((r) => r.status, () => 0);
-    if (status === 200) return { url, child, lagFile, dir };
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error('model server did not become healthy');
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  const server = spawnChild(
+    MODEL_SERVER_MAIN,
+    modelServerStartArgv({ host: '127.0.0.1', port: 0, concurrency: 16, queueLimit: 256, logLevel: 'warn' }),
+    {
+      nodeArgs: [...prof, '--import', preload],
+      // Its warnings as before; its stdout has only the readiness line.
+      onOutputLine: (line, stream) => {
+        if (stream === 'stderr') process.stderr.write(`${line}\n`);
+      },
+    },
+  );
+  // Ready means the demo model is loaded and warmed up, as /health answering 200 does.
+  const { url } = await server.ready('model-server', 30_000);
+  return { url, child: server.process, lagFile, dir };
 }
 
 /** Event-loop lag of the server process while `work` runs: the delay beyond the 1 ms timer, p99 and max, in ms. */

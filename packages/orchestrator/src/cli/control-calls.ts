@@ -35,6 +35,8 @@ export interface ControlCalls {
   revokeJoinToken(id: string): Promise<JoinToken__Output>;
   approveNode(id: string): Promise<NodeInfo__Output>;
   revokeNode(id: string): Promise<NodeInfo__Output>;
+  drainNode(id: string): Promise<NodeInfo__Output>;
+  undrainNode(id: string): Promise<NodeInfo__Output>;
   close(): void;
 }
 
@@ -154,6 +156,8 @@ export function controlCallsFromClient(client: ControlClient, options: ControlCa
     revokeJoinToken: (id) => unary<JoinToken__Output>((o, cb) => client.RevokeJoinToken({ id }, o, cb)),
     approveNode: (id) => unary<NodeInfo__Output>((o, cb) => client.ApproveNode({ id }, o, cb)),
     revokeNode: (id) => unary<NodeInfo__Output>((o, cb) => client.RevokeNode({ id }, o, cb)),
+    drainNode: (id) => unary<NodeInfo__Output>((o, cb) => client.DrainNode({ id }, o, cb)),
+    undrainNode: (id) => unary<NodeInfo__Output>((o, cb) => client.UndrainNode({ id }, o, cb)),
 
     watchJob(id, onUpdate) {
       return new Promise<Job__Output>((resolve, reject) => {

@@ -25,7 +25,14 @@ export function nodeToJson(node: NodeInfo__Output): NodeJson {
     lastSeenMs: Number(node.lastSeenMs),
     connectedAtMs: Number(node.connectedAtMs),
     memoryBytes: Number(node.memoryBytes),
+    memoryUsedBytes: Number(node.memoryUsedBytes),
+    clockOffsetMs: Number(node.clockOffsetMs),
   };
+}
+
+/** A live node an operator drained shows as `draining` (it still runs what it has). */
+function stateOf(node: NodeInfo__Output): string {
+  return node.draining && (node.state === 'connected' || node.state === 'suspect') ? `${node.state}, draining` : orDash(node.state);
 }
 
 export function formatNodeTable(nodes: readonly NodeInfo__Output[], now: number): string {
@@ -45,7 +52,7 @@ export function formatNodeTable(nodes: readonly NodeInfo__Output[], now: number)
       n.id,
       orDash(n.name),
       orDash(n.status),
-      orDash(n.state),
+      stateOf(n),
       `${n.running}/${n.slots}`,
       orDash(n.backendActive),
       formatList(n.loadedModels),
@@ -70,15 +77,34 @@ export async function revokeNodeCommand(calls: ControlCalls, io: CliIo, id: stri
   return EXIT_OK;
 }
 
-function writeNode(io: CliIo, node: NodeInfo__Output, options: NodeActionOptions): void {
+/** `nodes drain ID`: no new work goes to the node; what it runs finishes. Kept until `nodes undrain`. */
+export async function drainNodeCommand(calls: ControlCalls, io: CliIo, id: string, options: NodeActionOptions): Promise<number> {
+  writeNode(io, await calls.drainNode(id), options, true);
+  return EXIT_OK;
+}
+
+/** `nodes undrain ID`: the node takes new work again. */
+export async function undrainNodeCommand(calls: ControlCalls, io: CliIo, id: string, options: NodeActionOptions): Promise<number> {
+  writeNode(io, await calls.undrainNode(id), options, true);
+  return EXIT_OK;
+}
+
+function writeNode(io: CliIo, node: NodeInfo__Output, options: NodeActionOptions, scheduling = false): void {
   io.stdout.write(
     options.json
       ? formatJson(nodeToJson(node))
       : formatKeyValues([
           ['id', node.id],
           ['name', orDash(node.name)],
-          ['status', orDash(node.status)],
-          ['fingerprint', orDash(node.fingerprint)],
+          ...(scheduling
+            ? ([
+                ['state', stateOf(node)],
+                ['running', String(node.running)],
+              ] as Array<[string, string]>)
+            : ([
+                ['status', orDash(node.status)],
+                ['fingerprint', orDash(node.fingerprint)],
+              ] as Array<[string, string]>)),
         ]),
   );
 }

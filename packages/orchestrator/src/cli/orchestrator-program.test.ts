@@ -11,11 +11,11 @@ import {
   type NodeInfo__Output,
   type SubmitJobRequest,
 } from '@conclave/protocol';
+import { resolveOrchestratorOptions, type OrchestratorOptions } from '../orchestrator-options.js';
 import { StringOut } from './cli-io.js';
 import type { ControlCalls } from './control-calls.js';
 import { MODEL_CHUNK_BYTES } from './models-command.js';
 import { runOrchestratorCli, type ConnectOptions, type OrchestratorCliDeps } from './orchestrator-program.js';
-import type { StartOrchestratorOptions } from './start-command.js';
 
 function job(overrides: Partial<Job__Output> = {}): Job__Output {
   return {
@@ -53,6 +53,9 @@ const NODE: NodeInfo__Output = {
   address: '10.0.0.5',
   status: 'accepted',
   fingerprint: 'SHA256:JPbtasv-EAnAMNfKVnwzykgwkRSYI2tVYabIKr7F3ig',
+  draining: false,
+  memoryUsedBytes: 2 * 1024 ** 3,
+  clockOffsetMs: 3,
 };
 
 const JOIN = 'conclave-join:v1:orchestrator.local:7400:' + 'A'.repeat(43) + ':SHA256:JPbtasv-EAnAMNfKVnwzykgwkRSYI2tVYabIKr7F3ig';
@@ -162,6 +165,16 @@ class FakeCalls implements ControlCalls {
     this.admin.push(['revokeNode', id]);
     return { ...NODE, id, status: 'revoked' };
   }
+  async drainNode(id: string): Promise<NodeInfo__Output> {
+    this.check();
+    this.admin.push(['drainNode', id]);
+    return { ...NODE, id, draining: true };
+  }
+  async undrainNode(id: string): Promise<NodeInfo__Output> {
+    this.check();
+    this.admin.push(['undrainNode', id]);
+    return { ...NODE, id, draining: false };
+  }
   close(): void {
     this.closed = true;
   }
@@ -175,7 +188,7 @@ interface Run {
   stdout: string;
   stderr: string;
   calls: FakeCalls[];
-  started: StartOrchestratorOptions[];
+  started: OrchestratorOptions[];
 }
 
 async function run(
@@ -185,7 +198,7 @@ async function run(
   const stdout = new StringOut();
   const stderr = new StringOut();
   const calls: FakeCalls[] = [];
-  const started: StartOrchestratorOptions[] = [];
+  const started: OrchestratorOptions[] = [];
   const code = await runOrchestratorCli(argv, {
     env: options.env ?? {},
     io: { stdout, stderr },
@@ -395,6 +408,7 @@ describe('orchestrator CLI: start', () => {
     const help = (await run(['start', '--help'])).stdout.replace(/\s+/g, ' ');
     expect(help).toMatch(/--grpc-host <host> [^-]*\(default 0\.0\.0\.0;/);
     expect(help).toMatch(/--http-host <host> [^-]*\(default 127\.0\.0\.1;/);
+    expect(help).toMatch(/--token-ttl <duration> .*\(default 1h;/);
     const r = await run(['start']);
     expect(r.started[0]).toMatchObject({ grpcHost: '0.0.0.0', httpHost: '127.0.0.1' });
   });
@@ -549,6 +563,18 @@ describe('orchestrator CLI: join tokens and node approval', () => {
     expect(JSON.parse(revoked.stdout)).toMatchObject({ id: 'n-1', status: 'revoked' });
   });
 
+  it('nodes drain and nodes undrain call the Control API and show the node as draining, then not', async () => {
+    const drained = await run(['nodes', 'drain', 'n-1']);
+    expect(drained.code).toBe(0);
+    expect(drained.calls[0]?.admin).toEqual([['drainNode', 'n-1']]);
+    expect(drained.stdout).toMatch(/^state:\s+connected, draining$/m);
+    expect(drained.stdout).toMatch(/^running:\s+1$/m);
+    const undrained = await run(['nodes', 'undrain', 'n-1', '--json']);
+    expect(undrained.calls[0]?.admin).toEqual([['undrainNode', 'n-1']]);
+    expect(JSON.parse(undrained.stdout)).toMatchObject({ id: 'n-1', draining: false, memoryUsedBytes: 2 * 1024 ** 3, clockOffsetMs: 3 });
+    expect((await run(['nodes', 'drain'])).code).toBe(2);
+  });
+
   it('a server refusal of the operator token prints its code, exit 1', async () => {
     const { ControlCallError } = await import('./control-calls.js');
     const r = await run(['token', 'create'], {
@@ -629,13 +655,20 @@ describe('orchestrator CLI: start with enrollment and TLS settings', () => {
     });
   });
 
-  it('defaults: approval auto; no advertise address, TLS or token TTL (startOrchestrator decides)', async () => {
+  it('defaults: approval auto, token TTL 1h; no advertise address, TLS or operator token (found at start)', async () => {
     const r = await run(['start']);
     expect(r.started[0]?.approval).toBe('auto');
+    expect(r.started[0]?.defaultTokenTtlMs).toBe(3_600_000);
     expect(r.started[0]).not.toHaveProperty('advertiseAddress');
     expect(r.started[0]).not.toHaveProperty('tls');
-    expect(r.started[0]).not.toHaveProperty('defaultTokenTtlMs');
     expect(r.started[0]).not.toHaveProperty('operatorToken');
+  });
+
+  it("the defaults of start are startOrchestrator's own", async () => {
+    const started = (await run(['start'])).started[0];
+    if (!started) throw new Error('start did not start');
+    const { dataDir, logger } = started;
+    expect(resolveOrchestratorOptions(started)).toEqual(resolveOrchestratorOptions({ dataDir, logger }));
   });
 
   it('reads CONCLAVE_APPROVAL, CONCLAVE_TOKEN_TTL and CONCLAVE_OPERATOR_TOKEN from the environment', async () => {

@@ -22,7 +22,9 @@ import type { ReadText } from './job-input.js';
 import { cancelJobCommand, getJobCommand, submitJobCommand } from './jobs-command.js';
 import { resolveKeyDataDir, rotateKeyCommand, showKeyCommand } from './key-command.js';
 import { addModelCommand, listModelsCommand } from './models-command.js';
-import { approveNodeCommand, listNodesCommand, revokeNodeCommand } from './nodes-command.js';
+import {
+  approveNodeCommand, drainNodeCommand, listNodesCommand, revokeNodeCommand, undrainNodeCommand,
+} from './nodes-command.js';
 import { runOrchestratorStart, type StartDeps } from './start-command.js';
 import { createTokenCommand, listTokensCommand, revokeTokenCommand } from './token-command.js';
 
@@ -207,6 +209,18 @@ export function buildOrchestratorProgram(deps: OrchestratorCliDeps, setExitCode:
     .action(async (id: string, opts: ClientFlags & { json?: boolean }) => {
       const { json } = parseFlags(readFlagsSchema, { json: opts.json });
       await withCalls(opts, (calls) => revokeNodeCommand(calls, io, id, { json }));
+    });
+  clientCommand(nodes, 'drain', 'Give a node no new work; what it runs finishes. Kept until `nodes undrain`, across reconnects and restarts.')
+    .argument('<id>', 'node id')
+    .action(async (id: string, opts: ClientFlags & { json?: boolean }) => {
+      const { json } = parseFlags(readFlagsSchema, { json: opts.json });
+      await withCalls(opts, (calls) => drainNodeCommand(calls, io, id, { json }));
+    });
+  clientCommand(nodes, 'undrain', 'Let a drained node take new work again.')
+    .argument('<id>', 'node id')
+    .action(async (id: string, opts: ClientFlags & { json?: boolean }) => {
+      const { json } = parseFlags(readFlagsSchema, { json: opts.json });
+      await withCalls(opts, (calls) => undrainNodeCommand(calls, io, id, { json }));
     });
 
   const token = program.command('token').description('Join tokens: how a new board enrolls.');

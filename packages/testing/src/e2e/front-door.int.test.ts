@@ -4,12 +4,12 @@ import { execFile, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ORCHESTRATOR_MAIN } from '@conclave/orchestrator';
 import { affineModel } from '../onnx/affine-model.js';
 import { Cleanup, startChildOrchestrator, within } from './e2e-support.js';
 import type { ChildOrchestratorSetup } from './e2e-support.js';
 
 const REPO_ROOT = fileURLToPath(new URL('../../../../', import.meta.url));
-const ORCHESTRATOR_MAIN = fileURLToPath(new URL('../../../orchestrator/dist/main.js', import.meta.url));
 const run = promisify(execFile);
 
 const cleanup = new Cleanup();

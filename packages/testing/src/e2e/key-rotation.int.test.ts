@@ -3,12 +3,11 @@
 // (inference from dist: `pnpm exec tsc -b packages/testing` first).
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { captureLogger, isConclaveError } from '@conclave/common';
 import type { CapturedLogger, RedisServerHandle } from '@conclave/common';
 import { createRotationStatement, generateIdentity, identityToPem, rotationStatementToText } from '@conclave/protocol';
-import { startOrchestrator } from '@conclave/orchestrator';
+import { ORCHESTRATOR_MAIN, startOrchestrator } from '@conclave/orchestrator';
 import type { OrchestratorHandle } from '@conclave/orchestrator';
 import { spawnNode } from '../child-process.js';
 import { createTestControl } from '../control.js';
@@ -21,7 +20,6 @@ import { affineInput, Cleanup, mismatch, wireInputs, within } from './e2e-suppor
 
 type TestNode = Awaited<ReturnType<typeof startTestNode>>;
 
-const ORCHESTRATOR_MAIN = fileURLToPath(new URL('../../../orchestrator/dist/main.js', import.meta.url));
 const model = affineModel({ seed: 41 });
 
 /** `orchestrator key rotate --json` on a data dir, through the built CLI. */

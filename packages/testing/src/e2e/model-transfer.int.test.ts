@@ -1,8 +1,8 @@
 // Runs the built CLIs (`pnpm exec tsc -b packages/testing`): orchestrator and nodes are child processes.
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ORCHESTRATOR_MAIN } from '@conclave/orchestrator';
 import { spawnNode } from '../child-process.js';
 import type { ChildHandle } from '../child-process.js';
 import type { TestControl } from '../control.js';
@@ -13,8 +13,6 @@ import { affineInput, Cleanup, mismatch, startChildOrchestrator, wireInputs } fr
 import type { ChildOrchestratorSetup } from './e2e-support.js';
 
 type NodeChild = ChildHandle & { nodeId: string };
-
-const ORCHESTRATOR_MAIN = fileURLToPath(new URL('../../../orchestrator/dist/main.js', import.meta.url));
 
 describe('model transfer to nodes', () => {
   const cleanup = new Cleanup();

@@ -7,19 +7,17 @@ import type { ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DATA_DIR_LOCK_FILE, findFreePort, isProcessRunning, redisGuardianPids } from '@conclave/common';
+import { DATA_DIR_LOCK_FILE, findFreePort, isProcessRunning, parseReadinessLine, redisGuardianPids } from '@conclave/common';
+import { FLEET_MAIN } from '@conclave/fleet';
 import { spawnOrchestrator, tempDir } from '../fleet.js';
 import { waitUntil } from '../wait-until.js';
 import { Cleanup, within } from './e2e-support.js';
 
-const FLEET_MAIN = fileURLToPath(new URL('../../../fleet/dist/main.js', import.meta.url));
-/** How long a fleet may take to print `local fleet running`; the model server alone takes ~7 s on 2 cores. */
+/** How long a fleet may take to print its readiness line; the model server alone takes ~7 s on 2 cores. */
 const FLEET_START_MS = 60_000;
 /** How long a clean shutdown of the fleet may take; it takes ~1 s. */
 const FLEET_STOP_MS = 20_000;
-const RUNNING = /^local fleet running: /;
 
 
 /** The names of `pids` still alive once all are gone or `timeoutMs` has passed: [] is the good outcome. */
@@ -61,7 +59,7 @@ interface FleetChild {
   readonly pid: number;
   readonly stdout: string[];
   readonly stderr: string[];
-  /** Resolves once `local fleet running` is out, with the index of that line in stdout. */
+  /** Resolves once the fleet's readiness line is out, with the index of that line in stdout. */
   running(timeoutMs?: number): Promise<number>;
   /** Exit code and signal, once the process has exited. */
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
@@ -107,11 +105,11 @@ function spawnFleet(dataDir: string, modelServerPort = -1): FleetChild {
     closed,
     running: (timeoutMs = FLEET_START_MS) =>
       waitUntil(() => {
-        const at = stdout.findIndex((l) => RUNNING.test(l));
+        const at = stdout.findIndex((l) => parseReadinessLine(l)?.role === 'local-fleet');
         if (at >= 0) return at + 1;
         if (gone) throw new Error(`the fleet exited before it ran:\n${[...stdout, ...stderr].slice(-15).join('\n')}`);
         return undefined;
-      }, { what: 'local fleet running', timeoutMs, intervalMs: 50 }).then((at) => at - 1),
+      }, { what: 'the local fleet ready', timeoutMs, intervalMs: 50 }).then((at) => at - 1),
   };
 }
 
@@ -172,7 +170,7 @@ describe('no process outlives the one that started it', { timeout: 90_000 }, () 
 
   /**
    * After `signal` reached the fleet's group: exit 0, one line naming the signal on stdout after
-   * `local fleet running`, no warning or error anywhere, every child gone and every lock removed.
+   * its readiness line, no warning or error anywhere, every child gone and every lock removed.
    */
   async function expectCleanShutdown(
     fleet: FleetChild, dir: string, runningAt: number, signal: NodeJS.Signals, { node, redis, guardian }: FleetProcesses,

@@ -2,16 +2,14 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, realpathSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { findFreePort, REDIS_FALLBACK_DIRS } from '@conclave/common';
+import { findFreePort, READINESS_PREFIX, REDIS_FALLBACK_DIRS } from '@conclave/common';
+import { ORCHESTRATOR_MAIN } from '@conclave/orchestrator';
 import { spawnNode } from '../child-process.js';
 import { tempDir } from '../fleet.js';
 import { startRedis } from '../redis.js';
 import { waitUntil } from '../wait-until.js';
 import { Cleanup } from './e2e-support.js';
-
-const ORCHESTRATOR_MAIN = fileURLToPath(new URL('../../../orchestrator/dist/main.js', import.meta.url));
 
 /**
  * redis-server copies that a PATH without it does not hide: findRedisServer also looks in
@@ -57,13 +55,12 @@ describe('orchestrator and Redis', () => {
     await waitUntil(() => orchestrator.lines.filter((l) => /ORCH-NET-601/.test(l)).length >= 2, { what: 'a second retry' });
     // Down for a while: the orchestrator keeps retrying (ioredis, with the same full-jitter
     // backoff) and neither exits nor claims to be ready.
-    await new Promise((resolve) => setTimeout(resolve, 1_500));
-    expect(orchestrator.lines.filter((l) => /orchestrator ready/.test(l))).toEqual([]);
+    await expect(orchestrator.ready('orchestrator', 1_500)).rejects.toThrow(/not ready after 1500 ms/);
     expect(orchestrator.process.exitCode).toBeNull();
 
     const redis = await startRedis({ port });
     cleanup.add(() => redis.stop());
-    await orchestrator.waitFor(/orchestrator ready/, 40_000);
+    await orchestrator.ready('orchestrator', 40_000);
     await orchestrator.waitFor(/connected to redis/);
     expect(await orchestrator.stop()).toBe(0);
   });
@@ -94,6 +91,6 @@ describe('orchestrator and Redis', () => {
     expect(output).toMatch(/^ORCH-STATE-701 redis-server not found/m);
     expect(output).toContain('apt-get install redis-server');
     expect(output).toContain('--redis-url');
-    expect(output).not.toMatch(/orchestrator ready/);
+    expect(output).not.toContain(READINESS_PREFIX);
   });
 });

@@ -1,9 +1,9 @@
 // Runs the built CLIs (`pnpm exec tsc -b packages/testing`): orchestrator and nodes are child processes.
 import { cp } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DATA_DIR_LOCK_FILE, type RedisServerHandle } from '@conclave/common';
+import { NODE_AGENT_MAIN, nodeAgentStartArgv } from '@conclave/node-agent';
 import { spawnNode } from '../child-process.js';
 import type { ChildHandle } from '../child-process.js';
 import { createTestControl } from '../control.js';
@@ -17,7 +17,6 @@ import type { ChildOrchestratorSetup } from './e2e-support.js';
 type NodeChild = ChildHandle & { nodeId: string };
 
 const model = affineModel({ seed: 5 });
-const NODE_AGENT_MAIN = fileURLToPath(new URL('../../../node-agent/dist/main.js', import.meta.url));
 
 describe('restarts', () => {
   const cleanup = new Cleanup();
@@ -39,8 +38,8 @@ describe('restarts', () => {
     return dir.path;
   }
 
-  async function startNode(dataDir: string, name: string, waitForConnection = true): Promise<NodeChild> {
-    const node = await spawnNodeAgent({ orchestrator, dataDir, name, slots: 1, waitForConnection });
+  async function startNode(dataDir: string, name: string): Promise<NodeChild> {
+    const node = await spawnNodeAgent({ orchestrator, dataDir, name, slots: 1 });
     cleanup.add(async () => {
       node.process.kill('SIGCONT');
       await node.stop();
@@ -106,16 +105,16 @@ describe('restarts', () => {
     // while its old session lingers): a second process on the very same dir is refused by its lock.
     const copyDir = await nodeDir();
     await cp(dataDir, copyDir, { recursive: true, filter: (src) => basename(src) !== DATA_DIR_LOCK_FILE });
-    const fresh = spawnNode(NODE_AGENT_MAIN, [
-      'start', '--orchestrator', orchestrator.address, '--data-dir', copyDir, '--http-port', '0', '--name', 'twin', '--slots', '1',
-    ]);
+    const fresh = spawnNode(NODE_AGENT_MAIN, nodeAgentStartArgv({
+      orchestrator: orchestrator.address, dataDir: copyDir, httpPort: 0, name: 'twin', slots: 1,
+    }));
     cleanup.add(() => fresh.stop());
     // Silence the old process just before the new one registers: its stream stays open and
-    // its session is not yet suspect, so the orchestrator still counts it as connected.
+    // its session is not yet suspect, so the orchestrator still counts it as connected. (A step
+    // inside the start-up, which no readiness signal marks: the log line is the only sign.)
     await fresh.waitFor(/cpu backend started/);
     old.process.kill('SIGSTOP');
-    await fresh.waitFor(/connected to orchestrator/);
-    expect((await fresh.waitFor(/node agent started .*node=(\w+)/))[1]).toBe(old.nodeId);
+    expect((await fresh.ready('node-agent')).node).toBe(old.nodeId);
     await orchestrator.waitFor(/replaced by a new session of the same node/);
     old.process.kill('SIGKILL');
     await old.exited;

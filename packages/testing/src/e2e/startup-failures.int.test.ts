@@ -6,19 +6,16 @@ import { access, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import type { AddressInfo, Server } from 'node:net';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DATA_DIR_LOCK_FILE } from '@conclave/common';
 import type { RedisServerHandle } from '@conclave/common';
+import { MODEL_SERVER_MAIN } from '@conclave/model-server';
+import { NODE_AGENT_MAIN } from '@conclave/node-agent';
+import { ORCHESTRATOR_MAIN } from '@conclave/orchestrator';
 import { spawnNode } from '../child-process.js';
 import { spawnNodeAgent, spawnOrchestrator, tempDir } from '../fleet.js';
 import { startRedis } from '../redis.js';
-import { waitUntil } from '../wait-until.js';
 import { Cleanup, within } from './e2e-support.js';
-
-const ORCHESTRATOR_MAIN = fileURLToPath(new URL('../../../orchestrator/dist/main.js', import.meta.url));
-const NODE_AGENT_MAIN = fileURLToPath(new URL('../../../node-agent/dist/main.js', import.meta.url));
-const MODEL_SERVER_MAIN = fileURLToPath(new URL('../../../model-server/dist/main.js', import.meta.url));
 
 /** A line of the human console log: `2026-…Z INFO  ORCH-NET connected to redis …`. */
 const LOG_LINE = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z (ERROR|WARN|INFO|DEBUG) +[A-Z]+-/;
@@ -169,7 +166,7 @@ describe('orchestrator start-up failures', () => {
     expect(line).toContain(`--tls-key ${otherKey}`);
     // The certificate itself is good: with its own key the orchestrator serves TLS.
     const good = await runningOrchestrator(await dir(), ['--tls-cert', cert, '--tls-key', key]);
-    await good.waitFor(/orchestrator ready .* tls=true/);
+    expect((await good.ready('orchestrator')).tls).toBe(true);
     expect(await good.stop()).toBe(0);
   });
 
@@ -309,9 +306,10 @@ describe('model server start-up failures', () => {
           'start', '--host', '127.0.0.1', '--port', String(port), '--orchestrator', address, '--data-dir', await dir(), ...joinArgs,
         ]);
         cleanup.add(() => server.stop());
-        await waitUntil(async () => (await fetch(`http://127.0.0.1:${port}/health`)).status === 200, {
-          what: 'GET /health to answer 200', timeoutMs: 20_000, intervalMs: 100,
-        });
+        // Ready without a node id: serving HTTP alone, its model loaded.
+        const ready = await server.ready('model-server');
+        expect(ready).toEqual({ role: 'model-server', url: `http://127.0.0.1:${port}`, model: 'conclave-demo', node: null });
+        expect((await fetch(`${ready.url}/health`)).status).toBe(200);
         expect(server.lines.filter((l) => /^\S+Z WARN +NODE-STATE-702 /.test(l))).toHaveLength(1);
         expect(server.process.exitCode).toBeNull();
         expect(await server.stop()).toBe(0);

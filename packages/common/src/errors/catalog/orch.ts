@@ -106,6 +106,12 @@ export const ORCH_ERRORS = defineErrors({
     status: 'UNAVAILABLE',
     retryable: true,
   },
+  'ORCH-SCHED-852': {
+    message: 'no such node to drain or undrain',
+    recovery: 'Check the id with `orchestrator nodes list`; a node can be drained once it has registered at least once.',
+    status: 'NOT_FOUND',
+    retryable: false,
+  },
   // CLI errors (owner: the CLI): raised before anything is sent to the orchestrator.
   'ORCH-REQ-250': {
     message: 'malformed job input',
