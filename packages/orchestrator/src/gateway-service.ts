@@ -67,7 +67,7 @@ export function createGatewayService(o: GatewayServiceOptions): NodeGatewayHandl
         },
         onMessage: async (message) => {
           if (node) return node.receive(message);
-          node = await register(message);
+          await register(message);
         },
         onClosed: (reason) => {
           clearTimeout(registerTimer);
@@ -78,13 +78,13 @@ export function createGatewayService(o: GatewayServiceOptions): NodeGatewayHandl
       });
 
       /** The session's opening: a Register for the node id the handshake proved, or the end of it. */
-      async function register(message: NodeMessage__Output): Promise<NodeSession | undefined> {
+      async function register(message: NodeMessage__Output): Promise<void> {
         const request = message.body === 'register' ? message.register : null;
         const nodeId = secure.keys?.peerId;
         if (!request || request.nodeId !== nodeId) {
           // The node id is derived from the key the node proved; a Register naming another id is refused.
           secure.close(new ConclaveError('ORCH-NET-603', { detail: `first sealed message must be a Register for node ${nodeId ?? ''}`, data: { peer } }));
-          return undefined;
+          return;
         }
         clearTimeout(registerTimer);
         const session = new NodeSession({
@@ -95,13 +95,15 @@ export function createGatewayService(o: GatewayServiceOptions): NodeGatewayHandl
           fingerprint: peerKey ? fingerprint(peerKey) : '',
           onFetchModel: (s, fetch) => void sendModel(s, fetch, s.logger),
         });
+        // Known to onClosed before anything is awaited: a stream that ends during the registry's
+        // Redis calls closes this session, and the registry then leaves it out.
+        node = session;
         session.send({ registered: { nodeId: session.id, heartbeatIntervalMs: o.heartbeatIntervalMs, orchestratorVersion: o.version } });
         await o.registry.add(session);
         session.logger.info('NET', 'node registered', {
           name: session.name, slots: session.slots, backends: session.backends.join(','), models: session.storedModels.size,
           pendingResults: request.pendingResults.length, fingerprint: session.fingerprint,
         });
-        return session;
       }
     },
   };

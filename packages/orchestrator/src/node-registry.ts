@@ -67,12 +67,16 @@ export class NodeRegistry extends EventEmitter<NodeRegistryEvents> {
 
   /** Adds a session; an older session of the same node is closed first. */
   async add(session: NodeSession): Promise<void> {
+    // Read before the session is listed, so it never takes work it should not.
+    const drained = await this.isDrained(session.id);
+    // The stream may have ended while Redis answered: a closed session is never listed.
+    if (session.isClosed) return;
+    if (drained) session.setDraining(true, 'drained by an operator');
     const previous = this.sessions.get(session.id);
     if (previous && previous !== session) {
       previous.close(new ConclaveError('ORCH-NET-602', { detail: 'replaced by a new session of the same node' }));
     }
     this.sessions.set(session.id, session);
-    if (await this.isDrained(session.id)) session.setDraining(true, 'drained by an operator before it connected');
     // State, draining, slots and freed slots: suspect nodes count for no slots, and one that
     // recovers must give them back to the dispatcher.
     session.on('capacity', () => {
