@@ -1,6 +1,7 @@
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { EXIT_FAILURE, EXIT_USAGE, describeStartupFailure, describeUsageError, oneLine, onOutputGone } from './cli-failure.js';
+import { describeStartupFailure, describeUsageError, oneLine, onOutputGone } from './cli-failure.js';
+import { EXIT_FAILURE, EXIT_USAGE } from './exit-codes.js';
 import { ConclaveError } from './errors/conclave-error.js';
 
 describe('describeStartupFailure', () => {

@@ -1,14 +1,6 @@
 import { ConclaveError, isConclaveError, toConclaveError } from './errors/conclave-error.js';
 import type { ErrorCode } from './errors/catalog/index.js';
-
-/** Exit codes shared by the executables; docs/cli.md has the table. */
-export const EXIT_OK = 0;
-/** A start-up failure, an error from the orchestrator, or a job that did not complete. */
-export const EXIT_FAILURE = 1;
-/** Bad input caught before anything started or was sent: the command line, configuration, files. */
-export const EXIT_USAGE = 2;
-/** A second SIGINT/SIGTERM during shutdown: 128 + SIGINT, as shells report it. */
-export const EXIT_FORCED = 130;
+import { EXIT_FAILURE, EXIT_USAGE } from './exit-codes.js';
 
 export interface CliFailure {
   /** One line for stderr, starting with the catalog code. */

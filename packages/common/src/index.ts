@@ -91,11 +91,8 @@ export {
 } from './redis-launcher.js';
 export { DATA_DIR_LOCK_FILE, DATA_DIR_LOCK_MALFORMED_GRACE_MS, DATA_DIR_LOCK_REFRESH_INTERVAL_MS, DATA_DIR_LOCK_STALE_AFTER_MS, acquireDataDirLock, whileHoldingDataDir, type DataDirLock, type DataDirLockOptions } from './data-dir-lock.js';
 export { percentile, percentileOf, processCpuNanos, threadCpuNanos } from './bench-measure.js';
+export { EXIT_FAILURE, EXIT_FORCED, EXIT_OK, EXIT_USAGE } from './exit-codes.js';
 export {
-  EXIT_FAILURE,
-  EXIT_FORCED,
-  EXIT_OK,
-  EXIT_USAGE,
   describeCodedFailure,
   describeStartupFailure,
   describeUsageError,
@@ -104,7 +101,7 @@ export {
   type CliFailure,
 } from './cli-failure.js';
 export { assertPortFree, listenOrFail, type ListenOptions } from './listen.js';
-export { DUPLICATE_SIGNAL_WINDOW_MS, SHUTDOWN_SIGNALS, shutdownSignal } from './shutdown-signal.js';
+export { DUPLICATE_SIGNAL_WINDOW_MS, SHUTDOWN_SIGNALS, shutdownRequested, shutdownSignal } from './shutdown-signal.js';
 export { parentGone } from './parent-gone.js';
 export { isProcessRunning } from './process-state.js';
 export {
@@ -117,3 +114,12 @@ export {
 } from './readiness.js';
 export { DEFAULT_READY_TIMEOUT_MS, DEFAULT_STOP_GRACE_MS, spawnChild, type SpawnChildOptions, type SpawnedChild } from './spawn-child.js';
 export { toCliFlags, type CliFlagValue } from './cli-flags.js';
+export {
+  DEFAULT_CLOSE_TIMEOUT_MS,
+  EXIT_GRACE_MS,
+  exitWhenIdle,
+  runService,
+  type RunServiceOptions,
+  type RunningService,
+  type TextOut,
+} from './run-service.js';

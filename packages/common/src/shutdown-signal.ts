@@ -1,4 +1,5 @@
-import { EXIT_FORCED } from './cli-failure.js';
+import { EXIT_FORCED } from './exit-codes.js';
+import { parentGone } from './parent-gone.js';
 
 /**
  * The signals that mean "shut down in order". SIGHUP is among them because closing the terminal
@@ -34,4 +35,12 @@ export function shutdownSignal(stderr: NodeJS.WritableStream = process.stderr): 
     };
     for (const signal of SHUTDOWN_SIGNALS) process.on(signal, onSignal);
   });
+}
+
+/**
+ * Resolves with the first request to shut down: a shutdown signal (its name) or, for a process
+ * started with an IPC channel, its parent gone ('parent gone').
+ */
+export function shutdownRequested(stderr: NodeJS.WritableStream = process.stderr): Promise<string> {
+  return Promise.race([shutdownSignal(stderr), parentGone()]);
 }

@@ -3,18 +3,21 @@
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
-  EXIT_FAILURE,
-  EXIT_OK,
   acquireDataDirLock,
   createLogger,
   describeStartupFailure,
   describeUsageError,
-  formatReadinessLine,
+  exitWhenIdle,
   onOutputGone,
+  runService,
   shutdownSignal,
   type DataDirLock,
+  type ReadinessOf,
 } from '@conclave/common';
 import { startLocalFleet } from './local-fleet.js';
+
+/** How long the fleet may take to stop: each child gets 5 s after SIGTERM, then the orchestrator and Redis theirs. */
+const FLEET_CLOSE_TIMEOUT_MS = 30_000;
 
 const print = (line: string) => process.stdout.write(`${line}\n`);
 const fail = (line: string, exitCode: number): never => {
@@ -76,38 +79,35 @@ const logger = createLogger({
   prefix: 'ORCH', level: values['log-level'] as 'info', console: true, file: { dir: resolve(dataDir, 'orchestrator', 'logs') },
 });
 
-try {
-  const fleet = await startLocalFleet({
-    dataDir, logger, print,
-    nodes: Number(values.nodes), slots: Number(values.slots), demoJobs: Number(values['demo-jobs']),
-    grpcPort: Number(values['grpc-port']), httpPort: Number(values['http-port']),
-    modelServerPort: Number(values['model-server-port']),
-  });
-  print(
-    `local fleet running: orchestrator ${fleet.orchestrator.address}, http :${fleet.orchestrator.httpPort}. ` +
-    `Try \`pnpm orchestrator nodes list --address ${fleet.orchestrator.address}\`. Ctrl-C stops everything.`,
-  );
-  // After the human line, one a parent can rely on: everything is up and the demo jobs are done.
-  process.stdout.write(formatReadinessLine({
-    role: 'local-fleet', grpc: fleet.orchestrator.address,
-    httpPort: fleet.orchestrator.httpPort >= 0 ? fleet.orchestrator.httpPort : null,
-    nodes: Number(values.nodes), modelServer: fleet.modelServerUrl ?? null,
-  }));
-  const signal = await shutdownSignal();
-  print(`${signal}: stopping the local fleet (nodes, model server, orchestrator, Redis)`);
-  let exitCode = EXIT_OK;
-  try {
-    await fleet.close();
-  } catch (err) {
-    logger.failure(err, { section: 'CLEAN' });
-    exitCode = EXIT_FAILURE;
-  }
-  await logger.close();
-  await lock.release();
-  process.exit(exitCode);
-} catch (err) {
-  await logger.close();
-  await lock.release();
-  const failure = describeStartupFailure(err, 'ORCH-STATE-707');
-  fail(failure.line, failure.exitCode);
-}
+const exitCode = await runService({
+  start: async () => {
+    const fleet = await startLocalFleet({
+      dataDir, logger, print,
+      nodes: Number(values.nodes), slots: Number(values.slots), demoJobs: Number(values['demo-jobs']),
+      grpcPort: Number(values['grpc-port']), httpPort: Number(values['http-port']),
+      modelServerPort: Number(values['model-server-port']),
+    });
+    print(
+      `local fleet running: orchestrator ${fleet.orchestrator.address}, http :${fleet.orchestrator.httpPort}. ` +
+      `Try \`pnpm orchestrator nodes list --address ${fleet.orchestrator.address}\`. Ctrl-C stops everything.`,
+    );
+    // After the human line, one a parent can rely on: everything is up and the demo jobs are done.
+    const readiness: ReadinessOf<'local-fleet'> = {
+      role: 'local-fleet', grpc: fleet.orchestrator.address,
+      httpPort: fleet.orchestrator.httpPort >= 0 ? fleet.orchestrator.httpPort : null,
+      nodes: Number(values.nodes), modelServer: fleet.modelServerUrl ?? null,
+    };
+    return { ready: Promise.resolve(readiness), close: () => fleet.close() };
+  },
+  // Started from a terminal, never with an IPC channel: only a signal stops it.
+  shutdownRequested: () => shutdownSignal(),
+  onShutdownRequested: (signal) => print(`${signal}: stopping the local fleet (nodes, model server, orchestrator, Redis)`),
+  logger,
+  stdout: process.stdout,
+  stderr: process.stderr,
+  fallbackCode: 'ORCH-STATE-707',
+  closeTimeoutMs: FLEET_CLOSE_TIMEOUT_MS,
+});
+await logger.close();
+await lock.release();
+exitWhenIdle(exitCode);

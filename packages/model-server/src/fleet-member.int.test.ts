@@ -2,7 +2,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nullLogger } from '@conclave/common';
 import type { NodeAgentHandle } from '@conclave/node-agent';
-import { createTestControl, startRedis, startTestOrchestrator, tempDir, waitUntil } from '@conclave/testing';
+import { tensorFromTypedArray } from '@conclave/protocol';
+import { affineModel, createTestControl, startRedis, startTestNode, startTestOrchestrator, tempDir, waitUntil } from '@conclave/testing';
 import type { RedisServerHandle, TestControl } from '@conclave/testing';
 import { joinFleet } from './fleet-member.js';
 import { startModelServer } from './model-server.js';
@@ -50,5 +51,27 @@ describe('the model server in the fleet', () => {
 
   it('refuses a generate job without a prompt', async () => {
     await expect(control.submit({ generate: { prompt: '' } })).rejects.toMatchObject({ code: 3 });
+  });
+
+  it('advertises only text generation: no inference backend, no models loaded', async () => {
+    const listed = (await control.listNodes()).find((n) => n.id === member.nodeId);
+    expect(listed).toMatchObject({ backends: [], backendActive: '', loadedModels: [], features: ['text-generation'] });
+  });
+
+  it('never gets an ONNX job: with only the model server in the fleet it waits, and a node agent that joins runs it', async () => {
+    const model = affineModel({ seed: 5 });
+    await control.addModel('affine-fleet-member', model.bytes);
+    const job = await control.infer('affine-fleet-member', { x: tensorFromTypedArray('float32', [1, 4], Float32Array.from([1, 2, 3, 4])) });
+    // Placement is tried at once and on every heartbeat; by now the model server would have had it.
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    expect(await control.get(job.id)).toMatchObject({ state: 'JOB_STATE_QUEUED', node: '', attempts: 0 });
+
+    const agent = await startTestNode({ orchestrator, slots: 1 });
+    try {
+      const done = await control.wait(job.id);
+      expect(done).toMatchObject({ state: 'JOB_STATE_COMPLETED', node: agent.nodeId, attempts: 1 });
+    } finally {
+      await agent.close();
+    }
   });
 });

@@ -21,9 +21,10 @@ export interface FleetMemberOptions {
 }
 
 /**
- * Joins the orchestrator as a node with the `text-generation` capability, over the same
- * session as every node agent: `orchestrator jobs submit --kind generate` lands here and is
- * served by `server.generate`, through the same limits as HTTP requests.
+ * Joins the orchestrator as a node with the `text-generation` capability and nothing else, over
+ * the same session as every node agent: `orchestrator jobs submit --kind generate` lands here and
+ * is served by `server.generate`, through the same limits as HTTP requests. It runs no ONNX jobs:
+ * no CPU inference pool is started and no backend is advertised, so the scheduler never places one here.
  */
 export function joinFleet(o: FleetMemberOptions): Promise<NodeAgentHandle> {
   return startNodeAgent({
@@ -34,6 +35,7 @@ export function joinFleet(o: FleetMemberOptions): Promise<NodeAgentHandle> {
     slots: o.slots,
     httpPort: -1,
     logger: o.logger,
+    inference: false,
     features: [TEXT_GENERATION_FEATURE],
     extraKinds: {
       generate: async (job, signal) => {

@@ -2,27 +2,24 @@
 // The `model-server` executable: the only module that reads argv, env and signals.
 import { Command, CommanderError } from 'commander';
 import {
-  EXIT_FAILURE,
   EXIT_OK,
   EXIT_USAGE,
   acquireDataDirLock,
   createLogger,
   describeStartupFailure,
   describeUsageError,
-  formatReadinessLine,
+  exitWhenIdle,
   isConclaveError,
   onOutputGone,
-  parentGone,
-  shutdownSignal,
+  runService,
+  shutdownRequested,
   type DataDirLock,
+  type ReadinessOf,
 } from '@conclave/common';
 import { onFirstConnection } from '@conclave/node-agent';
 import { configToOptions, loadModelServerConfig, modelServerConfigSchema } from './model-server-config.js';
 import { joinFleet } from './fleet-member.js';
 import { startModelServer } from './model-server.js';
-
-/** How long a shutdown may take before the process exits anyway. */
-const SHUTDOWN_GRACE_MS = 10_000;
 
 /** The defaults `--help` shows are the schema's own, so that the two cannot drift apart. */
 const DEFAULTS = modelServerConfigSchema.parse({});
@@ -35,6 +32,7 @@ const fail = (line: string, exitCode: number): number => {
   return exitCode;
 };
 
+let exitCode = EXIT_OK;
 const program = new Command('model-server')
   .description('Conclave text model server (OpenAI-compatible HTTP API)')
   .exitOverride()
@@ -67,10 +65,10 @@ program
   .option('--data-dir <dir>', `node identity and outbox when joining an orchestrator (default ${DEFAULTS.dataDir})`)
   .option('--config <file>', 'YAML file with the same keys (lowest precedence)')
   .action(async (flags: Record<string, string | undefined>) => {
-    process.exitCode = await runStart(flags);
+    exitCode = await runStart(flags);
   });
 
-/** `model-server start`: serves until a signal; resolves with the exit code. */
+/** `model-server start`: serves until a shutdown request (runService); resolves with the exit code. */
 async function runStart(flags: Record<string, string | undefined>): Promise<number> {
   const { model, modelId, config: file, join, ...rest } = flags;
   let lock: DataDirLock | undefined;
@@ -85,73 +83,60 @@ async function runStart(flags: Record<string, string | undefined>): Promise<numb
     const fileLog = config.logDir ? { file: { dir: config.logDir } } : {};
     const logger = createLogger({ prefix: 'MODEL', level: logLevel, ...fileLog });
     const nodeLogger = createLogger({ prefix: 'NODE', level: logLevel, ...fileLog });
-    const closeLoggers = () => Promise.all([logger.close(), nodeLogger.close()]);
-    let server: Awaited<ReturnType<typeof startModelServer>>;
     try {
-      server = await startModelServer({ ...options, logger });
-    } catch (err) {
-      await closeLoggers();
-      throw err;
+      return await runService({
+        start: async () => {
+          const server = await startModelServer({ ...options, logger });
+          let member: Awaited<ReturnType<typeof joinFleet>> | undefined;
+          if (orchestrator) {
+            try {
+              member = await joinFleet({ server, orchestrator, dataDir, slots: config.concurrency, ...(join ? { join } : {}), logger: nodeLogger });
+            } catch (err) {
+              if (isConclaveError(err) && err.code === 'NODE-STATE-702') {
+                // Never joined and no join string yet (compose and Kubernetes start it that way before
+                // an operator has one): serve HTTP alone and say how to join.
+                nodeLogger.failure(err, { orchestrator }, 'warn');
+                logger.warn('STATE', 'serving HTTP without joining the fleet until started with a join string', { orchestrator });
+              } else {
+                // Asked to join and cannot (unreadable data dir, malformed join string): serving HTTP
+                // alone would hide it, so the whole server stops.
+                await server.close();
+                throw err;
+              }
+            }
+          }
+          // Ready: listening (above), the default model loaded and warmed up, and, when it joined a
+          // fleet, its first session up. A model that cannot load rejects `ready` instead (logged with
+          // its code when it happened; it will not load on retry).
+          let stopWatching: () => void = () => undefined;
+          const fleetMember = member;
+          const firstSession = fleetMember && new Promise<void>((resolve) => {
+            stopWatching = onFirstConnection(fleetMember, resolve);
+          });
+          const ready = Promise.all([server.ready, firstSession]).then((): ReadinessOf<'model-server'> => (
+            { role: 'model-server', url: server.url, model: server.modelId, node: fleetMember?.nodeId ?? null }
+          ));
+          return {
+            ready,
+            // Refused by the orchestrator (revoked, denied, wrong key): already logged with its code.
+            ...(fleetMember ? { fatal: fleetMember.fatal } : {}),
+            close: async () => {
+              stopWatching();
+              await fleetMember?.close();
+              await server.close();
+            },
+          };
+        },
+        shutdownRequested: () => shutdownRequested(),
+        logger,
+        stdout: process.stdout,
+        stderr: process.stderr,
+        fallbackCode: 'MODEL-STATE-707',
+        stoppedMessage: 'model server stopped',
+      });
+    } finally {
+      await Promise.all([logger.close(), nodeLogger.close()]);
     }
-    let member: Awaited<ReturnType<typeof joinFleet>> | undefined;
-    if (orchestrator) {
-      try {
-        member = await joinFleet({ server, orchestrator, dataDir, slots: config.concurrency, ...(join ? { join } : {}), logger: nodeLogger });
-      } catch (err) {
-        if (isConclaveError(err) && err.code === 'NODE-STATE-702') {
-          // Never joined and no join string yet (compose and Kubernetes start it that way before
-          // an operator has one): serve HTTP alone and say how to join.
-          nodeLogger.failure(err, { orchestrator }, 'warn');
-          logger.warn('STATE', 'serving HTTP without joining the fleet until started with a join string', { orchestrator });
-        } else {
-          // Asked to join and cannot (unreadable data dir, malformed join string): serving HTTP
-          // alone would hide it, so the whole server stops.
-          await server.close();
-          await closeLoggers();
-          throw err;
-        }
-      }
-    }
-    // Ready: listening (above), the default model loaded and warmed up, and, when it joined a
-    // fleet, its first session up. A model that cannot load ends the process below instead.
-    let announce = true;
-    let stopWatching: () => void = () => undefined;
-    const fleetMember = member;
-    const firstSession = fleetMember && new Promise<void>((resolve) => {
-      stopWatching = onFirstConnection(fleetMember, resolve);
-    });
-    void Promise.all([server.ready, firstSession]).then(() => {
-      if (!announce) return;
-      process.stdout.write(formatReadinessLine({ role: 'model-server', url: server.url, model: server.modelId, node: fleetMember?.nodeId ?? null }));
-    }, () => undefined);
-    const ended = await Promise.race([
-      server.ready.then(
-        () => new Promise<never>(() => undefined),
-        (error: unknown) => ({ loadFailed: error }),
-      ),
-      shutdownSignal().then((signal) => ({ signal })),
-      parentGone().then((signal) => ({ signal })),
-      ...(member ? [member.fatal.then((error) => ({ error }))] : []),
-    ]);
-    announce = false;
-    stopWatching();
-    setTimeout(() => process.exit(EXIT_FAILURE), SHUTDOWN_GRACE_MS).unref();
-    let exitCode = EXIT_OK;
-    if ('loadFailed' in ended) {
-      // Logged with its code when it happened; a model that cannot load will not load on retry.
-      exitCode = EXIT_USAGE;
-    } else if ('error' in ended) {
-      // Refused by the orchestrator (revoked, denied, wrong key): already logged with its code.
-      process.stderr.write(`${describeStartupFailure(ended.error, 'MODEL-STATE-707').line}\n`);
-      exitCode = EXIT_FAILURE;
-    } else {
-      logger.info('CLEAN', 'shutting down', { signal: ended.signal });
-    }
-    await member?.close();
-    await server.close();
-    if (exitCode === EXIT_OK) logger.info('CLEAN', 'model server stopped');
-    await closeLoggers();
-    return exitCode;
   } catch (err) {
     const failure = describeStartupFailure(err, 'MODEL-STATE-707');
     return fail(failure.line, failure.exitCode);
@@ -164,15 +149,16 @@ try {
   await program.parseAsync(process.argv);
 } catch (err) {
   if (err instanceof CommanderError) {
-    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') process.exitCode = EXIT_OK;
+    if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') exitCode = EXIT_OK;
     // `model-server` alone: commander has printed the help to stderr.
-    else if (err.code === 'commander.help') process.exitCode = EXIT_USAGE;
+    else if (err.code === 'commander.help') exitCode = EXIT_USAGE;
     else {
       const usage = describeUsageError(err.message, 'MODEL-STATE-705');
-      process.exitCode = fail(usage.line, usage.exitCode);
+      exitCode = fail(usage.line, usage.exitCode);
     }
   } else {
     const failure = describeStartupFailure(err, 'MODEL-STATE-707');
-    process.exitCode = fail(failure.line, failure.exitCode);
+    exitCode = fail(failure.line, failure.exitCode);
   }
 }
+exitWhenIdle(exitCode);

@@ -6,7 +6,8 @@ import type { ModelFetcher } from './model-fetcher.js';
 import type { Outbox } from './outbox.js';
 
 export interface JobRunnerOptions {
-  backend: InferenceBackend;
+  /** Runs `infer` jobs; absent on a node that runs no models, where they fail with NODE-JOB-803. */
+  backend?: InferenceBackend;
   fetcher: ModelFetcher;
   outbox: Outbox;
   send: (message: NodeMessage) => boolean;
@@ -68,12 +69,14 @@ export class JobRunner {
       const out = await handler(job, signal);
       return { ...out, runMs: performance.now() - started };
     }
+    const backend = this.o.backend;
+    if (!backend) throw new ConclaveError('NODE-JOB-803', { detail: 'infer: this node has no inference backend' });
     const model = job.model;
     if (!model) throw new ConclaveError('NODE-JOB-802', { detail: 'assignment without a model' });
     const path = await this.o.fetcher.ensure(model);
     signal.throwIfAborted();
-    await this.o.backend.load({ sha256: model.sha256, path, inputs: model.inputs, outputs: model.outputs });
-    const { outputs, runMs } = await this.o.backend.run(model.sha256, job.inputs as Record<string, WireTensor>, {
+    await backend.load({ sha256: model.sha256, path, inputs: model.inputs, outputs: model.outputs });
+    const { outputs, runMs } = await backend.run(model.sha256, job.inputs as Record<string, WireTensor>, {
       signal,
       ...(job.timeoutMs > 0 ? { timeoutMs: job.timeoutMs } : {}),
     });

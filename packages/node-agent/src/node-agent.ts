@@ -41,6 +41,12 @@ export interface NodeAgentOptions {
   now?: () => number;
   /** Replaces the CPU backend (tests, or the Hailo selector). */
   backend?: InferenceBackend;
+  /**
+   * false: runs no models (the model server, which serves only its `features`): no backend is
+   * created, none is advertised, and an ONNX job that arrives anyway fails with NODE-JOB-803.
+   * @default true
+   */
+  inference?: boolean;
 }
 
 export interface NodeAgentHandle {
@@ -71,7 +77,8 @@ export async function startNodeAgent(options: NodeAgentOptions): Promise<NodeAge
   await store.verifyAll();
   const outbox = new Outbox(join(options.dataDir, 'outbox'));
   await outbox.open();
-  const backend = options.backend ?? (await CpuBackend.create({ workers: slots, logger }));
+  const backend = options.inference === false ? undefined : (options.backend ?? (await CpuBackend.create({ workers: slots, logger })));
+  const backends = backend ? [backend.name] : [];
 
   const eventLoopDelay = monitorEventLoopDelay({ resolution: 10 });
   eventLoopDelay.enable();
@@ -94,15 +101,15 @@ export async function startNodeAgent(options: NodeAgentOptions): Promise<NodeAge
     register: async () => ({
       nodeId, name, slots,
       capabilities: {
-        cpuCores: cpus().length, memoryBytes: totalmem(), backends: [backend.name], backendActive: backend.name,
+        cpuCores: cpus().length, memoryBytes: totalmem(), backends, backendActive: backend?.name ?? '',
         features: options.features ?? [], agentVersion: AGENT_VERSION,
       },
       models: store.list(),
       pendingResults: (await outbox.pending()).map((r) => `${r.jobId ?? ''}:${r.attempt ?? 0}`),
     }),
     heartbeat: () => ({
-      slots, loadedModels: backend.loadedModels(),
-      memoryUsedBytes: totalmem() - freemem(), backendActive: backend.name,
+      slots, loadedModels: backend?.loadedModels() ?? [],
+      memoryUsedBytes: totalmem() - freemem(), backendActive: backend?.name ?? '',
     }),
     handler: {
       assign: (job) => void parts.runner?.run(job),
@@ -127,7 +134,7 @@ export async function startNodeAgent(options: NodeAgentOptions): Promise<NodeAge
   });
   const fetcher = new ModelFetcher(store, (m) => link.send(m), logger);
   const jobRunner = new JobRunner({
-    backend, fetcher, outbox, logger, send: (m) => link.send(m),
+    ...(backend ? { backend } : {}), fetcher, outbox, logger, send: (m) => link.send(m),
     ...(options.extraKinds ? { extraKinds: options.extraKinds } : {}),
   });
   parts.runner = jobRunner;
@@ -155,7 +162,7 @@ export async function startNodeAgent(options: NodeAgentOptions): Promise<NodeAge
   }
 
   link.start();
-  logger.info('STATE', 'node agent started', { name, slots, orchestrator, backend: backend.name, models: store.list().length });
+  logger.info('STATE', 'node agent started', { name, slots, orchestrator, backend: backend?.name ?? 'none', models: store.list().length });
 
   return {
     nodeId,
@@ -167,7 +174,7 @@ export async function startNodeAgent(options: NodeAgentOptions): Promise<NodeAge
     async close() {
       await link.close();
       jobRunner.cancelAll('node shutting down');
-      await backend.dispose();
+      await backend?.dispose();
       await outbox.persistAll();
       eventLoopDelay.disable();
       await new Promise((resolve) => (httpServer ? httpServer.close(resolve) : resolve(undefined)));

@@ -1,13 +1,10 @@
 #!/usr/bin/env node
 // The `orchestrator` executable: the only module that reads argv, env and signals.
 import * as grpc from '@grpc/grpc-js';
-import { formatReadinessLine, onOutputGone, parentGone, shutdownSignal } from '@conclave/common';
+import { exitWhenIdle, onOutputGone, shutdownRequested } from '@conclave/common';
 import { createControlClient } from '@conclave/protocol';
 import { controlCallsFromClient } from './cli/control-calls.js';
 import { runOrchestratorCli } from './cli/orchestrator-program.js';
-
-/** How long a finished CLI waits for open handles (gRPC channels, log files) before it exits anyway. */
-const EXIT_GRACE_MS = 2_000;
 
 // grpc-js writes its own errors to stderr (a failed bind as `E No address added…`); every one
 // that matters reaches the operator as a coded line already. GRPC_VERBOSITY still turns them on.
@@ -32,17 +29,8 @@ const exitCode = await runOrchestratorCli(process.argv.slice(2), {
       { address },
     ),
   // Loaded only by `start`: client commands need neither BullMQ nor onnxruntime.
-  startOrchestrator: async (options) => {
-    const handle = await (await import('./orchestrator.js')).startOrchestrator(options);
-    // Resolved means gRPC and HTTP are listening and Redis has answered: ready, as /readyz says.
-    process.stdout.write(formatReadinessLine({
-      role: 'orchestrator', grpc: handle.address, httpPort: handle.httpPort >= 0 ? handle.httpPort : null,
-      tls: options.tls !== undefined, fingerprint: handle.fingerprint,
-    }));
-    return handle;
-  },
+  startOrchestrator: async (options) => (await import('./orchestrator.js')).startOrchestrator(options),
   // Started by another process with an IPC channel (tests, a supervisor): its end is a shutdown request too.
-  shutdownSignal: () => Promise.race([shutdownSignal(), parentGone()]),
+  shutdownSignal: () => shutdownRequested(),
 });
-process.exitCode = exitCode;
-setTimeout(() => process.exit(exitCode), EXIT_GRACE_MS).unref();
+exitWhenIdle(exitCode);

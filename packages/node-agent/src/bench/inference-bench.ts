@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 import { z } from 'zod';
-import { nullLogger, percentile } from '@conclave/common';
+import { EXIT_FAILURE, EXIT_OK, nullLogger, percentile } from '@conclave/common';
 import type { Job__Output, ModelInfo__Output, NodeInfo__Output, TensorData, TensorSpec, WireTensor } from '@conclave/protocol';
 import { CpuBackend } from '../cpu-backend.js';
 
@@ -372,9 +372,9 @@ function median(runs: Run[]): number {
 }
 
 main().then(
-  () => process.exit(0),
+  () => process.exit(EXIT_OK),
   (err: unknown) => {
     console.error(err);
-    process.exit(1);
+    process.exit(EXIT_FAILURE);
   },
 );

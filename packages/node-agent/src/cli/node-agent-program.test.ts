@@ -2,7 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConclaveError, captureLogger, type ClosableLogger } from '@conclave/common';
+import { ConclaveError, captureLogger, parseReadinessLine, type ClosableLogger } from '@conclave/common';
 import { runNodeAgentCli, type NodeAgentCliDeps } from './node-agent-program.js';
 import type { StartNodeAgentOptions } from './start-command.js';
 
@@ -24,7 +24,7 @@ async function run(argv: string[], env: Record<string, string> = {}, deps: Parti
     io: { stdout, stderr },
     startNodeAgent: async (options) => {
       started.push(options);
-      return { nodeId: 'n-1', close: async () => { closed += 1; } };
+      return { nodeId: 'n-1', httpPort: 7403, connected: true, close: async () => { closed += 1; } };
     },
     shutdownSignal: () => Promise.resolve('SIGINT'),
     createLogger: () => Object.assign(captureLogger('NODE').logger, { close: async () => {} }) as ClosableLogger,
@@ -51,6 +51,24 @@ describe('node-agent CLI', () => {
     expect(r.started[0]).toMatchObject({ orchestrator: 'orch:7400', dataDir: '/var/lib/conclave', httpPort: 7403 });
     expect(r.started[0]?.slots).toBeUndefined();
     expect(r.started[0]?.name).toBeUndefined();
+    // Connected at once: its one line on stdout is the readiness line.
+    expect(r.stdout.split('\n').filter((l) => l !== '').map(parseReadinessLine)).toEqual([{ role: 'node-agent', node: 'n-1', httpPort: 7403 }]);
+  });
+
+  it('a fatal authentication failure is its coded line and exit 1, the agent closed and never announced', async () => {
+    let closed = 0;
+    const r = await run(['start', '--orchestrator', 'o:1', '--data-dir', dir], {}, {
+      startNodeAgent: async () => ({
+        nodeId: 'n-1', httpPort: -1, connected: false,
+        fatal: Promise.resolve(new ConclaveError('NODE-AUTH-501', { detail: 'pinned SHA256:a, got SHA256:b' })),
+        close: async () => { closed += 1; },
+      }),
+      shutdownSignal: () => new Promise(() => undefined),
+    });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^NODE-AUTH-501 orchestrator key does not match the pinned fingerprint: pinned SHA256:a, got SHA256:b — [^\n]*\n$/);
+    expect(r.stdout).toBe('');
+    expect(closed).toBe(1);
   });
 
   it('takes flags over env over the YAML file', async () => {
@@ -84,6 +102,7 @@ describe('node-agent CLI', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^NODE-NET-601 orchestrator unreachable: o:1 — /);
     expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
+    expect(r.stdout).toBe('');
   });
 
   it('help exits 0, an unknown option 2', async () => {

@@ -66,6 +66,7 @@ export async function runNodeAgentCli(argv: readonly string[], deps: NodeAgentCl
       exitCode = await runNodeAgentStart(config, {
         startNodeAgent: deps.startNodeAgent,
         shutdownSignal: deps.shutdownSignal(),
+        stdout: io.stdout,
         stderr: io.stderr,
         ...(deps.createLogger ? { createLogger: deps.createLogger } : {}),
         ...(deps.lockDataDir ? { lockDataDir: deps.lockDataDir } : {}),

@@ -1,17 +1,20 @@
 import { join, resolve } from 'node:path';
 import {
-  EXIT_FAILURE,
-  EXIT_OK,
   acquireDataDirLock,
   whileHoldingDataDir,
   createLogger,
-  describeStartupFailure,
+  runService,
   type ClosableLogger,
   type DataDirLock,
   type Logger,
   type LoggerOptions,
+  type ReadinessOf,
+  type TextOut,
 } from '@conclave/common';
+import { onFirstConnection } from '../first-connection.js';
 import type { NodeAgentConfig } from './start-config.js';
+
+export type { TextOut } from '@conclave/common';
 
 /** What `startNodeAgent` takes and returns, as far as the CLI needs it (node-agent.ts has the full types). */
 export interface StartNodeAgentOptions {
@@ -27,19 +30,21 @@ export interface StartNodeAgentOptions {
 
 export interface StartedNodeAgent {
   nodeId: string;
+  /** Of its local `/healthz` and `/metrics`; -1 when off. */
+  httpPort: number;
+  /** Its session with the orchestrator is up: the first time, the agent is ready. */
+  readonly connected: boolean;
   /** Settles when the agent gives up on an authentication failure (revoked, denied, wrong orchestrator key…). */
   fatal?: Promise<Error>;
   close(): Promise<void>;
 }
 
-export interface TextOut {
-  write(chunk: string): unknown;
-}
-
 export interface NodeAgentStartDeps {
   startNodeAgent(options: StartNodeAgentOptions): Promise<StartedNodeAgent>;
-  /** Resolves with the signal name on the first SIGINT/SIGTERM (main.ts wires the process). */
+  /** Resolves with the reason on the first shutdown request: a signal, or the parent gone (main.ts wires the process). */
   shutdownSignal: Promise<string>;
+  /** Where the readiness line goes. */
+  stdout: TextOut;
   /** Where the one-line startup failure goes. */
   stderr: TextOut;
   /** @default createLogger from @conclave/common */
@@ -53,7 +58,7 @@ function lockNodeDataDir(dataDir: string): Promise<DataDirLock> {
 }
 
 /**
- * `node-agent start`: runs until a signal, then closes cleanly.
+ * `node-agent start`: runs until a shutdown request, then closes cleanly (runService).
  * Resolves with the exit code: 0 after a clean close; 2 when startup failed on bad input (a
  * malformed join string), 1 when it failed otherwise or the close failed.
  */
@@ -76,35 +81,35 @@ async function runLocked(config: NodeAgentConfig, dataDir: string, deps: NodeAge
     file: { dir: join(dataDir, 'logs') },
   });
   try {
-    let agent: StartedNodeAgent;
-    try {
-      agent = await deps.startNodeAgent(toNodeAgentOptions(config, dataDir, logger));
-    } catch (err) {
-      // Not logged as well: the console would show the same failure twice.
-      const failure = describeStartupFailure(err, 'NODE-STATE-707');
-      deps.stderr.write(`${failure.line}\n`);
-      return failure.exitCode;
-    }
-    const ended = await Promise.race([
-      deps.shutdownSignal.then((signal) => ({ signal })),
-      ...(agent.fatal ? [agent.fatal.then((error) => ({ error }))] : []),
-    ]);
-    if ('error' in ended) {
-      // Already logged with its code; an operator must act (approve, re-enroll, check the pin).
-      deps.stderr.write(`${describeStartupFailure(ended.error, 'NODE-STATE-707').line}\n`);
-      await agent.close().catch(() => undefined);
-      return EXIT_FAILURE;
-    }
-    const signal = ended.signal;
-    logger.info('CLEAN', 'shutting down', { signal, node: agent.nodeId });
-    try {
-      await agent.close();
-    } catch (err) {
-      logger.failure(err, { section: 'CLEAN' });
-      return EXIT_FAILURE;
-    }
-    logger.info('CLEAN', 'node agent stopped', { node: agent.nodeId });
-    return EXIT_OK;
+    const options = toNodeAgentOptions(config, dataDir, logger);
+    return await runService({
+      start: async () => {
+        const agent = await deps.startNodeAgent(options);
+        // Ready once its first session is up (enrolled, approved, registered): it can take jobs.
+        let stopWatching: () => void = () => undefined;
+        const ready = new Promise<ReadinessOf<'node-agent'>>((resolve) => {
+          stopWatching = onFirstConnection(agent, () =>
+            resolve({ role: 'node-agent', node: agent.nodeId, httpPort: agent.httpPort >= 0 ? agent.httpPort : null }),
+          );
+        });
+        return {
+          nodeId: agent.nodeId,
+          ready,
+          ...(agent.fatal ? { fatal: agent.fatal } : {}),
+          close: () => {
+            stopWatching();
+            return agent.close();
+          },
+        };
+      },
+      shutdownRequested: () => deps.shutdownSignal,
+      logger,
+      stdout: deps.stdout,
+      stderr: deps.stderr,
+      fallbackCode: 'NODE-STATE-707',
+      logMeta: (agent) => ({ node: agent.nodeId }),
+      stoppedMessage: 'node agent stopped',
+    });
   } finally {
     await logger.close();
   }

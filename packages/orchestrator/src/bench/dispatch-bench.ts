@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util';
 import { Queue, QueueEvents, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { z } from 'zod';
-import { nullLogger, percentile, processCpuNanos } from '@conclave/common';
+import { EXIT_FAILURE, EXIT_OK, nullLogger, percentile, processCpuNanos } from '@conclave/common';
 import { createControlClient } from '@conclave/protocol';
 import type { ControlClient, Job__Output, ModelInfo__Output, NodeInfo__Output, WireTensor } from '@conclave/protocol';
 import { startOrchestrator } from '../orchestrator.js';
@@ -395,9 +395,9 @@ function printReport(options: BenchOptions, arms: Arm[], samples: Map<Arm, Sampl
 }
 
 main().then(
-  () => process.exit(0),
+  () => process.exit(EXIT_OK),
   (err: unknown) => {
     console.error(err);
-    process.exit(1);
+    process.exit(EXIT_FAILURE);
   },
 );

@@ -1,6 +1,5 @@
-import { describeCodedFailure, describeStartupFailure, isConclaveError, type CliFailure } from '@conclave/common';
+import { EXIT_FAILURE, describeCodedFailure, describeStartupFailure, isConclaveError, type CliFailure } from '@conclave/common';
 import { ControlCallError } from './control-calls.js';
-import { EXIT_FAILURE } from './exit-codes.js';
 
 export type { CliFailure } from '@conclave/common';
 

@@ -1,40 +1,28 @@
 // Runs the built CLIs (dist/main.js of orchestrator and node-agent) as child processes
 // against a real orchestrator and Redis. Needs both packages built first
 // (`pnpm exec tsc -b packages/orchestrator packages/node-agent`).
-import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { once } from 'node:events';
+import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { nullLogger } from '@conclave/common';
+import { nullLogger, spawnChild, type SpawnedChild } from '@conclave/common';
+// The agent runs as its own process, found through its launcher: the orchestrator package does not depend on the agent's.
+import { NODE_AGENT_MAIN, nodeAgentStartArgv, type NodeAgentStartArgs } from '@conclave/node-agent';
 import { identityModel, startRedis, type RedisServerHandle } from '@conclave/testing';
+import { ORCHESTRATOR_MAIN, orchestratorStartArgv } from '../launch.js';
 import { startOrchestrator, type OrchestratorHandle } from '../orchestrator.js';
 
-const MAIN = fileURLToPath(new URL('../../dist/main.js', import.meta.url));
-// The agent runs as its own process: the orchestrator package does not depend on the agent's.
-const AGENT_MAIN = fileURLToPath(new URL('../../../node-agent/dist/main.js', import.meta.url));
-
-/** Spawns a CLI and resolves once a stderr line contains `ready`; rejects if it exits first. */
-async function spawnUntil(args: string[], ready: string): Promise<{ child: ChildProcessWithoutNullStreams; stderr: () => string }> {
-  const child = spawn(process.execPath, args, { stdio: 'pipe' });
-  let stderr = '';
-  await new Promise<void>((resolve, reject) => {
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-      if (stderr.includes(ready)) resolve();
-    });
-    child.once('exit', () => reject(new Error(`exited before "${ready}":\n${stderr}`)));
-  });
-  return { child, stderr: () => stderr };
-}
-
-async function stop(child: ChildProcessWithoutNullStreams): Promise<number | null> {
-  if (child.exitCode !== null) return child.exitCode;
-  const exited = once(child, 'exit') as Promise<[number | null]>;
-  child.kill('SIGTERM');
-  return (await exited)[0];
+/** A node agent as a child process; resolves once its readiness line is out (its first session is up). */
+async function spawnAgent(args: NodeAgentStartArgs): Promise<SpawnedChild> {
+  const child = spawnChild(NODE_AGENT_MAIN, nodeAgentStartArgv({ slots: 1, httpPort: -1, ...args }));
+  try {
+    await child.ready('node-agent');
+  } catch (err) {
+    await child.stop();
+    throw err;
+  }
+  return child;
 }
 
 interface CliResult {
@@ -47,7 +35,7 @@ interface CliResult {
 function cli(args: string[], env: Record<string, string> = {}, cwd: string = tmpdir()): Promise<CliResult> {
   return new Promise((resolve) => {
     const childEnv: Record<string, string | undefined> = { ...process.env, CONCLAVE_OPERATOR_TOKEN: undefined, ...env };
-    execFile(process.execPath, [MAIN, ...args], { env: childEnv, cwd, timeout: 30_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [ORCHESTRATOR_MAIN, ...args], { env: childEnv, cwd, timeout: 30_000 }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
       resolve({ code, stdout, stderr });
     });
@@ -57,8 +45,7 @@ function cli(args: string[], env: Record<string, string> = {}, cwd: string = tmp
 describe('orchestrator CLI against a running orchestrator', () => {
   let redis: RedisServerHandle;
   let orchestrator: OrchestratorHandle;
-  let agent: ChildProcessWithoutNullStreams;
-  let agentExit: number | null = null;
+  let agent: SpawnedChild;
   let dir: string;
   let env: Record<string, string>;
   let tokenId: string;
@@ -79,10 +66,7 @@ describe('orchestrator CLI against a running orchestrator', () => {
     const created = await run(['token', 'create', '--ttl', '10m', '--json']);
     if (created.code !== 0) throw new Error(`token create failed: ${created.stderr}`);
     const { join: joinString } = JSON.parse(created.stdout) as { join: string; expires: string };
-    ({ child: agent } = await spawnUntil(
-      [AGENT_MAIN, 'start', '--join', joinString, '--data-dir', join(dir, 'agent'), '--name', 'cli-int-node', '--slots', '1', '--http-port', '-1'],
-      'NODE-',
-    ));
+    agent = await spawnAgent({ join: joinString, dataDir: join(dir, 'agent'), name: 'cli-int-node' });
     // Enrolled and connected once the orchestrator lists it.
     for (let i = 0; i < 100; i += 1) {
       const listed = await run(['nodes', 'list', '--json']);
@@ -94,7 +78,7 @@ describe('orchestrator CLI against a running orchestrator', () => {
   });
 
   afterAll(async () => {
-    if (agent) agentExit = await stop(agent);
+    if (agent) await agent.stop();
     await orchestrator?.close();
     await redis?.stop();
     await rm(dir, { recursive: true, force: true });
@@ -151,17 +135,13 @@ describe('orchestrator CLI against a running orchestrator', () => {
   });
 
   it('node-agent start exits 0 on SIGTERM', async () => {
-    agentExit = await stop(agent);
-    expect(agentExit).toBe(0);
+    expect(await agent.stop()).toBe(0);
   });
 
   it('nodes revoke ends a connected node\'s session within a second or two, and it stays refused', async () => {
     const created = await run(['token', 'create', '--json']);
     const { join: joinString } = JSON.parse(created.stdout) as { join: string };
-    const second = await spawnUntil(
-      [AGENT_MAIN, 'start', '--join', joinString, '--data-dir', join(dir, 'agent-2'), '--name', 'cli-int-revoked', '--slots', '1', '--http-port', '-1'],
-      'NODE-',
-    );
+    const second = await spawnAgent({ join: joinString, dataDir: join(dir, 'agent-2'), name: 'cli-int-revoked' });
     try {
       type Listed = { id: string; name: string; state: string; status: string };
       const find = async (): Promise<Listed | undefined> =>
@@ -189,7 +169,7 @@ describe('orchestrator CLI against a running orchestrator', () => {
       expect(approve.code).toBe(1);
       expect(approve.stderr).toMatch(/^ORCH-AUTH-552 /);
     } finally {
-      await stop(second.child);
+      await second.stop();
     }
   });
 
@@ -216,18 +196,23 @@ describe('orchestrator CLI against a running orchestrator', () => {
 describe('orchestrator start as a process', () => {
   it('starts with an embedded Redis and exits 0 on SIGTERM', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'conclave-cli-start-'));
+    const stderr: string[] = [];
+    const child = spawnChild(ORCHESTRATOR_MAIN, orchestratorStartArgv({ grpcPort: 0, httpPort: 0, dataDir: dir }), {
+      onOutputLine: (line, stream) => {
+        if (stream === 'stderr') stderr.push(line);
+      },
+    });
     try {
-      const { child, stderr } = await spawnUntil(
-        [MAIN, 'start', '--grpc-port', '0', '--http-port', '0', '--data-dir', dir],
-        'orchestrator ready',
-      );
+      const ready = await child.ready('orchestrator');
+      expect(ready).toMatchObject({ role: 'orchestrator', tls: false, httpPort: expect.any(Number) });
       // A SIGTERM within ~50 ms of "ready" currently makes close() crash on an unhandled
       // BullMQ "Connection is closed." (reported to the orchestrator's owner); this test is about
       // the CLI's signal handling, so it lets the orchestrator settle first.
       await new Promise((resolve) => setTimeout(resolve, 1_000));
-      expect(await stop(child)).toBe(0);
-      expect(stderr()).toContain('shutting down');
+      expect(await child.stop()).toBe(0);
+      expect(stderr.some((l) => l.includes('shutting down'))).toBe(true);
     } finally {
+      await child.stop();
       await rm(dir, { recursive: true, force: true });
     }
   });

@@ -1,8 +1,7 @@
-import { ConclaveError } from '@conclave/common';
+import { ConclaveError, EXIT_FAILURE, EXIT_OK } from '@conclave/common';
 import type { Job__Output, SubmitJobRequest } from '@conclave/protocol';
 import type { CliIo } from './cli-io.js';
 import type { ControlCalls } from './control-calls.js';
-import { EXIT_FAILURE, EXIT_OK } from './exit-codes.js';
 import { loadJobInputs, type ReadText } from './job-input.js';
 import { formatJob, jobStateName, jobToJson } from './job-view.js';
 import { formatJson } from './output-format.js';

@@ -1,12 +1,12 @@
 import { access } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import { EXIT_OK } from '@conclave/common';
 import { fingerprint } from '@conclave/protocol';
 import {
   KEY_ROTATIONS_FILE, ORCHESTRATOR_KEY_FILE, readKeyRotations, readOrchestratorKey, rotateOrchestratorKey,
 } from '../key-rotation.js';
 import type { RotateKeyOptions } from '../key-rotation.js';
 import type { CliIo } from './cli-io.js';
-import { EXIT_OK } from './exit-codes.js';
 import { formatJson, formatKeyValues } from './output-format.js';
 
 export interface KeyCommandOptions {

@@ -1,10 +1,9 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { ConclaveError } from '@conclave/common';
+import { ConclaveError, EXIT_OK } from '@conclave/common';
 import type { ModelInfo__Output, TensorSpec__Output } from '@conclave/protocol';
 import type { CliIo } from './cli-io.js';
 import type { ControlCalls } from './control-calls.js';
-import { EXIT_OK } from './exit-codes.js';
 import { formatBytes, formatJson, formatKeyValues, formatTable, formatTime } from './output-format.js';
 
 /** Upload chunk size: well under gRPC's 4 MiB default message limit, large enough to keep the stream busy. */

@@ -1,7 +1,7 @@
+import { EXIT_OK } from '@conclave/common';
 import type { NodeInfo__Output } from '@conclave/protocol';
 import type { CliIo } from './cli-io.js';
 import type { ControlCalls } from './control-calls.js';
-import { EXIT_OK } from './exit-codes.js';
 import { formatAge, formatJson, formatKeyValues, formatList, formatTable, orDash } from './output-format.js';
 
 export interface ListNodesOptions {

@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConclaveError, captureLogger, type ClosableLogger } from '@conclave/common';
+import { ConclaveError, captureLogger, parseReadinessLine, type ClosableLogger } from '@conclave/common';
 import {
   tensorFromJson,
   type Job__Output,
@@ -210,7 +210,7 @@ async function run(
     },
     startOrchestrator: async (o) => {
       started.push(o);
-      return { grpcPort: o.grpcPort ?? 0, httpPort: o.httpPort ?? 0, redisUrl: o.redisUrl ?? 'redis://embedded', close: async () => {} };
+      return { address: `127.0.0.1:${o.grpcPort ?? 0}`, httpPort: o.httpPort ?? 0, fingerprint: 'SHA256:fake', close: async () => {} };
     },
     shutdownSignal: () => Promise.resolve('SIGTERM'),
     createLogger: () => Object.assign(captureLogger('ORCH').logger, { close: async () => {} }) as ClosableLogger,
@@ -395,12 +395,16 @@ describe('orchestrator CLI: start', () => {
           expect(o).toMatchObject({ grpcHost: '0.0.0.0', grpcPort: 7400, httpPort: 7401 });
           expect(o.redisUrl).toBeUndefined();
           expect(o.dataDir).toBe(join(process.cwd(), '.conclave/orchestrator'));
-          return { grpcPort: 7400, httpPort: 7401, redisUrl: 'redis://127.0.0.1:1', close: async () => { closed = true; } };
+          return { address: '127.0.0.1:7400', httpPort: 7401, fingerprint: 'SHA256:fake', close: async () => { closed = true; } };
         },
       },
     });
     expect(r.code).toBe(0);
     expect(closed).toBe(true);
+    // Its one line on stdout: the readiness line, with what the started orchestrator reported.
+    expect(r.stdout.split('\n').filter((l) => l !== '').map(parseReadinessLine)).toEqual([
+      { role: 'orchestrator', grpc: '127.0.0.1:7400', httpPort: 7401, tls: false, fingerprint: 'SHA256:fake' },
+    ]);
   });
 
   it('--help shows the defaults start really uses', async () => {
@@ -423,7 +427,7 @@ describe('orchestrator CLI: start', () => {
         },
         startOrchestrator: async () => {
           events.push('start');
-          return { grpcPort: 1, httpPort: 2, redisUrl: 'redis://x', close: async () => void events.push('close') };
+          return { address: '127.0.0.1:1', httpPort: 2, fingerprint: 'SHA256:fake', close: async () => void events.push('close') };
         },
       },
     });
@@ -481,6 +485,7 @@ describe('orchestrator CLI: start', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^ORCH-STATE-701 redis-server not found: not on PATH — Install Redis \(`apt-get install redis-server`/);
     expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
+    expect(r.stdout).toBe('');
   });
 });
 

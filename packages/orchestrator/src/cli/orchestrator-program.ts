@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
-import { ConclaveError, describeUsageError, loadConfig, z, type ClosableLogger, type LoggerOptions } from '@conclave/common';
+import { ConclaveError, EXIT_OK, EXIT_USAGE, describeUsageError, loadConfig, z, type ClosableLogger, type LoggerOptions } from '@conclave/common';
 import { OPERATOR_TOKEN_FILE } from '../operator-auth.js';
 import type { CliIo } from './cli-io.js';
 import { describeFailure } from './cli-failure.js';
@@ -17,7 +17,6 @@ import {
 } from './config-schemas.js';
 import type { ControlCalls } from './control-calls.js';
 import { formatDurationMs } from './duration.js';
-import { EXIT_OK, EXIT_USAGE } from './exit-codes.js';
 import type { ReadText } from './job-input.js';
 import { cancelJobCommand, getJobCommand, submitJobCommand } from './jobs-command.js';
 import { resolveKeyDataDir, rotateKeyCommand, showKeyCommand } from './key-command.js';
@@ -138,6 +137,7 @@ export function buildOrchestratorProgram(deps: OrchestratorCliDeps, setExitCode:
         await runOrchestratorStart(config, {
           startOrchestrator: deps.startOrchestrator,
           shutdownSignal: deps.shutdownSignal(),
+          stdout: io.stdout,
           stderr: io.stderr,
           ...(deps.createLogger ? { createLogger: deps.createLogger } : {}),
           ...(deps.lockDataDir ? { lockDataDir: deps.lockDataDir } : {}),

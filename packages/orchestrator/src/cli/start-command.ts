@@ -3,25 +3,27 @@ import {
   acquireDataDirLock,
   whileHoldingDataDir,
   createLogger,
+  runService,
   type ClosableLogger,
   type DataDirLock,
   type Logger,
   type LoggerOptions,
+  type ReadinessOf,
 } from '@conclave/common';
 import type { OrchestratorHandle } from '../orchestrator.js';
 import type { OrchestratorOptions } from '../orchestrator-options.js';
 import type { TextOut } from './cli-io.js';
-import { describeFailure } from './cli-failure.js';
 import type { StartConfig } from './config-schemas.js';
-import { EXIT_FAILURE, EXIT_OK } from './exit-codes.js';
 
-/** What the CLI needs of a started orchestrator (tests fake it). */
-export type StartedOrchestrator = Pick<OrchestratorHandle, 'grpcPort' | 'httpPort' | 'redisUrl' | 'close'>;
+/** What the CLI needs of a started orchestrator (tests fake it): its readiness line and its close. */
+export type StartedOrchestrator = Pick<OrchestratorHandle, 'address' | 'httpPort' | 'fingerprint' | 'close'>;
 
 export interface StartDeps {
   startOrchestrator(options: OrchestratorOptions): Promise<StartedOrchestrator>;
-  /** Resolves with the signal name on the first SIGINT/SIGTERM (main.ts wires the process). */
+  /** Resolves with the reason on the first shutdown request: a signal, or the parent gone (main.ts wires the process). */
   shutdownSignal: Promise<string>;
+  /** Where the readiness line goes. */
+  stdout: TextOut;
   /** Where the one-line startup failure goes. */
   stderr: TextOut;
   /** @default createLogger from @conclave/common */
@@ -35,7 +37,7 @@ function lockOrchestratorDataDir(dataDir: string): Promise<DataDirLock> {
 }
 
 /**
- * `orchestrator start`: runs until a signal, then closes cleanly.
+ * `orchestrator start`: runs until a shutdown request, then closes cleanly (runService).
  * Resolves with the exit code: 0 after a clean close; 2 when startup failed on bad input (a TLS
  * file that is no PEM), 1 when it failed otherwise or the close failed.
  */
@@ -58,24 +60,23 @@ async function runLocked(config: StartConfig, dataDir: string, deps: StartDeps):
     file: { dir: join(dataDir, 'logs') },
   });
   try {
-    let handle: StartedOrchestrator;
-    try {
-      handle = await deps.startOrchestrator(toOrchestratorOptions(config, dataDir, logger));
-    } catch (err) {
-      // Not logged as well: the console would show the same failure twice.
-      const failure = describeFailure(err);
-      deps.stderr.write(`${failure.line}\n`);
-      return failure.exitCode;
-    }
-    const signal = await deps.shutdownSignal;
-    logger.info('CLEAN', 'shutting down', { signal });
-    try {
-      await handle.close();
-    } catch (err) {
-      logger.failure(err, { section: 'CLEAN' });
-      return EXIT_FAILURE;
-    }
-    return EXIT_OK;
+    const options = toOrchestratorOptions(config, dataDir, logger);
+    return await runService({
+      start: async () => {
+        const handle = await deps.startOrchestrator(options);
+        // Resolved means gRPC and HTTP are listening and Redis has answered: ready, as /readyz says.
+        const readiness: ReadinessOf<'orchestrator'> = {
+          role: 'orchestrator', grpc: handle.address, httpPort: handle.httpPort >= 0 ? handle.httpPort : null,
+          tls: options.tls !== undefined, fingerprint: handle.fingerprint,
+        };
+        return { ready: Promise.resolve(readiness), close: () => handle.close() };
+      },
+      shutdownRequested: () => deps.shutdownSignal,
+      logger,
+      stdout: deps.stdout,
+      stderr: deps.stderr,
+      fallbackCode: 'ORCH-STATE-707',
+    });
   } finally {
     await logger.close();
   }

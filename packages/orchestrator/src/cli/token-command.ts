@@ -1,8 +1,8 @@
+import { EXIT_OK } from '@conclave/common';
 import type { JoinToken__Output } from '@conclave/protocol';
 import type { CliIo } from './cli-io.js';
 import type { ControlCalls } from './control-calls.js';
 import { formatDurationMs } from './duration.js';
-import { EXIT_OK } from './exit-codes.js';
 import { formatJson, formatKeyValues, formatTable, formatTime, orDash } from './output-format.js';
 
 export interface CreateTokenOptions {

@@ -33,6 +33,14 @@ describe('pickNode', () => {
     expect(pickNode(nodes, { capability: 'text-generation' })).toBeUndefined();
   });
 
+  it('never places a job that runs a model on a node without a backend, whatever else it has', () => {
+    const text = node('text', { backends: [], features: ['text-generation'], storedModels: new Set(['m']), lastAssignedAtMs: -1 });
+    expect(pickNode([text], { modelSha256: 'm' })).toBeUndefined();
+    expect(pickNode([text, node('cpu', { running: 1 })], { modelSha256: 'm' })?.id).toBe('cpu');
+    // Jobs without a model still go there when it has what they need.
+    expect(pickNode([text, node('cpu')], { capability: 'text-generation' })?.id).toBe('text');
+  });
+
   it('spreads equal choices to the node that waited longest', () => {
     const nodes = [node('a', { lastAssignedAtMs: 20 }), node('b', { lastAssignedAtMs: 10 })];
     expect(pickNode(nodes, {})?.id).toBe('b');

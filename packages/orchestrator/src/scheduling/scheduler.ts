@@ -25,9 +25,10 @@ export interface JobNeeds {
 }
 
 /**
- * Picks the node for a job: only connected, non-draining nodes with a free slot and the
- * required backend and capability; among them prefer the model already loaded, then on disk,
- * then the least loaded, then the one that waited longest for work. Undefined when none fits.
+ * Picks the node for a job: only connected, non-draining nodes with a free slot, a backend for a
+ * job that runs a model (the required one, if any), and the required capability; among them
+ * prefer the model already loaded, then on disk, then the least loaded, then the one that waited
+ * longest for work. Undefined when none fits.
  */
 export function pickNode(nodes: Iterable<NodeSnapshot>, needs: JobNeeds): NodeSnapshot | undefined {
   let best: NodeSnapshot | undefined;
@@ -46,6 +47,8 @@ export function pickNode(nodes: Iterable<NodeSnapshot>, needs: JobNeeds): NodeSn
 export function canRun(node: NodeSnapshot, needs: JobNeeds): boolean {
   if (node.state !== 'connected' || node.draining) return false;
   if (node.running >= node.slots) return false;
+  // A node without a backend (the model server: text generation only) runs no model at all.
+  if (needs.modelSha256 && node.backends.length === 0) return false;
   if (needs.accelerator && !node.backends.includes(needs.accelerator)) return false;
   if (needs.capability && !node.features.includes(needs.capability)) return false;
   return true;
