@@ -1,5 +1,6 @@
 export { startNodeAgent, AGENT_VERSION } from './node-agent.js';
 export type { NodeAgentHandle, NodeAgentOptions } from './node-agent.js';
+export { NODE_AGENT_DEFAULTS, resolveNodeAgentOptions, type ResolvedNodeAgentOptions } from './node-agent-options.js';
 export { CpuBackend } from './cpu-backend.js';
 export type { CpuBackendOptions } from './cpu-backend.js';
 export { assertInputsMatch } from './inference-backend.js';

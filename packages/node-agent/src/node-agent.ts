@@ -4,50 +4,20 @@ import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { ConclaveError, assertPortFree } from '@conclave/common';
-import type { Logger } from '@conclave/common';
 import type { JobResult } from '@conclave/protocol';
 import { CpuBackend } from './cpu-backend.js';
-import type { InferenceBackend } from './inference-backend.js';
 import { JobRunner } from './job-runner.js';
 import { ModelFetcher } from './model-fetcher.js';
 import { ModelStore } from './model-store.js';
 import { startNodeHttp } from './node-http.js';
 import { NodeCredentials } from './node-credentials.js';
+import { resolveNodeAgentOptions, type NodeAgentOptions } from './node-agent-options.js';
 import { OrchestratorLink } from './orchestrator-link.js';
 import { Outbox } from './outbox.js';
 
 export const AGENT_VERSION = '0.1.0';
 
-export interface NodeAgentOptions {
-  /** Orchestrator `host:port`. @default the address from the join string, kept in the data dir */
-  orchestrator?: string;
-  /** A join string from `orchestrator token create`: needed once, on the first start. */
-  join?: string;
-  dataDir: string;
-  /** @default the node id */
-  name?: string;
-  /** Jobs run at once (one worker thread each). @default the number of CPU cores */
-  slots?: number;
-  /** Local `/healthz` and `/metrics`. @default 7403; 0 picks a free port; -1 disables */
-  httpPort?: number;
-  /** @default '127.0.0.1' */
-  httpHost?: string;
-  /** The agent adds the node id to every line. */
-  logger: Logger;
-  /** Extra capabilities advertised to the scheduler, with the handlers for their job kinds. */
-  features?: string[];
-  extraKinds?: ConstructorParameters<typeof JobRunner>[0]['extraKinds'];
-  /** The board's wall clock, as the handshake sees it (tests set a skewed one). @default Date.now */
-  now?: () => number;
-  /** Replaces the CPU backend (tests, or the Hailo selector). */
-  backend?: InferenceBackend;
-  /**
-   * false: runs no models (the model server, which serves only its `features`): no backend is
-   * created, none is advertised, and an ONNX job that arrives anyway fails with NODE-JOB-803.
-   * @default true
-   */
-  inference?: boolean;
-}
+export type { NodeAgentOptions } from './node-agent-options.js';
 
 export interface NodeAgentHandle {
   nodeId: string;
@@ -58,26 +28,27 @@ export interface NodeAgentHandle {
   close(): Promise<void>;
 }
 
-export async function startNodeAgent(options: NodeAgentOptions): Promise<NodeAgentHandle> {
-  const requestedPort = options.httpPort ?? 7403;
+export async function startNodeAgent(given: NodeAgentOptions): Promise<NodeAgentHandle> {
+  const options = resolveNodeAgentOptions(given);
+  const requestedPort = options.httpPort;
   // Before the join: a taken port found after enrolling would spend the join token on a start
   // that then fails.
   if (requestedPort > 0) {
-    await assertPortFree({ port: requestedPort, host: options.httpHost ?? '127.0.0.1', errorCode: 'NODE-NET-604', listener: 'local HTTP' });
+    await assertPortFree({ port: requestedPort, host: options.httpHost, errorCode: 'NODE-NET-604', listener: 'local HTTP' });
   }
   const credentials = await NodeCredentials.load(options.dataDir, options.join);
   const nodeId = credentials.nodeId;
   const orchestrator = options.orchestrator ?? credentials.address;
   if (!orchestrator) throw new ConclaveError('NODE-STATE-702', { detail: 'no orchestrator address: pass --orchestrator or --join' });
   const logger = options.logger.child({ node: nodeId });
-  const slots = options.slots ?? Math.max(1, cpus().length);
+  const { slots } = options;
   const name = options.name ?? nodeId.slice(0, 12);
 
   const store = new ModelStore({ dir: join(options.dataDir, 'models'), logger });
   await store.verifyAll();
   const outbox = new Outbox(join(options.dataDir, 'outbox'));
   await outbox.open();
-  const backend = options.inference === false ? undefined : (options.backend ?? (await CpuBackend.create({ workers: slots, logger })));
+  const backend = !options.inference ? undefined : (options.backend ?? (await CpuBackend.create({ workers: slots, logger })));
   const backends = backend ? [backend.name] : [];
 
   const eventLoopDelay = monitorEventLoopDelay({ resolution: 10 });
@@ -102,7 +73,7 @@ export async function startNodeAgent(options: NodeAgentOptions): Promise<NodeAge
       nodeId, name, slots,
       capabilities: {
         cpuCores: cpus().length, memoryBytes: totalmem(), backends, backendActive: backend?.name ?? '',
-        features: options.features ?? [], agentVersion: AGENT_VERSION,
+        features: options.features, agentVersion: AGENT_VERSION,
       },
       models: store.list(),
       pendingResults: (await outbox.pending()).map((r) => `${r.jobId ?? ''}:${r.attempt ?? 0}`),
@@ -154,7 +125,7 @@ export async function startNodeAgent(options: NodeAgentOptions): Promise<NodeAge
   let httpServer: Server | undefined;
   if (requestedPort >= 0) {
     const http = await startNodeHttp({
-      port: requestedPort, host: options.httpHost ?? '127.0.0.1', metrics,
+      port: requestedPort, host: options.httpHost, metrics,
       health: () => ({ status: link.state, connected: link.state === 'connected' }),
     });
     httpPort = http.port;

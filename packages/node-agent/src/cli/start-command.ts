@@ -12,21 +12,13 @@ import {
   type TextOut,
 } from '@conclave/common';
 import { onFirstConnection } from '../first-connection.js';
+import type { NodeAgentOptions } from '../node-agent-options.js';
 import type { NodeAgentConfig } from './start-config.js';
 
 export type { TextOut } from '@conclave/common';
 
-/** What `startNodeAgent` takes and returns, as far as the CLI needs it (node-agent.ts has the full types). */
-export interface StartNodeAgentOptions {
-  orchestrator?: string;
-  join?: string;
-  dataDir: string;
-  name?: string;
-  slots?: number;
-  httpHost?: string;
-  httpPort?: number;
-  logger: Logger;
-}
+/** What the CLI passes `startNodeAgent`: the knobs of its configuration (the type only: no runtime is loaded). */
+export type StartNodeAgentOptions = Pick<NodeAgentOptions, 'orchestrator' | 'join' | 'dataDir' | 'name' | 'slots' | 'httpHost' | 'httpPort' | 'logger'>;
 
 export interface StartedNodeAgent {
   nodeId: string;

@@ -1,5 +1,6 @@
 import { z } from '@conclave/common';
 import { isValidAddress } from '@conclave/protocol';
+import { NODE_AGENT_DEFAULTS } from '../node-agent-options.js';
 
 /**
  * `node-agent start`: flags > CONCLAVE_* env > YAML file > these defaults.
@@ -17,9 +18,9 @@ export const nodeAgentConfigSchema = z.object({
   /** Jobs run at once. @default the CPU count (the agent decides) */
   slots: z.number().int().min(1).optional(),
   /** Bind address of the local HTTP server: loopback, its health and metrics carry no authentication. */
-  httpHost: z.string().min(1).default('127.0.0.1'),
+  httpHost: z.string().min(1).default(NODE_AGENT_DEFAULTS.httpHost),
   /** Local /healthz and /metrics; 0 = any free port, -1 = off. */
-  httpPort: z.number().int().min(-1).max(65_535).default(7403),
+  httpPort: z.number().int().min(-1).max(65_535).default(NODE_AGENT_DEFAULTS.httpPort),
   logLevel: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
 });
 
