@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import type { EventEmitter } from 'node:events';
 import { UnrecoverableError, Worker } from 'bullmq';
 import type { Job as BullJob } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -8,11 +9,11 @@ import type { AssignJob, GenerateRequest, JobError, JobResult__Output, ModelRef 
 import type { JobStore } from './job-store.js';
 import { loadTensors, storeTensors } from './job-store.js';
 import type { StoredTensor } from './job-store.js';
-import type { NodeRegistry } from './node-registry.js';
+import type { NodeRegistryEvents } from './node-registry.js';
 import type { NodeSession } from './node-session.js';
 import { BULL_PREFIX, JOB_QUEUE_NAME } from './redis-keys.js';
 import { pickNode } from './scheduling/scheduler.js';
-import type { JobNeeds } from './scheduling/scheduler.js';
+import type { JobNeeds, NodeSnapshot } from './scheduling/scheduler.js';
 
 /** What a queued job carries in BullMQ (tensors as base64: BullMQ stores job data as JSON). */
 export interface JobData {
@@ -24,9 +25,21 @@ export interface JobData {
   timeoutMs: number;
 }
 
+/**
+ * What the dispatcher uses of the fleet: NodeRegistry in the orchestrator, a fake registry of
+ * NodeSessions over fake links in its tests. 'changed' resizes the concurrency, 'capacity'
+ * wakes the jobs waiting for a node.
+ */
+export interface DispatcherFleet extends EventEmitter<NodeRegistryEvents> {
+  snapshots(): NodeSnapshot[];
+  get(nodeId: string): NodeSession | undefined;
+  /** Slots across the nodes that take work. */
+  totalSlots(): number;
+}
+
 export interface DispatcherOptions {
   redis: Redis;
-  registry: NodeRegistry;
+  registry: DispatcherFleet;
   jobs: JobStore;
   logger: Logger;
 }

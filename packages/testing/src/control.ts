@@ -15,6 +15,11 @@ export interface TestControl {
   cancel(id: string): Promise<Job__Output>;
   /** Resolves with the job's terminal state. */
   wait(id: string, timeoutMs?: number): Promise<Job__Output>;
+  /**
+   * Every update WatchJob streams for the job, once the server ends the stream (after a
+   * terminal state); `onJob` sees each as it arrives.
+   */
+  watch(id: string, options?: { timeoutMs?: number; onJob?: (job: Job__Output) => void }): Promise<Job__Output[]>;
   /** Submits and waits. */
   run(model: string, inputs: Record<string, WireTensor>, extra?: Partial<SubmitJobRequest>): Promise<Job__Output>;
   /** A join string (CreateJoinToken), for a node to enroll with. */
@@ -74,6 +79,18 @@ export function createTestControl(target: ControlTarget, options: { operatorToke
           if (last && TERMINAL.has(last.state)) resolve(last);
           else reject(new Error(`watch of ${id} ended in state ${last?.state ?? 'unknown'}`));
         });
+      });
+    },
+    watch(id, { timeoutMs = 30_000, onJob } = {}) {
+      return new Promise((resolve, reject) => {
+        const stream = client.WatchJob({ id }, { deadline: Date.now() + timeoutMs });
+        const seen: Job__Output[] = [];
+        stream.on('data', (job: Job__Output) => {
+          seen.push(job);
+          onJob?.(job);
+        });
+        stream.on('error', (err: grpc.ServiceError) => reject(err));
+        stream.on('end', () => resolve(seen));
       });
     },
     async run(model, inputs, extra) {
