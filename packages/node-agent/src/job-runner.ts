@@ -1,5 +1,6 @@
 import { ConclaveError, isConclaveError } from '@conclave/common';
 import type { Logger } from '@conclave/common';
+import { jobErrorOf } from '@conclave/protocol';
 import type { AssignJob__Output, JobError, JobResult, NodeMessage, WireTensor } from '@conclave/protocol';
 import type { InferenceBackend } from './inference-backend.js';
 import type { ModelFetcher } from './model-fetcher.js';
@@ -89,5 +90,5 @@ function toJobError(err: unknown, signal: AbortSignal): JobError {
   const coded = isConclaveError(reason)
     ? reason
     : new ConclaveError('NODE-JOB-802', { detail: reason instanceof Error ? reason.message : String(reason), cause: reason });
-  return { code: coded.code, message: coded.message, status: coded.entry.status, retryable: coded.entry.retryable ?? false };
+  return jobErrorOf(coded);
 }

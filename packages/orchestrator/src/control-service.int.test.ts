@@ -175,15 +175,17 @@ describe('jobs on one node with one slot', () => {
     // Held by the dispatcher until the node takes work again; the rest wait in the queue.
     const held = await control.infer('heavy', heavyInput());
     await waitUntil(async () => (await o.active()) === 1, { what: 'the first job held by the dispatcher' });
+    // Priority 0 (the default) is the lowest: it must not jump ahead of the prioritized jobs.
+    const none = await control.infer('heavy', heavyInput());
     const low = await control.infer('heavy', heavyInput(), { priority: 1 });
     const high = await control.infer('heavy', heavyInput(), { priority: 10 });
     const mid = await control.infer('heavy', heavyInput(), { priority: 5 });
     await control.undrainNode(node.nodeId);
-    const done = await Promise.all([held, low, high, mid].map((j) => control.wait(j.id)));
+    const done = await Promise.all([held, none, low, high, mid].map((j) => control.wait(j.id)));
     expect(done.map((j) => j.state)).toEqual(done.map(() => 'JOB_STATE_COMPLETED'));
     // One slot: each job starts after the one before it ended, so the ends give the order.
     const order = [...done].sort((a, b) => Number(a.finishedAtMs) - Number(b.finishedAtMs)).map((j) => j.id);
-    expect(order).toEqual([held.id, high.id, mid.id, low.id]);
+    expect(order).toEqual([held.id, high.id, mid.id, low.id, none.id]);
   });
 
   it('cancels a running job: CANCELLED with ORCH-JOB-803, and the node\'s slot is free at once', async () => {

@@ -4,13 +4,12 @@ import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { ConclaveError } from '@conclave/common';
 import type { Logger } from '@conclave/common';
-import { checkInputs } from '@conclave/protocol';
+import { checkInputs, jobErrorOf } from '@conclave/protocol';
 import type {
   NodeInfo, NodeRequest__Output,
   AddModelRequest__Output, ControlHandlers, GetJobRequest__Output, Job, ModelInfo, SubmitJobRequest__Output, WireTensor,
 } from '@conclave/protocol';
 import type { Dispatcher, JobData } from './dispatcher.js';
-import { wireError } from './dispatcher.js';
 import { toServiceError, unary } from './grpc-errors.js';
 import type { JobRecord, JobStore } from './job-store.js';
 import { storeTensors, TERMINAL_STATES, toWireJob } from './job-store.js';
@@ -64,8 +63,8 @@ class CachedValue<T> {
   }
 }
 
-/** Highest BullMQ priority number (lowest priority); BullMQ runs priority 1 first. */
-const BULL_LOWEST_PRIORITY = 2_097_152;
+/** Highest BullMQ priority number (lowest priority), BullMQ's PRIORITY_LIMIT (2^21 − 1); BullMQ runs priority 1 first. */
+const BULL_LOWEST_PRIORITY = 2 ** 21 - 1;
 
 /** Handlers for jobs, nodes and models; the enrollment handlers come from admin-service.ts. */
 export type JobControlHandlers = Omit<ControlHandlers, 'CreateJoinToken' | 'ListJoinTokens' | 'RevokeJoinToken' | 'ApproveNode' | 'RevokeNode'>;
@@ -103,7 +102,9 @@ export function createControlService(o: ControlServiceOptions): JobControlHandle
       backoff: { type: 'exponential', delay: 250, jitter: 1 },
       removeOnComplete: true,
       removeOnFail: true,
-      ...(request.priority > 0 ? { priority: Math.max(1, BULL_LOWEST_PRIORITY - request.priority) } : {}),
+      // Always a BullMQ priority, 0 included: BullMQ takes its unprioritized wait list before every
+      // prioritized job, so a priority-0 job left unprioritized would run before priority 10.
+      priority: Math.max(1, BULL_LOWEST_PRIORITY - request.priority),
     })]);
     logger.debug('JOB', 'job queued', { jobId: id, model: record.model, kind: data.kind });
     return toWireJob(record);
@@ -154,7 +155,7 @@ export function createControlService(o: ControlServiceOptions): JobControlHandle
       await o.queue.remove(request.id).catch(() => 0);
       await o.jobs.update(request.id, {
         state: 'cancelled', finishedAtMs: Date.now(),
-        error: wireError(new ConclaveError('ORCH-JOB-803', { detail: 'cancelled while queued' })),
+        error: jobErrorOf(new ConclaveError('ORCH-JOB-803', { detail: 'cancelled while queued' })),
       });
     }
     return getJob(request);

@@ -5,6 +5,7 @@ import type { Job as BullJob } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { ConclaveError, isConclaveError } from '@conclave/common';
 import type { Logger } from '@conclave/common';
+import { jobErrorOf } from '@conclave/protocol';
 import type { AssignJob, GenerateRequest, JobError, JobResult__Output, ModelRef } from '@conclave/protocol';
 import type { JobStore } from './job-store.js';
 import { loadTensors, storeTensors } from './job-store.js';
@@ -172,19 +173,19 @@ export class Dispatcher {
     const id = job.id ?? '';
     const { jobs } = this.options;
     if (reason instanceof CancelledByClient) {
-      await jobs.update(id, { state: 'cancelled', error: wireError(new ConclaveError('ORCH-JOB-803', { detail: reason.message })), finishedAtMs: Date.now() });
+      await jobs.update(id, { state: 'cancelled', error: jobErrorOf(new ConclaveError('ORCH-JOB-803', { detail: reason.message })), finishedAtMs: Date.now() });
       throw new UnrecoverableError(reason.message);
     }
     if (reason instanceof AttemptTimedOut) {
       const error = new ConclaveError('ORCH-JOB-802', { detail: `after ${job.data.timeoutMs} ms` });
       log.failure(error, {}, 'warn');
-      await jobs.update(id, { state: 'failed', error: wireError(error), finishedAtMs: Date.now() });
+      await jobs.update(id, { state: 'failed', error: jobErrorOf(error), finishedAtMs: Date.now() });
       throw new UnrecoverableError(error.message);
     }
     const error: JobError =
       reason instanceof NodeReportedError ? reason.error
-      : isConclaveError(reason) ? wireError(reason)
-      : wireError(new ConclaveError('ORCH-JOB-804', { detail: reason instanceof Error ? reason.message : String(reason) }));
+      : isConclaveError(reason) ? jobErrorOf(reason)
+      : jobErrorOf(new ConclaveError('ORCH-JOB-804', { detail: reason instanceof Error ? reason.message : String(reason) }));
     if (error.retryable && attempt < maxAttempts) {
       log.warn('JOB', 'attempt failed, will retry', { code: error.code, err: error.message });
       await jobs.update(id, { state: 'queued', error });
@@ -192,7 +193,7 @@ export class Dispatcher {
     }
     // A retryable failure on the last attempt becomes ORCH-JOB-804, which names the last cause.
     const final = error.retryable
-      ? wireError(new ConclaveError('ORCH-JOB-804', { detail: `${attempt} attempts; last: ${error.code ?? ''} ${error.message ?? ''}` }))
+      ? jobErrorOf(new ConclaveError('ORCH-JOB-804', { detail: `${attempt} attempts; last: ${error.code ?? ''} ${error.message ?? ''}` }))
       : error;
     log.warn('JOB', 'job failed', { code: final.code, err: final.message });
     await jobs.update(id, { state: 'failed', error: final, finishedAtMs: Date.now() });
@@ -224,9 +225,6 @@ export class Dispatcher {
   }
 }
 
-export function wireError(err: ConclaveError): JobError {
-  return { code: err.code, message: err.message, status: err.entry.status, retryable: err.entry.retryable ?? false };
-}
 
 function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
   return new Promise<T>((resolve, reject) => {

@@ -2,13 +2,12 @@ import { ConclaveError, isConclaveError } from '@conclave/common';
 import type { Logger } from '@conclave/common';
 import type * as grpc from '@grpc/grpc-js';
 import {
-  SecureSession, createResponder, decodeNodeMessage, encodeOrchestratorMessage, fingerprint, grpcFrameStream,
+  SecureSession, createResponder, decodeNodeMessage, encodeOrchestratorMessage, fingerprint, grpcFrameStream, jobErrorOf,
 } from '@conclave/protocol';
 import type {
   EnrollmentHooks, FetchModel__Output, HandshakeRateLimiter, Identity, NodeFrame__Output, NodeGatewayHandlers,
   NodeMessage__Output, OrchestratorFrame, OrchestratorMessage, RotationStatement,
 } from '@conclave/protocol';
-import { wireError } from './dispatcher.js';
 import type { ModelRegistry } from './model-registry.js';
 import type { NodeRegistry } from './node-registry.js';
 import { NodeSession } from './node-session.js';
@@ -124,7 +123,7 @@ export function createGatewayService(o: GatewayServiceOptions): NodeGatewayHandl
     } catch (err) {
       const error = isConclaveError(err) ? err : new ConclaveError('ORCH-LOAD-103', { detail: String(err), cause: err });
       log.failure(error, { sha256 }, 'warn');
-      session.send({ modelChunk: { sha256, offset, last: true, error: wireError(error) } });
+      session.send({ modelChunk: { sha256, offset, last: true, error: jobErrorOf(error) } });
     }
   }
 }

@@ -13,6 +13,7 @@ export {
 } from './tensor-codec.js';
 export type { DType, JsonTensor, TensorData, WireTensor } from './tensor-codec.js';
 export { checkInputs, formatSignature } from './signature.js';
+export { jobErrorOf } from './job-error.js';
 export { SecureSession } from './secure-session.js';
 export type {
   FrameStream, HandshakeSide, SecureSessionOptions, SecureSessionState, SessionErrorCodes, SessionFrame,
