@@ -22,11 +22,12 @@ async function script(name: string, source: string): Promise<string> {
 
 describe('spawnChild', () => {
   it('resolves with the readiness line, keeps it out of the output lines, and stops the child with SIGTERM', async () => {
+    // The SIGTERM handler first: a child that says it is ready before it can stop in order races its parent.
     const path = await script('ready', [
+      "process.on('SIGTERM', () => process.exit(0));",
       "process.stderr.write('a log line\\n');",
       `process.stdout.write(${JSON.stringify(NODE_READY)});`,
       "process.stdout.write('after\\n');",
-      "process.on('SIGTERM', () => process.exit(0));",
       'setInterval(() => undefined, 1000);',
     ].join('\n'));
     const lines: string[] = [];
