@@ -1,7 +1,7 @@
 // `@conclave/common/core`: the Logger interface, the error catalog with ConclaveError and its
 // status map, and backoff. Nothing here loads winston, zod or yaml or touches the file system,
 // so a library such as protocol can use these without pulling in the logger's implementation.
-// The root entry exports all of this too.
+// The root entry re-exports all of this (`export * from ./core.js`).
 export type { LogPrefix, Section, LogLevel, LogMeta, Logger } from './logger.js';
 export { SECTIONS } from './logger.js';
 export type { StatusName, ErrorEntry, CatalogEntry } from './errors/error-entry.js';

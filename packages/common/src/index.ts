@@ -1,31 +1,5 @@
-export type { LogPrefix, Section, LogLevel, LogMeta, Logger } from './logger.js';
-export { SECTIONS } from './logger.js';
-export type { StatusName, ErrorEntry, CatalogEntry } from './errors/error-entry.js';
-export {
-  CATALOG,
-  LOG_PREFIXES,
-  SECTION_RANGES,
-  buildCatalog,
-  defineErrors,
-  isErrorCode,
-  lookupError,
-  parseErrorCode,
-  type CodeShape,
-  type ErrorCode,
-} from './errors/catalog/index.js';
-export {
-  ConclaveError,
-  isConclaveError,
-  toConclaveError,
-  type ConclaveErrorOptions,
-} from './errors/conclave-error.js';
-export {
-  STATUS_MAP,
-  grpcStatusOf,
-  httpStatusOf,
-  statusNameOfGrpc,
-  type StatusCodes,
-} from './errors/status-map.js';
+// Everything the narrow `@conclave/common/core` entry holds, then what needs winston, zod or the file system.
+export * from './core.js';
 export {
   REDACTED,
   SECRET_KEY_PATTERN,
@@ -53,17 +27,6 @@ export {
   type LoggerOptions,
 } from './winston-logger.js';
 export { ERRORS_DOC_PATH, renderErrorsDoc } from './errors/errors-doc.js';
-export {
-  DEFAULT_BACKOFF_BASE_MS,
-  DEFAULT_BACKOFF_CAP_MS,
-  DEFAULT_RETRIES,
-  Backoff,
-  backoffDelayMs,
-  retry,
-  sleep,
-  type BackoffOptions,
-  type RetryOptions,
-} from './backoff.js';
 export {
   DEFAULT_ENV_PREFIX,
   describeEnvName,
