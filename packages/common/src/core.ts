@@ -41,3 +41,5 @@ export {
   type BackoffOptions,
   type RetryOptions,
 } from './backoff.js';
+// Durable writes are needed where files must survive a power cut: node state, and the keys protocol writes.
+export { ensurePrivateDir, fsyncDir, renameDurable, writeFileDurable, type DurableFs, type DurableWriteOptions } from './durable-file.js';

@@ -41,6 +41,39 @@ describe('formatConsoleLine', () => {
   });
 });
 
+describe('formatConsoleLine and terminal control characters', () => {
+  /** Every character a terminal may act on: C0, DEL, C1, and the bidi overrides and isolates. */
+  // eslint-disable-next-line no-control-regex -- matching control characters is the point
+  const CONTROLS = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
+
+  it('escapes ESC and NUL in a bare value (no whitespace), which then is quoted', () => {
+    const line = formatConsoleLine(record({ meta: { node: 'evil\u001b[2J\u0000name' } }));
+    expect(line).toBe('2026-11-27T10:00:00.000Z INFO  NODE-LOAD model loaded node="evil\\u001b[2J\\u0000name"');
+  });
+
+  it('escapes DEL, C1 and the bidi controls, which JSON leaves raw, in quoted values, objects and errors', () => {
+    const sneaky = 'a b\u007f\u009b31m\u202eevil\u2066x\u2069\u0085';
+    const err = redact(new Error(`boom ${sneaky}`));
+    const line = formatConsoleLine(record({ meta: { name: sneaky, nested: { k: sneaky }, list: [sneaky], err } }));
+    expect(line).not.toMatch(CONTROLS);
+    expect(line).toContain('name="a b\\u007f\\u009b31m\\u202eevil\\u2066x\\u2069\\u0085"');
+    expect(line).toContain('nested={"k":"a b\\u007f');
+    expect(line).toContain('err="boom a b\\u007f');
+  });
+
+  it('escapes control characters in the message and keeps one record on one line', () => {
+    const line = formatConsoleLine(record({ message: 'model\nloaded\u001b]0;title\u0007', meta: { detail: 'x\r\ny' } }));
+    expect(line).not.toMatch(CONTROLS);
+    expect(line).toContain('model\\u000aloaded\\u001b]0;title\\u0007');
+    expect(line).toContain('detail="x\\r\\ny"');
+  });
+
+  it('leaves printable text alone, non-ASCII letters included', () => {
+    const line = formatConsoleLine(record({ meta: { name: 'café-ñ', path: '/a b/ü' } }));
+    expect(line).toContain('name=café-ñ path="/a b/ü"');
+  });
+});
+
 describe('formatJsonLine', () => {
   it('writes the fixed fields first and never lets meta shadow them', () => {
     const parsed = JSON.parse(formatJsonLine(record({ code: 'NODE-LOAD-104', meta: { node: 'ab12', level: 'x' } })));

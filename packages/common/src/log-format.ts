@@ -130,7 +130,23 @@ function causeMessage(cause: SerializedError | string): string {
   return typeof cause === 'string' ? cause : cause.message;
 }
 
-const BARE_VALUE = /^[^\s"=\\]+$/;
+/**
+ * What a terminal may act on, or a log viewer break a line at: C0 controls (ESC starts every
+ * escape sequence), DEL, C1 controls (U+009B is a one-character CSI), the bidi embeddings,
+ * overrides and isolates (U+202A–U+202E, U+2066–U+2069, which reorder what follows), and the line
+ * and paragraph separators. Node-controlled strings reach the console, so none passes raw.
+ */
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const TERMINAL_CONTROLS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+/** `\uXXXX` for each TERMINAL_CONTROLS character: the JSON escape, valid inside a JSON string too. */
+function escapeControls(text: string): string {
+  return text.replace(TERMINAL_CONTROLS, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/** Printed as is: no whitespace, quote, `=`, backslash or control character (those are quoted and escaped). */
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const BARE_VALUE = /^[^\s"=\\\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]+$/;
 
 function renderValue(value: unknown): string {
   if (isSerializedError(value)) return JSON.stringify(value.message);
@@ -175,7 +191,9 @@ export function formatConsoleLine(record: LogRecord): string {
     parts.push(`${key}=${renderValue(value)}`);
   }
   if (!codePrinted && record.code !== undefined) parts.push(`code=${record.code}`);
-  return parts.join(' ');
+  // Last, over the whole line: the message is printed unquoted, and JSON.stringify escapes C0
+  // but leaves DEL, C1 and the bidi controls raw in quoted values, objects and error messages.
+  return escapeControls(parts.join(' '));
 }
 
 const RESERVED_JSON_KEYS = new Set(['time', 'level', 'prefix', 'section', 'code', 'message']);

@@ -1,11 +1,14 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createConnection, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { ConclaveError } from './errors/conclave-error.js';
-import { findRedisServer, launchRedis, redisGuardianPids, sendRedisCommands, type RedisServerHandle } from './redis-launcher.js';
+import {
+  REDIS_AUTH_CONF_FILE, REDIS_RESTART_CAP_MS, findRedisServer, launchRedis, redisConfigString, redisGuardianPids, sendRedisCommands,
+  type RedisServerHandle,
+} from './redis-launcher.js';
 import { isProcessRunning } from './process-state.js';
 import { captureLogger } from './winston-logger.js';
 
@@ -96,6 +99,42 @@ async function stillAliveAfter(pids: number[], timeoutMs: number): Promise<numbe
 }
 
 
+/** Pids of the redis-servers working in `dir` (Linux /proc: their cwd is their --dir). */
+function redisServersOn(dir: string): number[] {
+  const wanted = realpathSync(dir);
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (!readFileSync(`/proc/${entry}/comm`, 'utf8').startsWith('redis-server')) continue;
+      if (realpathSync(`/proc/${entry}/cwd`) === wanted && isProcessRunning(Number(entry))) found.push(Number(entry));
+    } catch {
+      // gone meanwhile, or not ours to read
+    }
+  }
+  return found;
+}
+
+/** Whether a TCP connection to host:port is accepted. */
+function accepts(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ host, port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
 /** The one guardian of `redisPid`, alive. */
 function guardianOf(redisPid: number): number {
   const guardians = redisGuardianPids(redisPid);
@@ -132,9 +171,10 @@ describe('no redis-server outlives its launcher', { timeout: 30_000 }, () => {
     const redis = await launch({ dir, logger });
     expect(isProcessRunning(old.pid)).toBe(false);
     expect(redis.pid).not.toBe(old.pid);
-    expect(lines.filter((l) => / WARN {2}ORCH-STATE stopping a redis-server left running on this data dir by an earlier run /.test(l))).toEqual([
-      expect.stringContaining(`pid=${old.pid}`),
+    expect(lines.filter((l) => / WARN {2}ORCH-STATE-711 stopped a redis-server left running on the data dir by an earlier run /.test(l))).toEqual([
+      expect.stringMatching(new RegExp(`pid=${old.pid} .*signal=SIGTERM`)),
     ]);
+    expect(redisServersOn(dir)).toEqual([redis.pid]);
     // Stopped with SIGTERM (its own shutdown, AOF flushed): both write to the dir's redis.log.
     expect(readFileSync(join(dir, 'redis.log'), 'utf8').match(/Received SIGTERM scheduling shutdown/g)).toHaveLength(1);
     // The new one opened the same AOF.
@@ -193,6 +233,41 @@ describe('launchRedis', () => {
     expect(text).not.toContain(encodeURIComponent('pa ss@word'));
   });
 
+  it('hands the password over in a 0600 config file, never on the command line, and listens on 127.0.0.1 only', async () => {
+    const password = 'cmdline-secret "quoted" \\ and é';
+    // Redis rewrites its process title once it runs, so the argv it was given is caught on the way in.
+    const argvFile = join(root, 'argv.txt');
+    const wrapper = join(root, 'redis-server-recording-argv');
+    writeFileSync(wrapper, `#!/bin/sh\nprintf '%s\\n' "$@" > '${argvFile}'\nexec '${findRedisServer()}' "$@"\n`, { mode: 0o700 });
+    const redis = await launch({ password, bin: wrapper });
+    const argv = readFileSync(argvFile, 'utf8');
+    expect(argv).toContain(`${join(redis.dir, REDIS_AUTH_CONF_FILE)}\n--port\n`);
+    expect(argv).not.toContain('cmdline-secret');
+    expect(argv).not.toContain('requirepass');
+    expect(readFileSync(`/proc/${redis.pid}/cmdline`, 'utf8')).not.toContain('cmdline-secret');
+    const ps = spawnSync('ps', ['-ww', '-o', 'args=', '-p', String(redis.pid)], { encoding: 'utf8' });
+    if (ps.status === 0) expect(ps.stdout).not.toContain('cmdline-secret');
+    const conf = join(redis.dir, REDIS_AUTH_CONF_FILE);
+    expect(statSync(conf).mode & 0o777).toBe(0o600);
+    expect(statSync(redis.dir).mode & 0o777).toBe(0o700);
+    expect(readFileSync(conf, 'utf8')).toContain(`requirepass ${redisConfigString(password)}`);
+    // The quoting held: Redis took exactly this password.
+    expect((await sendRedisCommands(redis.host, redis.port, [['PING']]))[0]).toMatch(/^-NOAUTH/);
+    expect(await sendRedisCommands(redis.host, redis.port, [['AUTH', password], ['PING']])).toEqual(['+OK', '+PONG']);
+    // Bound to 127.0.0.1 itself, not to every address: another loopback address is refused.
+    expect(await accepts('127.0.0.1', redis.port)).toBe(true);
+    expect(await accepts('127.0.0.2', redis.port)).toBe(false);
+  });
+
+  it('removes the config file when started again without a password', async () => {
+    const dir = freshDir();
+    const secured = await launch({ dir, password: 'first-run-password' });
+    await secured.stop();
+    const open = await launch({ dir });
+    expect(existsSync(join(dir, REDIS_AUTH_CONF_FILE))).toBe(false);
+    expect(await sendRedisCommands(open.host, open.port, [['PING']])).toEqual(['+PONG']);
+  });
+
   it('stop() ends the process and frees the port', async () => {
     const redis = await launch();
     await redis.stop();
@@ -231,6 +306,80 @@ describe('launchRedis', () => {
     expect(findRedisServer()).toMatch(/redis-server$/);
   });
 });
+
+describe('launchRedis with restartOnExit', { timeout: 30_000 }, () => {
+  it('restarts a redis-server killed with SIGKILL on the same port and dir, data and password kept, with ORCH-STATE-708', async () => {
+    const { logger, lines } = captureLogger('ORCH');
+    const redis = await launch({ restartOnExit: true, password: 'restart-pw', logger });
+    const auth = ['AUTH', 'restart-pw'];
+    expect(await sendRedisCommands(redis.host, redis.port, [auth, ['SET', 'kept', 'yes']])).toEqual(['+OK', '+OK']);
+    const first = redis.pid;
+    const guardian = guardianOf(first);
+    process.kill(first, 'SIGKILL');
+    await waitFor('a restarted redis-server', () => redis.restarts === 1);
+    expect(redis.pid).not.toBe(first);
+    expect(isProcessRunning(first)).toBe(false);
+    expect(await sendRedisCommands(redis.host, redis.port, [auth, ['GET', 'kept']])).toEqual(['+OK', 'yes']);
+    expect((await sendRedisCommands(redis.host, redis.port, [['PING']]))[0]).toMatch(/^-NOAUTH/);
+    expect(redisServersOn(redis.dir)).toEqual([redis.pid]);
+    // The old guardian went with the old process; the new process has its own.
+    expect(await stillAliveAfter([guardian], 2_000)).toEqual([]);
+    guardianOf(redis.pid);
+    const warnings = lines.filter((l) => / WARN {2}ORCH-STATE-708 embedded redis-server exited; restarting it /.test(l));
+    expect(warnings).toEqual([expect.stringMatching(new RegExp(`pid=${first} port=${redis.port} .*signal=SIGKILL .*delayMs=\\d+`))]);
+    const delayMs = Number(/delayMs=(\d+)/.exec(warnings[0] ?? '')?.[1]);
+    expect(delayMs).toBeLessThanOrEqual(REDIS_RESTART_CAP_MS);
+    expect(lines.some((l) => / INFO {2}ORCH-STATE redis-server restarted .*restarts=1/.test(l))).toBe(true);
+    expect(lines.join('\n')).not.toContain('restart-pw');
+
+    // stop() is final: no restart after it, and exited resolves.
+    await redis.stop();
+    expect(await redis.exited).toBe(0);
+    await new Promise((resolve) => setTimeout(resolve, REDIS_RESTART_CAP_MS / 4));
+    expect(redisServersOn(redis.dir)).toEqual([]);
+    expect(redis.restarts).toBe(1);
+  });
+
+  it('says ORCH-STATE-709 while another process holds the port, and restarts once it is free', async () => {
+    const { logger, lines } = captureLogger('ORCH');
+    const redis = await launch({ restartOnExit: true, logger });
+    let squatter: Server | undefined;
+    // The port must be taken between the death and the restart (under 100 ms for the first
+    // restart): listen as soon as the port frees, and try again in the rare case Redis won.
+    for (let round = 0; round < 5 && squatter === undefined; round += 1) {
+      const restartsBefore = redis.restarts;
+      process.kill(redis.pid, 'SIGKILL');
+      const deadline = Date.now() + 2_000;
+      while (squatter === undefined && redis.restarts === restartsBefore && Date.now() < deadline) {
+        squatter = await listenOn(redis.port);
+      }
+      if (squatter !== undefined && redis.restarts !== restartsBefore) {
+        await new Promise((resolve) => squatter?.close(resolve));
+        squatter = undefined;
+      }
+      if (squatter === undefined) await waitFor('the restart that won the race', () => redis.restarts > restartsBefore);
+    }
+    expect(squatter).toBeDefined();
+    const restartsBefore = redis.restarts;
+    await waitFor('ORCH-STATE-709', () => lines.some((l) => / ERROR ORCH-STATE-709 embedded redis-server cannot take its port again /.test(l)))
+      .catch((err: unknown) => { throw new Error(`${String(err)}\n${lines.join('\n')}`); });
+    const refusal = lines.find((l) => /ORCH-STATE-709/.test(l)) ?? '';
+    expect(refusal).toContain(`port=${redis.port}`);
+    expect(refusal).toMatch(/delayMs=\d+/);
+    await new Promise((resolve) => squatter?.close(resolve));
+    await waitFor('a restart once the port is free', () => redis.restarts === restartsBefore + 1, 3 * REDIS_RESTART_CAP_MS + 5_000);
+    expect(await sendRedisCommands(redis.host, redis.port, [['PING']])).toEqual(['+PONG']);
+  });
+});
+
+/** A server on 127.0.0.1:port that hangs up on every client, or undefined while the port is taken. */
+function listenOn(port: number): Promise<Server | undefined> {
+  return new Promise((resolve) => {
+    const server = createServer((socket) => socket.destroy());
+    server.once('error', () => resolve(undefined));
+    server.listen(port, '127.0.0.1', () => resolve(server));
+  });
+}
 
 function findRedisServerOrError(options: Parameters<typeof findRedisServer>[1]): unknown {
   try {

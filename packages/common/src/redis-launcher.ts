@@ -1,8 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants as fsConstants, mkdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import {
+  accessSync, chmodSync, closeSync, constants as fsConstants, fsyncSync, mkdirSync, openSync, readFileSync, realpathSync,
+  renameSync, rmSync, statSync, unlinkSync, writeSync,
+} from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { delimiter, join, resolve } from 'node:path';
-import { sleep } from './backoff.js';
+import { Backoff, sleep } from './backoff.js';
 import { isProcessRunning, pidsWithArgs } from './process-state.js';
 import { ConclaveError } from './errors/conclave-error.js';
 import { maskUrlCredentials } from './log-format.js';
@@ -16,6 +19,12 @@ export const REDIS_HOST = '127.0.0.1';
 export const DEFAULT_REDIS_START_TIMEOUT_MS = 15_000;
 /** stop() escalates to SIGKILL after this. */
 export const REDIS_STOP_GRACE_MS = 5_000;
+/** First ceiling of the full-jitter delay before a crashed redis-server is restarted. */
+export const REDIS_RESTART_BASE_MS = 100;
+/** No restart waits longer than this: while Redis is down the whole fleet waits. */
+export const REDIS_RESTART_CAP_MS = 2_000;
+/** A redis-server that ran this long before it died starts the restart backoff afresh. */
+const RESTART_BACKOFF_RESET_MS = 10_000;
 /** Attempts on a fresh free port when another process takes ours between probe and bind. */
 const PORT_ATTEMPTS = 5;
 const PING_INTERVAL_MS = 25;
@@ -30,8 +39,17 @@ export interface LaunchRedisOptions {
   bin?: string;
   /** @default true — production Redis runs with AOF (DESIGN, State and durability) */
   appendOnly?: boolean;
-  /** Sets `requirepass`; the handle's url then carries it. */
+  /**
+   * Sets `requirepass`; the handle's url then carries it. Handed over in `redis-auth.conf` (mode
+   * 0600, in `dir`), never on the command line, where `ps` would show it.
+   */
   password?: string;
+  /**
+   * Restart redis-server on the same port and dir whenever it exits without stop(), after a
+   * full-jitter delay (REDIS_RESTART_BASE_MS doubling up to REDIS_RESTART_CAP_MS), logging
+   * ORCH-STATE-708 each time and ORCH-STATE-709 when the port is taken. @default false
+   */
+  restartOnExit?: boolean;
   logger?: Logger;
   /** @default DEFAULT_REDIS_START_TIMEOUT_MS (15 s) */
   startTimeoutMs?: number;
@@ -42,13 +60,19 @@ export interface RedisServerHandle {
   readonly url: string;
   readonly host: string;
   readonly port: number;
+  /** The running redis-server's pid; a new one after each restart (restartOnExit). */
   readonly pid: number;
   readonly dir: string;
+  /** How many times restartOnExit has brought redis-server back. */
+  readonly restarts: number;
   /** SHUTDOWN NOSAVE (SIGTERM if that fails), SIGKILL after 5 s; resolves once the process is gone. */
   stop(): Promise<void>;
-  /** Sends a signal without waiting, to simulate a crash. @default 'SIGKILL' */
+  /** Sends a signal to the running redis-server without waiting, to simulate a crash. @default 'SIGKILL' */
   kill(signal?: NodeJS.Signals): void;
-  /** The exit code, or null when a signal ended it. Never rejects. */
+  /**
+   * The exit code, or null when a signal ended it. Never rejects. With restartOnExit it resolves
+   * only once redis-server is down for good, after stop().
+   */
   readonly exited: Promise<number | null>;
 }
 
@@ -237,11 +261,15 @@ function spawnGuardian(redisPid: number): ChildProcess {
 /** The pid file redis-server writes in its dir, so that a later start can find one left running. */
 const PID_FILE = 'redis.pid';
 
+/** The config file, in the Redis dir, that hands redis-server its password: argv is world-readable in /proc. */
+export const REDIS_AUTH_CONF_FILE = 'redis-auth.conf';
+
 /**
  * A redis-server still running on `dir` from an earlier run (its orchestrator died before the
  * guardian existed, or the guardian was killed too): the caller holds the data dir lock, so no
- * live orchestrator owns it. It is stopped before a new one opens the same AOF. Only on Linux,
- * where /proc shows that the pid really is a redis-server working in this very dir.
+ * live orchestrator owns it. It is stopped before a new one opens the same AOF: SIGTERM, on which
+ * Redis flushes its AOF, and SIGKILL after REDIS_STOP_GRACE_MS. Only on Linux, where /proc shows
+ * that the pid really is a redis-server working in this very dir.
  */
 async function stopLeftoverRedis(dir: string, logger: Logger | undefined): Promise<void> {
   let pid: number;
@@ -257,39 +285,97 @@ async function stopLeftoverRedis(dir: string, logger: Logger | undefined): Promi
   } catch {
     return;
   }
-  logger?.warn('STATE', 'stopping a redis-server left running on this data dir by an earlier run', { pid, dir });
   try {
     process.kill(pid, 'SIGTERM');
   } catch {
     return;
   }
-  const deadline = Date.now() + REDIS_STOP_GRACE_MS;
-  while (Date.now() < deadline) {
-    if (!isProcessRunning(pid)) return;
-    await sleep(PING_INTERVAL_MS);
+  let signal: NodeJS.Signals = 'SIGTERM';
+  if (!(await exitsWithin(pid, REDIS_STOP_GRACE_MS))) {
+    signal = 'SIGKILL';
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone meanwhile
+    }
+    await exitsWithin(pid, REDIS_STOP_GRACE_MS);
   }
-  try {
-    process.kill(pid, 'SIGKILL');
-  } catch {
-    // gone meanwhile
-  }
+  logger?.failure(new ConclaveError('ORCH-STATE-711', { data: { pid, dir, signal } }), {}, 'warn');
 }
 
-function spawnRedis(bin: string, dir: string, port: number, options: LaunchRedisOptions, stderrTail: string[]): Attempt {
+async function exitsWithin(pid: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (!isProcessRunning(pid)) return true;
+    await sleep(PING_INTERVAL_MS);
+  }
+  return !isProcessRunning(pid);
+}
+
+/** A Redis config-file string: double-quoted, `"` and `\` escaped, every byte outside printable ASCII as \xHH. */
+export function redisConfigString(value: string): string {
+  let out = '"';
+  for (const byte of Buffer.from(value, 'utf8')) {
+    if (byte === 0x22 || byte === 0x5c) out += `\\${String.fromCharCode(byte)}`;
+    else if (byte >= 0x20 && byte <= 0x7e) out += String.fromCharCode(byte);
+    else out += `\\x${byte.toString(16).padStart(2, '0')}`;
+  }
+  return `${out}"`;
+}
+
+/**
+ * Writes REDIS_AUTH_CONF_FILE with mode 0600 (a private temp file renamed into place: no reader
+ * ever sees it half written or with wider bits), or removes it when there is no password.
+ */
+function writeAuthConf(dir: string, password: string | undefined): string | undefined {
+  const path = join(dir, REDIS_AUTH_CONF_FILE);
+  if (password === undefined) {
+    rmSync(path, { force: true });
+    return undefined;
+  }
+  const temp = `${path}.${process.pid}.tmp`;
+  rmSync(temp, { force: true });
+  const fd = openSync(temp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o600);
+  try {
+    writeSync(fd, `# Rewritten at each start by the Conclave redis launcher; mode 0600, it holds the password.\nrequirepass ${redisConfigString(password)}\n`);
+    fsyncSync(fd);
+  } catch (err) {
+    closeSync(fd);
+    unlinkSync(temp);
+    throw err;
+  }
+  closeSync(fd);
+  renameSync(temp, path);
+  return path;
+}
+
+/** What every start of one handle's redis-server shares. */
+interface StartContext {
+  bin: string;
+  dir: string;
+  logFile: string;
+  /** REDIS_AUTH_CONF_FILE when there is a password. */
+  authConf: string | undefined;
+  timeoutMs: number;
+  options: LaunchRedisOptions;
+}
+
+function spawnRedis(ctx: StartContext, port: number, stderrTail: string[]): Attempt {
   const args = [
+    // The config file first: the flags after it override what it says, and it says only requirepass.
+    ...(ctx.authConf !== undefined ? [ctx.authConf] : []),
     '--port', String(port),
     '--bind', REDIS_HOST,
-    '--dir', dir,
-    '--appendonly', options.appendOnly === false ? 'no' : 'yes',
+    '--dir', ctx.dir,
+    '--appendonly', ctx.options.appendOnly === false ? 'no' : 'yes',
     '--save', '',
     '--daemonize', 'no',
-    '--logfile', join(dir, 'redis.log'),
-    '--pidfile', join(dir, PID_FILE),
+    '--logfile', ctx.logFile,
+    '--pidfile', join(ctx.dir, PID_FILE),
   ];
-  if (options.password !== undefined) args.push('--requirepass', options.password);
   // Its own process group: a Ctrl-C or a closed terminal reaches this process, which stops
   // Redis in order, and not Redis directly, which would vanish under a still-running orchestrator.
-  const child = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+  const child = spawn(ctx.bin, args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
   track(child);
   const guardian = child.pid !== undefined ? spawnGuardian(child.pid) : undefined;
   child.stderr?.setEncoding('utf8');
@@ -321,10 +407,66 @@ async function waitReady(attempt: Attempt, password: string | undefined, timeout
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (gone) return 'exited';
-    if (await answersPing(attempt.port, password, attempt.child.pid)) return gone ? 'exited' : 'ready';
+    // Raced against the exit: when the port is someone else's, the PING may wait its full timeout.
+    const answered = await Promise.race([answersPing(attempt.port, password, attempt.child.pid), attempt.exited.then(() => false)]);
+    if (answered) return gone ? 'exited' : 'ready';
     await sleep(PING_INTERVAL_MS);
   }
   return gone ? 'exited' : 'timeout';
+}
+
+function fileSize(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    return 0;
+  }
+}
+
+/** What redis.log gained after `offset`: this attempt's lines only, not an earlier run's. */
+function textSince(path: string, offset: number): string {
+  try {
+    return readFileSync(path).subarray(offset).toString('utf8');
+  } catch {
+    return '';
+  }
+}
+
+type StartOutcome =
+  | { ok: true; attempt: Attempt }
+  /** `portTaken`: this attempt's own output says the port was in use. */
+  | { ok: false; error: ConclaveError; portTaken: boolean };
+
+/** Starts redis-server on `requestedPort`, or on a free port (another one after a lost race) when it is 0. */
+async function startServer(ctx: StartContext, requestedPort: number): Promise<StartOutcome> {
+  const autoPort = requestedPort === 0;
+  for (let attemptNo = 1; ; attemptNo += 1) {
+    const port = autoPort ? await findFreePort() : requestedPort;
+    const stderrTail: string[] = [];
+    const logOffset = fileSize(ctx.logFile);
+    const attempt = spawnRedis(ctx, port, stderrTail);
+    const outcome = await waitReady(attempt, ctx.options.password, ctx.timeoutMs);
+    if (outcome === 'ready') return { ok: true, attempt };
+
+    if (outcome === 'timeout') {
+      attempt.child.kill('SIGKILL');
+      await attempt.exited;
+    }
+    const portTaken = outcome === 'exited' && ADDRESS_IN_USE.test(`${textSince(ctx.logFile, logOffset)}\n${stderrTail.join('')}`);
+    if (portTaken && autoPort && attemptNo < PORT_ATTEMPTS) {
+      ctx.options.logger?.debug('STATE', 'redis-server port taken, trying another', { port, attempt: attemptNo });
+      continue;
+    }
+    const tail = [tailOfFile(ctx.logFile), stderrTail.join('').trim()].filter((t) => t !== '').join('\n');
+    const exitCode = attempt.child.exitCode;
+    const error = new ConclaveError('ORCH-STATE-702', {
+      detail:
+        (outcome === 'timeout' ? `no PONG within ${ctx.timeoutMs} ms` : `exit code ${String(exitCode ?? attempt.child.signalCode)}`) +
+        (tail ? `; redis.log tail:\n${tail}` : ` (no output in ${ctx.logFile})`),
+      data: { bin: ctx.bin, dir: ctx.dir, port, exitCode },
+    });
+    return { ok: false, error, portTaken };
+  }
 }
 
 /**
@@ -335,84 +477,146 @@ async function waitReady(attempt: Attempt, password: string | undefined, timeout
 export async function launchRedis(options: LaunchRedisOptions): Promise<RedisServerHandle> {
   const bin = findRedisServer(options.bin);
   const dir = resolve(options.dir);
-  mkdirSync(dir, { recursive: true });
+  // The AOF holds every job and enrollment record: this user's alone, like the data dir around it.
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chmodSync(dir, 0o700);
   await stopLeftoverRedis(dir, options.logger);
-  const logFile = join(dir, 'redis.log');
-  const timeoutMs = options.startTimeoutMs ?? DEFAULT_REDIS_START_TIMEOUT_MS;
-  const autoPort = (options.port ?? 0) === 0;
-
-  for (let attemptNo = 1; ; attemptNo += 1) {
-    const port = autoPort ? await findFreePort() : (options.port as number);
-    const stderrTail: string[] = [];
-    const attempt = spawnRedis(bin, dir, port, options, stderrTail);
-    const outcome = await waitReady(attempt, options.password, timeoutMs);
-    if (outcome === 'ready') return makeHandle(attempt, dir, options);
-
-    if (outcome === 'timeout') {
-      attempt.child.kill('SIGKILL');
-      await attempt.exited;
-    }
-    const tail = [tailOfFile(logFile), stderrTail.join('').trim()].filter((t) => t !== '').join('\n');
-    if (outcome === 'exited' && autoPort && attemptNo < PORT_ATTEMPTS && ADDRESS_IN_USE.test(tail)) {
-      options.logger?.debug('STATE', 'redis-server port taken, trying another', { port, attempt: attemptNo });
-      continue;
-    }
-    const exitCode = attempt.child.exitCode;
-    throw new ConclaveError('ORCH-STATE-702', {
-      detail:
-        (outcome === 'timeout' ? `no PONG within ${timeoutMs} ms` : `exit code ${String(exitCode ?? attempt.child.signalCode)}`) +
-        (tail ? `; redis.log tail:\n${tail}` : ` (no output in ${logFile})`),
-      data: { bin, dir, port, exitCode },
-    });
-  }
+  const ctx: StartContext = {
+    bin, dir, options,
+    logFile: join(dir, 'redis.log'),
+    authConf: writeAuthConf(dir, options.password),
+    timeoutMs: options.startTimeoutMs ?? DEFAULT_REDIS_START_TIMEOUT_MS,
+  };
+  const outcome = await startServer(ctx, options.port ?? 0);
+  if (!outcome.ok) throw outcome.error;
+  return makeHandle(ctx, outcome.attempt);
 }
 
-function makeHandle(attempt: Attempt, dir: string, options: LaunchRedisOptions): RedisServerHandle {
-  const { child, exited, port } = attempt;
+/** SHUTDOWN NOSAVE (SIGTERM if that fails; the AOF is flushed either way), SIGKILL after the grace. */
+async function shutdown(attempt: Attempt, password: string | undefined): Promise<void> {
+  const { child, port, exited } = attempt;
+  try {
+    // SHUTDOWN closes the connection without a reply when it succeeds.
+    const replies = await sendRedisCommands(REDIS_HOST, port, [...authCommands(password), ['SHUTDOWN', 'NOSAVE']]);
+    if (replies.some((r) => r.startsWith('-'))) child.kill('SIGTERM');
+  } catch {
+    child.kill('SIGTERM');
+  }
+  const grace = setTimeout(() => child.kill('SIGKILL'), REDIS_STOP_GRACE_MS);
+  await exited;
+  clearTimeout(grace);
+}
+
+/**
+ * The handle over one redis-server, or with restartOnExit over its successive processes on one
+ * port and dir: the URL stays the same, so clients (ioredis) just reconnect.
+ */
+function makeHandle(ctx: StartContext, first: Attempt): RedisServerHandle {
+  const { dir, options } = ctx;
+  const { port } = first;
   const password = options.password;
   const url =
     password === undefined ? `redis://${REDIS_HOST}:${port}` : `redis://:${encodeURIComponent(password)}@${REDIS_HOST}:${port}`;
   const logger = options.logger;
+  let current = first;
+  let currentExited = false;
+  let startedAt = Date.now();
+  let restarts = 0;
   let stopping = false;
   let stopped: Promise<void> | undefined;
-  let done = false;
-  void exited.then((code) => {
-    done = true;
-    if (!stopping) {
-      logger?.warn('STATE', 'redis-server exited', { pid: child.pid, port, code, signal: child.signalCode });
-    }
+  const stopRequested = new AbortController();
+  const backoff = new Backoff({ baseMs: REDIS_RESTART_BASE_MS, capMs: REDIS_RESTART_CAP_MS });
+  let resolveExited: (code: number | null) => void = () => undefined;
+  const exited = new Promise<number | null>((resolveExit) => {
+    resolveExited = resolveExit;
   });
-  logger?.info('STATE', 'redis-server started', { url: maskUrlCredentials(url), pid: child.pid, dir, appendOnly: options.appendOnly !== false });
+
+  const restart = async (dead: Attempt, code: number | null): Promise<void> => {
+    // One that ran a while died of something new: start again from the shortest delay.
+    if (Date.now() - startedAt >= RESTART_BACKOFF_RESET_MS) backoff.reset();
+    let delayMs = Math.round(backoff.next());
+    logger?.failure(
+      new ConclaveError('ORCH-STATE-708', { data: { pid: dead.child.pid, port, dir, code, signal: dead.child.signalCode } }),
+      { delayMs },
+      'warn',
+    );
+    for (;;) {
+      try {
+        await sleep(delayMs, stopRequested.signal);
+      } catch {
+        resolveExited(code);
+        return;
+      }
+      const outcome = await startServer(ctx, port);
+      if (outcome.ok && stopping) {
+        await shutdown(outcome.attempt, password);
+        resolveExited(await outcome.attempt.exited);
+        return;
+      }
+      if (outcome.ok) {
+        current = outcome.attempt;
+        currentExited = false;
+        startedAt = Date.now();
+        restarts += 1;
+        logger?.info('STATE', 'redis-server restarted', { pid: current.child.pid, port, restarts });
+        watch(current);
+        return;
+      }
+      if (stopping) {
+        resolveExited(code);
+        return;
+      }
+      delayMs = Math.round(backoff.next());
+      const failure = outcome.portTaken
+        ? new ConclaveError('ORCH-STATE-709', { detail: `${REDIS_HOST}:${port} is in use`, data: { port, dir } })
+        : outcome.error;
+      logger?.failure(failure, { delayMs }, 'error');
+    }
+  };
+
+  const watch = (attempt: Attempt): void => {
+    void attempt.exited.then((code) => {
+      currentExited = true;
+      if (stopping || options.restartOnExit !== true) {
+        if (!stopping) logger?.warn('STATE', 'redis-server exited', { pid: attempt.child.pid, port, code, signal: attempt.child.signalCode });
+        resolveExited(code);
+        return;
+      }
+      void restart(attempt, code);
+    });
+  };
+  watch(first);
+  logger?.info('STATE', 'redis-server started', {
+    url: maskUrlCredentials(url), pid: first.child.pid, dir, appendOnly: options.appendOnly !== false, restartOnExit: options.restartOnExit === true,
+  });
 
   const stop = async (): Promise<void> => {
     stopping = true;
-    if (done) return;
-    try {
-      // SHUTDOWN closes the connection without a reply when it succeeds; AOF is still flushed.
-      const replies = await sendRedisCommands(REDIS_HOST, port, [...authCommands(password), ['SHUTDOWN', 'NOSAVE']]);
-      if (replies.some((r) => r.startsWith('-'))) child.kill('SIGTERM');
-    } catch {
-      child.kill('SIGTERM');
-    }
-    const grace = setTimeout(() => child.kill('SIGKILL'), REDIS_STOP_GRACE_MS);
+    stopRequested.abort();
+    const last = current;
+    if (!currentExited) await shutdown(last, password);
     await exited;
-    clearTimeout(grace);
-    logger?.info('STATE', 'redis-server stopped', { pid: child.pid, port });
+    logger?.info('STATE', 'redis-server stopped', { pid: last.child.pid, port });
   };
 
   return {
     url,
     host: REDIS_HOST,
     port,
-    pid: child.pid ?? -1,
     dir,
     exited,
+    get pid(): number {
+      return current.child.pid ?? -1;
+    },
+    get restarts(): number {
+      return restarts;
+    },
     stop(): Promise<void> {
       stopped ??= stop();
       return stopped;
     },
     kill(signal: NodeJS.Signals = 'SIGKILL'): void {
-      if (!done) child.kill(signal);
+      if (!currentExited) current.child.kill(signal);
     },
   };
 }

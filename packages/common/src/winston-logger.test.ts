@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -150,5 +150,29 @@ describe('createLogger', () => {
     }
     expect(lines).toHaveLength(4);
     for (const line of lines) expect(line).toMatch(TAG);
+  });
+
+  it('keeps log files to this user: the dir 0700 and every file in it 0600, also when they existed wider', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'conclave-log-'));
+    dirs.push(dir);
+    const logs = join(dir, 'logs');
+    mkdirSync(logs, { mode: 0o755 });
+    chmodSync(logs, 0o755);
+    writeFileSync(join(logs, 'node-2020-01-01.log'), '{}\n', { mode: 0o644 });
+    chmodSync(join(logs, 'node-2020-01-01.log'), 0o644);
+    const logger = createLogger({ prefix: 'NODE', console: false, file: { dir: logs } });
+    logger.info('LOAD', 'model loaded');
+    await logger.close();
+    expect(statSync(logs).mode & 0o777).toBe(0o700);
+    const files = readdirSync(logs);
+    expect(files.filter((f) => f.endsWith('.log')).length).toBe(2);
+    for (const file of files) expect([file, statSync(join(logs, file)).mode & 0o777]).toEqual([file, 0o600]);
+
+    const fresh = join(dir, 'a', 'new', 'logs');
+    const second = createLogger({ prefix: 'ORCH', console: false, file: { dir: fresh } });
+    second.info('STATE', 'orchestrator ready');
+    await second.close();
+    expect(statSync(fresh).mode & 0o777).toBe(0o700);
+    for (const file of readdirSync(fresh)) expect([file, statSync(join(fresh, file)).mode & 0o777]).toEqual([file, 0o600]);
   });
 });

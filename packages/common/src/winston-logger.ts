@@ -1,4 +1,6 @@
 import { once } from 'node:events';
+import { chmodSync, mkdirSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import winston from 'winston';
 import DailyRotateFile from 'winston-daily-rotate-file';
 import { isConclaveError } from './errors/conclave-error.js';
@@ -147,6 +149,7 @@ export function createLogger(options: LoggerOptions): ClosableLogger {
     transports.push(new winston.transports.Stream({ stream, format: renderWith(formatConsoleLine) }));
   }
   if (options.file) {
+    restrictLogDir(options.file.dir);
     transports.push(
       new DailyRotateFile({
         dirname: options.file.dir,
@@ -156,8 +159,12 @@ export function createLogger(options: LoggerOptions): ClosableLogger {
         maxSize: options.file.maxSize ?? DEFAULT_LOG_FILE_MAX_SIZE,
         maxFiles: options.file.maxFiles ?? DEFAULT_LOG_FILE_MAX_FILES,
         format: renderWith(formatJsonLine),
+        // Passed to fs.createWriteStream for every file, the rotated ones too.
+        options: { flags: 'a', mode: LOG_FILE_MODE },
       }),
     );
+    // Again for the rotator's audit file, which it writes with the default mode.
+    restrictLogDir(options.file.dir);
   }
   const winstonLogger =
     transports.length > 0
@@ -176,6 +183,32 @@ export function createLogger(options: LoggerOptions): ClosableLogger {
       return closed;
     },
   });
+}
+
+/** Log lines name nodes, jobs, addresses and errors: for this user only. */
+const LOG_DIR_MODE = 0o700;
+const LOG_FILE_MODE = 0o600;
+
+/**
+ * Creates the log dir with LOG_DIR_MODE, and tightens one that exists (and the files in it) to
+ * these modes: logs written before this rule was kept were 0644 in a 0755 dir. Synchronous, like
+ * the rotator's own setup: it runs once, when the logger is made.
+ */
+function restrictLogDir(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: LOG_DIR_MODE });
+  chmodIfOwned(dir, LOG_DIR_MODE);
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    if (entry.isFile()) chmodIfOwned(join(dir, entry.name), LOG_FILE_MODE);
+  }
+}
+
+/** chmod, except on what another user owns (EPERM): that is theirs to fix, and no reason not to log. */
+function chmodIfOwned(path: string, mode: number): void {
+  try {
+    chmodSync(path, mode);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
+  }
 }
 
 async function closeWinston(logger: winston.Logger | undefined): Promise<void> {

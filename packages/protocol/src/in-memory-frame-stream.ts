@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import type { ConclaveError } from '@conclave/common/core';
 import type { FrameStream, SessionFrame } from './secure-session.js';
 
 /**
@@ -17,6 +18,8 @@ class InMemoryEnd extends EventEmitter implements FrameStream {
   peer: InMemoryEnd | undefined;
   /** Frames this end wrote, for tests that look at the wire. */
   readonly written: SessionFrame[] = [];
+  /** The error this end was ended with (a gRPC server's non-OK status), for tests. */
+  endReason: ConclaveError | undefined;
   private ended = false;
 
   write(frame: { handshake: Uint8Array } | { sealed: Uint8Array }): boolean {
@@ -28,9 +31,10 @@ class InMemoryEnd extends EventEmitter implements FrameStream {
     return true;
   }
 
-  end(): void {
+  end(error?: ConclaveError): void {
     if (this.ended) return;
     this.ended = true;
+    this.endReason = error;
     const peer = this.peer;
     setImmediate(() => peer?.emit('end'));
   }

@@ -4,9 +4,9 @@ export type { ProtoGrpcType as GatewayProtoGrpcType } from './generated/gateway.
 export { loadConclaveProtos, protoDir, PROTO_LOADER_OPTIONS } from './load-protos.js';
 export type { ConclaveProtos } from './load-protos.js';
 export {
-  createControlClient, createGatewayClient, DEFAULT_CHANNEL_OPTIONS, MAX_MESSAGE_BYTES,
+  createControlClient, createGatewayClient, DEFAULT_CHANNEL_OPTIONS, MAX_MESSAGE_BYTES, tlsCertificateFingerprint,
 } from './clients.js';
-export type { ClientOptions } from './clients.js';
+export type { ClientOptions, ClientTlsOptions } from './clients.js';
 export {
   DTYPES, DTYPE_BYTES, TensorFormatError, elementCount, isDType, tensorFromJson, tensorFromTypedArray,
   tensorMapFromJson, tensorMapToJson, tensorToJson, typedArrayFromTensor,

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { captureLogger, ConclaveError } from '@conclave/common';
 import { inMemoryFrameStreams } from './in-memory-frame-stream.js';
 import { authError } from './secure/auth-failure.js';
+import { encodeReject } from './secure/handshake-messages.js';
 import { MemoryEnrollment } from './secure/enrollment.js';
 import { createInitiator, createResponder } from './secure/handshake.js';
 import { fingerprint, identityFromSeed, nodeIdFromPublicKey } from './secure/identity.js';
@@ -11,6 +12,9 @@ import { deterministicRandom } from './secure/test-support.js';
 
 const encode = (s: string): Uint8Array => new Uint8Array(Buffer.from(s));
 const decode = (b: Uint8Array): string => Buffer.from(b).toString();
+/** The error an in-memory end was ended with (what a gRPC server sends as the call's status). */
+const endReasonOf = (stream: FrameStream): ConclaveError | undefined => (stream as unknown as { endReason?: ConclaveError }).endReason;
+const writtenBy = (stream: FrameStream): unknown[] => (stream as unknown as { written: unknown[] }).written;
 const wait = (ms = 20): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Polls until `check` holds (the frames cross on setImmediate; a loaded machine needs more turns). */
@@ -23,7 +27,9 @@ async function until(check: () => boolean, timeoutMs = 5_000): Promise<void> {
 }
 
 /** Both ends of one session over an in-memory stream pair, each recording what it got. */
-function pair(options: { nodeAccepted?: boolean; trustOrchestrator?: boolean; onOrchestratorMessage?: (m: string) => void } = {}) {
+function pair(
+  options: { nodeAccepted?: boolean; trustOrchestrator?: boolean; onOrchestratorMessage?: (m: string) => void; nodeNow?: () => number } = {},
+) {
   const random = deterministicRandom('secure-session');
   const node = identityFromSeed(random(32));
   const orchestrator = identityFromSeed(random(32));
@@ -31,6 +37,7 @@ function pair(options: { nodeAccepted?: boolean; trustOrchestrator?: boolean; on
   if (options.nodeAccepted ?? true) enrollment.setStatus(nodeIdFromPublicKey(node.publicKey), 'accepted', node.publicKey);
   const pins = new PinSet([fingerprint((options.trustOrchestrator ?? true) ? orchestrator.publicKey : node.publicKey)]);
   const logs = captureLogger('NODE');
+  const orchLogs = captureLogger('ORCH');
   const [nodeStream, orchStream] = inMemoryFrameStreams();
   const ends = {
     node: { messages: [] as string[], closed: [] as ConclaveError[], established: 0 },
@@ -41,15 +48,15 @@ function pair(options: { nodeAccepted?: boolean; trustOrchestrator?: boolean; on
       stream,
       side:
         side === 'node'
-          ? { role: 'initiator', handshake: createInitiator({ identity: node, pins, logger: logs.logger }) }
-          : { role: 'responder', handshake: createResponder({ identity: orchestrator, hooks: enrollment, logger: logs.logger }) },
+          ? { role: 'initiator', handshake: createInitiator({ identity: node, pins, logger: logs.logger, ...(options.nodeNow ? { now: options.nodeNow } : {}) }) }
+          : { role: 'responder', handshake: createResponder({ identity: orchestrator, hooks: enrollment, logger: orchLogs.logger }) },
       encode,
       decode,
       codes: side === 'node'
         ? { failed: 'NODE-NET-601', ended: 'NODE-NET-602', protocol: 'NODE-NET-602' }
         : { failed: 'ORCH-NET-602', ended: 'ORCH-NET-602', protocol: 'ORCH-NET-603' },
       peerName: side === 'node' ? 'orchestrator' : 'node',
-      logger: logs.logger,
+      logger: side === 'node' ? logs.logger : orchLogs.logger,
       onEstablished: () => {
         ends[side].established++;
       },
@@ -65,7 +72,7 @@ function pair(options: { nodeAccepted?: boolean; trustOrchestrator?: boolean; on
   // The responder must listen before the initiator's HELLO arrives; both are set up in this tick.
   const orchSession = make('orchestrator', orchStream);
   const nodeSession = make('node', nodeStream);
-  return { nodeSession, orchSession, ends, nodeStream, orchStream };
+  return { nodeSession, orchSession, ends, nodeStream, orchStream, logs, orchLogs };
 }
 
 describe('SecureSession', () => {
@@ -119,6 +126,85 @@ describe('SecureSession', () => {
     expect(orchSession.state).toBe('closed');
     expect(ends.orchestrator.closed.map((e) => e.code)).toEqual(['ORCH-NET-603']);
     expect(ends.orchestrator.messages).toEqual([]);
+  });
+
+  it('a close for a protocol violation carries the protocol reason (21), not an orderly 0', async () => {
+    const { nodeSession, orchSession, ends, orchStream } = pair();
+    await until(() => nodeSession.state === 'open' && orchSession.state === 'open');
+    orchSession.close(new ConclaveError('ORCH-NET-603', { detail: 'first sealed message must be a Register for node x' }));
+    await until(() => ends.node.closed.length > 0);
+    expect(ends.node.closed[0]?.data).toMatchObject({ remoteFailure: 'protocol', remoteReason: 21 });
+    expect(ends.node.closed[0]?.code).toBe('NODE-AUTH-535');
+    expect(ends.node.closed[0]?.message).toContain('ORCH-NET-603');
+    // The stream ends with the error, so gRPC can end the call with its status.
+    expect(endReasonOf(orchStream)?.code).toBe('ORCH-NET-603');
+  });
+
+  it('an orderly close (shutdown) is reason 0 and the stream ends without an error', async () => {
+    const { nodeSession, orchSession, ends, orchStream } = pair();
+    await until(() => nodeSession.state === 'open' && orchSession.state === 'open');
+    orchSession.close(new ConclaveError('ORCH-NET-602', { detail: 'orchestrator shutting down' }));
+    await until(() => ends.node.closed.length > 0);
+    expect(ends.node.closed.map((e) => e.code)).toEqual(['NODE-NET-602']);
+    expect(ends.node.closed[0]?.message).toContain('orchestrator shutting down');
+    expect(endReasonOf(orchStream)).toBeUndefined();
+  });
+
+  it('a frame that fails authentication: a CLOSE naming it, the stream ended with the error, logged once', async () => {
+    const { nodeSession, orchSession, ends, nodeStream, orchStream, logs, orchLogs } = pair();
+    await until(() => nodeSession.state === 'open' && orchSession.state === 'open');
+    // Counter 0, as expected, but bytes no key sealed.
+    nodeStream.write({ sealed: new Uint8Array(Buffer.concat([Buffer.alloc(8), Buffer.alloc(40, 7)])) });
+    await until(() => ends.node.closed.length > 0 && ends.orchestrator.closed.length > 0);
+    await wait(40);
+    expect(ends.orchestrator.closed.map((e) => e.code)).toEqual(['ORCH-AUTH-530']);
+    expect(ends.node.closed[0]?.data).toMatchObject({ remoteFailure: 'frame-auth', remoteReason: 17 });
+    expect(endReasonOf(orchStream)?.code).toBe('ORCH-AUTH-530');
+    expect(orchLogs.lines.filter((l) => /ORCH-AUTH-5\d\d|NET-60\d/.test(l)), orchLogs.lines.join('\n')).toHaveLength(1);
+    expect(orchLogs.lines.filter((l) => l.includes('ORCH-AUTH-530'))).toHaveLength(1);
+    // And the node logs the orchestrator's CLOSE once, under its own code.
+    expect(logs.lines.filter((l) => /NODE-AUTH-5\d\d|NET-60\d/.test(l)), logs.lines.join('\n')).toHaveLength(1);
+    expect(logs.lines.filter((l) => l.includes('NODE-AUTH-535'))).toHaveLength(1);
+  });
+
+  it('a REJECT arriving after the handshake is not answered', async () => {
+    const { nodeSession, orchSession, ends, orchStream } = pair();
+    await until(() => nodeSession.state === 'open' && orchSession.state === 'open');
+    const before = writtenBy(orchStream).length;
+    (nodeSession as unknown as { o: { stream: FrameStream } }).o.stream.write({ handshake: encodeReject(16, Date.now()) });
+    await until(() => orchSession.state === 'closed');
+    await wait(20);
+    expect(ends.orchestrator.closed.map((e) => e.code)).toEqual(['ORCH-NET-603']);
+    expect(writtenBy(orchStream).slice(before)).toEqual([]);
+  });
+
+  it('the handshake deadline is 5 s of wall time from the stream opening, whatever the handshake clock says', async () => {
+    const [, orchStream] = inMemoryFrameStreams();
+    const closed: ConclaveError[] = [];
+    const logs = captureLogger('ORCH');
+    const orchestrator = identityFromSeed(deterministicRandom('deadline')(32));
+    const t0 = Date.now();
+    new SecureSession<string, string>({
+      stream: orchStream,
+      side: {
+        role: 'responder',
+        // A clock a minute ahead and a short deadline: the timer must not wait for the handshake clock.
+        handshake: createResponder({ identity: orchestrator, hooks: new MemoryEnrollment(), now: () => Date.now() + 60_000, timeoutMs: 200 }),
+      },
+      encode, decode, codes: { failed: 'ORCH-NET-602', ended: 'ORCH-NET-602', protocol: 'ORCH-NET-603' }, peerName: 'node',
+      logger: logs.logger, onMessage: () => undefined, onClosed: (reason) => closed.push(reason), lingerMs: 10,
+    });
+    await until(() => closed.length > 0, 3_000);
+    expect(closed.map((e) => e.code)).toEqual(['ORCH-AUTH-508']);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(190);
+    expect(Date.now() - t0).toBeLessThan(2_000);
+  });
+
+  it('a node whose clock is a minute behind (inside the skew window) still completes the handshake', async () => {
+    const { nodeSession, orchSession, ends } = pair({ nodeNow: () => Date.now() - 60_000 });
+    await until(() => (nodeSession.state === 'open' && orchSession.state === 'open') || ends.node.closed.length > 0);
+    expect(ends.node.closed).toEqual([]);
+    expect(nodeSession.state).toBe('open');
   });
 
   it('closes with the error a message handler throws, and reads no frame after it', async () => {

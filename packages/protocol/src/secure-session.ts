@@ -1,7 +1,8 @@
 import { ConclaveError } from '@conclave/common/core';
 import type { ErrorCode, Logger, LogMeta } from '@conclave/common/core';
-import { failureOf } from './secure/auth-failure.js';
+import { closeFailureOf } from './secure/auth-failure.js';
 import type { EstablishedSession, HandshakeInitiator, HandshakeResponder, HandshakeStep } from './secure/handshake.js';
+import { isReject } from './secure/handshake-messages.js';
 import { SealedChannel } from './secure/sealed-channel.js';
 
 /** One frame of NodeGateway.Session, either way: handshake bytes, or a sealed frame. */
@@ -18,8 +19,11 @@ export interface SessionFrame {
 export interface FrameStream {
   /** Returns false when the buffer is full: wait for `drain`. */
   write(frame: { handshake: Uint8Array } | { sealed: Uint8Array }): boolean;
-  /** Half-close: what was written still goes out. */
-  end(): void;
+  /**
+   * Half-close: what was written still goes out. With `error` the session ended in a failure: a
+   * gRPC server ends the call with that error's status (`grpcFrameStream`); without, with OK.
+   */
+  end(error?: ConclaveError): void;
   /** Drops the stream now (a peer that lingers after `end`). */
   destroy(): void;
   on(event: 'data', listener: (frame: SessionFrame) => void): void;
@@ -88,15 +92,19 @@ export class SecureSession<Send, Receive> {
 
   constructor(private readonly o: SecureSessionOptions<Send, Receive>) {
     const { stream, side } = o;
+    // The deadline runs from now, the stream's opening, in wall time: the handshake's own clock
+    // may be skewed (inside the window) or a test's, and must not stretch or cut it.
     this.handshakeTimer = setTimeout(() => {
       const expired = side.handshake.expire();
       if (expired) this.terminate(expired, { notify: false });
-    }, Math.max(0, side.handshake.deadlineMs - Date.now()));
+    }, side.handshake.timeoutMs);
     stream.on('data', (frame) => {
       this.inbound = this.inbound.then(() => this.onFrame(frame)).catch((err: unknown) => this.failed(err));
     });
-    stream.on('error', (err) => this.terminate(this.error('failed', err.message, err), { notify: false }));
-    stream.on('end', () => this.terminate(this.error('ended', `stream ended by ${o.peerName}`), { notify: false }));
+    // Behind the frames that came before: a REJECT or CLOSE followed by the call's status must be
+    // read first, or the session would end as a broken stream instead of with the peer's reason.
+    stream.on('error', (err) => this.afterInbound(() => this.terminate(this.error('failed', err.message, err), { notify: false })));
+    stream.on('end', () => this.afterInbound(() => this.terminate(this.error('ended', `stream ended by ${o.peerName}`), { notify: false })));
     if (side.role === 'initiator') stream.write({ handshake: side.handshake.start() });
   }
 
@@ -137,9 +145,20 @@ export class SecureSession<Send, Receive> {
     this.terminate(reason, { notify: true });
   }
 
+  private afterInbound(run: () => void): void {
+    this.inbound = this.inbound.then(run, run);
+  }
+
   private async onFrame(frame: SessionFrame): Promise<void> {
     if (this.stateValue === 'closed') return;
     const { side } = this.o;
+    if (frame.frame === 'handshake' && frame.handshake && this.channel && side.role === 'initiator') {
+      // A node that sent FINISH may still be refused by a REJECT (the orchestrator refused FINISH
+      // itself); the handshake reads it, and anything else there is malformed. Logged by the handshake.
+      const step = await side.handshake.next(frame.handshake);
+      const error = step.error ?? this.error('protocol', 'handshake message after FINISH');
+      return this.terminate(error, { notify: !isReject(frame.handshake) });
+    }
     if (frame.frame === 'handshake' && frame.handshake && !this.channel) {
       const step: HandshakeStep = await side.handshake.next(frame.handshake);
       if (step.send) this.o.stream.write({ handshake: step.send });
@@ -155,8 +174,10 @@ export class SecureSession<Send, Receive> {
     }
     const channel = this.channel;
     if (frame.frame !== 'sealed' || !frame.sealed || !channel) {
-      // Nothing but the handshake is accepted before a session exists, and nothing in the clear after.
-      return this.terminate(this.error('protocol', `${frame.frame ?? 'empty'} frame outside an established session`), { notify: false });
+      // Nothing but the handshake is accepted before a session exists, and nothing in the clear
+      // after; a peer's REJECT is never answered, anything else is told why in a CLOSE.
+      const error = this.error('protocol', `${frame.frame ?? 'empty'} frame outside an established session`);
+      return this.terminate(error, { notify: !(frame.frame === 'handshake' && frame.handshake && isReject(frame.handshake)) });
     }
     // After either side closed, the peer's last frames (its own CLOSE) have nothing to say.
     if (channel.state !== 'open') return;
@@ -178,23 +199,27 @@ export class SecureSession<Send, Receive> {
     return new ConclaveError(this.o.codes[kind], { detail, ...(cause === undefined ? {} : { cause }) });
   }
 
-  /** `notify`: tell the peer why in a sealed CLOSE. */
+  /**
+   * `notify`: tell the peer why in a sealed CLOSE, whose reason `closeFailureOf` picks (orderly
+   * for shutdowns, the failure's byte for everything the reason table names).
+   */
   private terminate(reason: ConclaveError, { notify }: { notify: boolean }): void {
     if (this.stateValue === 'closed') return;
     this.stateValue = 'closed';
     clearTimeout(this.handshakeTimer);
     const { stream } = this.o;
     const channel = this.channel;
+    const failure = closeFailureOf(reason);
     try {
       // Not when the stream or the peer ended it: there is no one left to tell. The caller
       // logs the reason; the channel's own failures were logged by the channel.
       if (notify && channel) {
-        const failure = failureOf(reason);
-        const close = channel.close(failure, failure ? reason.message : '');
+        const close = channel.close(failure, `${reason.code} ${reason.message}`);
         if (close) stream.write({ sealed: close });
       }
-      // Half-close, so a REJECT or CLOSE just written still goes out; cut the stream if the peer lingers.
-      stream.end();
+      // Half-close, so a REJECT or CLOSE just written still goes out; cut the stream if the peer
+      // lingers. A failure ends a gRPC call with its status, an orderly close with OK.
+      stream.end(failure === undefined ? undefined : reason);
     } catch {
       // The stream may already be gone; there is no one left to tell.
     }

@@ -31,6 +31,7 @@ export type AuthFailure =
   | 'closed'
   | 'frame-size'
   | 'peer-error'
+  | 'protocol'
   | 'join-string'
   | 'rotation'
   | 'pins-file';
@@ -84,6 +85,9 @@ export const AUTH_FAILURES: Readonly<Record<AuthFailure, FailureRow>> = {
   closed: { node: 'NODE-AUTH-533', orchestrator: 'ORCH-AUTH-533' },
   'frame-size': { node: 'NODE-AUTH-534', orchestrator: 'ORCH-AUTH-534', wire: 20 },
   'peer-error': { node: 'NODE-AUTH-535', orchestrator: 'ORCH-AUTH-535', wire: 15 },
+  // Not authentication: the peer broke the session protocol after the handshake (a message out of
+  // place, a second Register, one that does not decode). Its codes are the sessions' NET codes.
+  protocol: { node: 'NODE-NET-605', orchestrator: 'ORCH-NET-603', wire: 21 },
   'join-string': { node: 'NODE-AUTH-540' },
   rotation: { node: 'NODE-AUTH-541', orchestrator: 'ORCH-AUTH-541' },
   'pins-file': { node: 'NODE-AUTH-542' },
@@ -97,6 +101,23 @@ const BY_WIRE = new Map<number, AuthFailure>(
     .filter(([, row]) => row.wire !== undefined)
     .map(([failure, row]) => [row.wire as number, failure]),
 );
+
+/** Every code a side logs for a failure it detected itself, back to that failure. */
+const BY_CODE = new Map<ErrorCode, AuthFailure>(
+  (Object.entries(AUTH_FAILURES) as Array<[AuthFailure, FailureRow]>).flatMap(([failure, row]) =>
+    [row.node, row.orchestrator].filter((code): code is ErrorCode => code !== undefined).map((code) => [code, failure] as const),
+  ),
+);
+
+/**
+ * The failure a CLOSE for `err` names, or undefined for an orderly close (reason 0). The one
+ * mapping from coded errors to CLOSE reasons: errors made here carry their failure; any other
+ * error whose code is in AUTH_FAILURES (`ORCH-NET-603` → `protocol`) names that row; everything
+ * else (shutdown, a replaced session, a dead node) closes orderly.
+ */
+export function closeFailureOf(err: ConclaveError): AuthFailure | undefined {
+  return failureOf(err) ?? BY_CODE.get(err.code);
+}
 
 /** The failure a reason byte names, or undefined for 0 and unknown bytes. */
 export function failureOfWireReason(reason: number): AuthFailure | undefined {

@@ -52,6 +52,17 @@ export function decodeHeader(bytes: Uint8Array, role: Role): MessageType {
   return type;
 }
 
+/**
+ * True for anything whose header names a REJECT (magic and type byte; version, suite and length
+ * unchecked): such a message is never answered, whatever check it then fails, so two peers can
+ * never bounce REJECTs at each other.
+ */
+export function isReject(bytes: Uint8Array): boolean {
+  if (bytes.length < HEADER_BYTES) return false;
+  for (let i = 0; i < HANDSHAKE_MAGIC.length; i++) if (bytes[i] !== HANDSHAKE_MAGIC[i]) return false;
+  return bytes[5] === MessageType.reject;
+}
+
 /** Message 1, HELLO: header ‖ timestamp u64 ms ‖ node ephemeral X25519 key. 48 bytes. */
 export const HELLO_BYTES = HEADER_BYTES + 8 + KEY_BYTES;
 /** Message 2's clear part: header ‖ timestamp ‖ orchestrator ephemeral key, then the sealed payload. */
@@ -60,18 +71,19 @@ export const RESPONSE_CLEAR_BYTES = HEADER_BYTES + 8 + KEY_BYTES;
 export const REJECT_BYTES = HEADER_BYTES + 1 + 8;
 
 export interface KeyShare {
-  timestampMs: number;
+  /** The sender's clock: all 64 bits, so a value no JS number holds is seen as the skew it is. */
+  timestampMs: bigint;
   ephemeralKey: Uint8Array;
 }
 
 export function encodeKeyShare(type: MessageType, share: KeyShare): Uint8Array {
-  return concatBytes(encodeHeader(type), u64be(BigInt(share.timestampMs)), share.ephemeralKey);
+  return concatBytes(encodeHeader(type), u64be(share.timestampMs), share.ephemeralKey);
 }
 
 /** Reads timestamp and ephemeral key after an already-checked header. */
 export function decodeKeyShare(bytes: Uint8Array): KeyShare {
   return {
-    timestampMs: Number(readU64be(bytes, HEADER_BYTES) & 0x1f_ffff_ffff_ffffn),
+    timestampMs: readU64be(bytes, HEADER_BYTES),
     ephemeralKey: bytes.slice(HEADER_BYTES + 8, HEADER_BYTES + 8 + KEY_BYTES),
   };
 }
@@ -82,10 +94,11 @@ export function encodeReject(reason: number, timestampMs: number): Uint8Array {
 
 export interface Reject {
   reason: number;
-  timestampMs: number;
+  /** The sender's clock, all 64 bits; only ever shown, never trusted. */
+  timestampMs: bigint;
 }
 
 export function decodeReject(bytes: Uint8Array, role: Role): Reject {
   if (bytes.length !== REJECT_BYTES) throw authError(role, 'malformed', { detail: 'REJECT has the wrong length' });
-  return { reason: bytes[HEADER_BYTES] as number, timestampMs: Number(readU64be(bytes, HEADER_BYTES + 1) & 0x1f_ffff_ffff_ffffn) };
+  return { reason: bytes[HEADER_BYTES] as number, timestampMs: readU64be(bytes, HEADER_BYTES + 1) };
 }

@@ -5,6 +5,7 @@ import { concatBytes } from './bytes.js';
 import { nodeCryptoProvider, tweetnaclProvider, type CryptoProvider } from './crypto-provider.js';
 import { MemoryEnrollment } from './enrollment.js';
 import { createInitiator, createResponder, type InitiatorOptions, type ResponderOptions } from './handshake.js';
+import { encodeReject } from './handshake-messages.js';
 import { HandshakeRateLimiter } from './handshake-rate-limiter.js';
 import { fingerprint, identityFromSeed, nodeIdFromPublicKey, type Identity } from './identity.js';
 import { runHandshakeInMemory } from './in-memory-handshake.js';
@@ -329,6 +330,70 @@ describe('handshake: attacks', () => {
     const initiator = t.initiator({ now: nodeClock.now });
     const response = await t.responder({ maxClockSkewMs: 3_600_000 }).next(initiator.start());
     expect(codeOf((await initiator.next(response.send!)).error)).toBe('NODE-AUTH-507');
+  });
+
+  it.each([
+    ['bit 63 set', 1n << 63n],
+    ['bit 53 set (just past a JS number)', 1n << 53n],
+  ])('a HELLO timestamp with %s is clock skew: all 64 bits are read', async (_name, high) => {
+    const t = setup();
+    const hello = t.initiator().start();
+    const view = new DataView(hello.buffer, hello.byteOffset, hello.byteLength);
+    view.setBigUint64(8, view.getBigUint64(8) | high);
+    const step = await t.responder().next(hello);
+    expect(codeOf(step.error)).toBe('ORCH-AUTH-507');
+    expect(step.error?.data['peerTimeMs']).toBe((BigInt(t.clock.nowMs) | high).toString());
+  });
+
+  it('a RESPONSE timestamp with bit 63 set is clock skew for the node', async () => {
+    const t = setup();
+    const initiator = t.initiator();
+    const response = (await t.responder().next(initiator.start())).send!;
+    response[8] = (response[8] as number) | 0x80;
+    expect(codeOf((await initiator.next(response)).error)).toBe('NODE-AUTH-507');
+  });
+
+  it('a REJECT is never answered: not as the first message, not in place of FINISH or RESPONSE, not when malformed', async () => {
+    const t = setup();
+    const reject = encodeReject(16, t.clock.nowMs);
+    const first = await t.responder().next(reject);
+    expect(first.error).toBeDefined();
+    expect(first.send).toBeUndefined();
+    const malformed = await t.responder().next(reject.subarray(0, 12));
+    expect(codeOf(malformed.error)).toBe('ORCH-AUTH-502');
+    expect(malformed.send).toBeUndefined();
+
+    const initiator = t.initiator();
+    const responder = t.responder();
+    await responder.next(initiator.start());
+    const instead = await responder.next(reject);
+    expect(codeOf(instead.error)).toBe('ORCH-AUTH-535');
+    expect(instead.send).toBeUndefined();
+
+    const node = t.initiator();
+    node.start();
+    const refused = await node.next(encodeReject(8, t.clock.nowMs));
+    expect(codeOf(refused.error)).toBe('NODE-AUTH-509');
+    expect(refused.send).toBeUndefined();
+  });
+
+  it('a rate-limited REJECT is not answered either', async () => {
+    const t = setup();
+    const limiter = new HandshakeRateLimiter({ burst: 1, refillPerSecond: 0.001, now: t.clock.now });
+    await t.responder({ rateLimiter: limiter, source: 'x' }).next(t.initiator().start());
+    const step = await t.responder({ rateLimiter: limiter, source: 'x' }).next(encodeReject(16, t.clock.nowMs));
+    expect(codeOf(step.error)).toBe('ORCH-AUTH-509');
+    expect(step.send).toBeUndefined();
+  });
+
+  it('a REJECT with a timestamp beyond any date is still read (the detail says so instead of throwing)', async () => {
+    const t = setup();
+    const node = t.initiator();
+    node.start();
+    const reject = encodeReject(11, t.clock.nowMs);
+    reject.fill(0xff, 9);
+    const step = await node.next(reject);
+    expect(codeOf(step.error)).toBe('NODE-AUTH-512');
   });
 
   it('a handshake slower than 5 s times out', async () => {

@@ -14,6 +14,7 @@ import {
   encodeKeyShare,
   encodeReject,
   HELLO_BYTES,
+  isReject,
   KEY_BYTES,
   MAX_ROTATIONS,
   MessageType,
@@ -34,7 +35,10 @@ import {
 import { safeX25519, verifySignature } from './safe-primitives.js';
 import { SealedChannel, type SessionKeys } from './sealed-channel.js';
 
-/** @default 5 s from the first message to the last (issue #3). */
+/**
+ * @default 5 s for the whole handshake, counted from the moment the session stream opens (the
+ * orchestrator accepting it, the node opening it and sending HELLO), so waiting for HELLO counts.
+ */
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 5_000;
 /** @default ±5 minutes between the two clocks. */
 export const DEFAULT_MAX_CLOCK_SKEW_MS = 5 * 60 * 1000;
@@ -123,7 +127,9 @@ abstract class HandshakeBase<S extends string> {
   protected keys: HandshakeKeys | undefined;
   #state: S;
   #failure: ConclaveError | undefined;
+  /** On this handshake's clock (`now`); a caller's timer waits `timeoutMs` of wall time instead. */
   readonly deadlineMs: number;
+  readonly timeoutMs: number;
   readonly #logger: Logger | undefined;
   readonly #logMeta: LogMeta;
 
@@ -133,7 +139,8 @@ abstract class HandshakeBase<S extends string> {
     this.provider = options.provider ?? defaultCryptoProvider;
     this.identity = options.identity;
     this.maxClockSkewMs = options.maxClockSkewMs ?? DEFAULT_MAX_CLOCK_SKEW_MS;
-    this.deadlineMs = this.now() + (options.timeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS);
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
+    this.deadlineMs = this.now() + this.timeoutMs;
     this.#state = initial;
     this.#logger = options.logger;
     this.#logMeta = { ...options.logMeta };
@@ -209,13 +216,17 @@ abstract class HandshakeBase<S extends string> {
     }
   }
 
-  protected checkSkew(peerTimeMs: number): void {
+  /** `peerTimeMs` is the full u64 from the wire: anything a JS number cannot hold is far outside the window. */
+  protected checkSkew(peerTimeMs: bigint): void {
     const localTimeMs = this.now();
-    const skewMs = peerTimeMs - localTimeMs;
-    if (Math.abs(skewMs) > this.maxClockSkewMs) {
+    const skew = peerTimeMs - BigInt(localTimeMs);
+    const limit = BigInt(this.maxClockSkewMs);
+    if (skew > limit || skew < -limit) {
+      const skewMs = Number(skew);
       throw authError(this.role, 'clock-skew', {
         detail: `peer clock is ${Math.round(skewMs / 1000)} s ${skewMs > 0 ? 'ahead' : 'behind'}, limit ±${Math.round(this.maxClockSkewMs / 1000)} s`,
-        data: { peerTimeMs, localTimeMs, skewMs, maxClockSkewMs: this.maxClockSkewMs },
+        // As strings when beyond a JS number, so a log shows the exact value that was sent.
+        data: { peerTimeMs: exactNumber(peerTimeMs), localTimeMs, skewMs: exactNumber(skew), maxClockSkewMs: this.maxClockSkewMs },
       });
     }
   }
@@ -238,7 +249,7 @@ abstract class HandshakeBase<S extends string> {
 
   protected handleReject(bytes: Uint8Array): never {
     const reject = decodeReject(bytes, this.role);
-    throw remoteAuthError(this.role, reject.reason, `peer clock ${new Date(reject.timestampMs).toISOString()}`);
+    throw remoteAuthError(this.role, reject.reason, `peer clock ${describeTime(reject.timestampMs)}`);
   }
 }
 
@@ -276,7 +287,7 @@ export class HandshakeInitiator extends HandshakeBase<InitiatorState> {
     if (this.state !== 'idle') throw new Error('HandshakeInitiator.start() called twice');
     this.#ephemeralSecret = this.random(KEY_BYTES);
     const hello = encodeKeyShare(MessageType.hello, {
-      timestampMs: this.now(),
+      timestampMs: BigInt(this.now()),
       ephemeralKey: this.provider.x25519PublicKey(this.#ephemeralSecret),
     });
     this.transcript.mix(hello);
@@ -293,7 +304,7 @@ export class HandshakeInitiator extends HandshakeBase<InitiatorState> {
   next(inbound: Uint8Array): Promise<HandshakeStep> {
     if (this.state === 'idle') throw new Error('HandshakeInitiator.next() before start()');
     if (this.state === 'done') return Promise.resolve(this.#afterDone(inbound));
-    return this.guard(() => this.#onResponse(inbound), true);
+    return this.guard(() => this.#onResponse(inbound), !isReject(inbound));
   }
 
   #afterDone(bytes: Uint8Array): HandshakeStep {
@@ -416,7 +427,8 @@ export class HandshakeResponder extends HandshakeBase<ResponderState> {
   next(inbound: Uint8Array): Promise<HandshakeStep> {
     return this.guard(
       () => (this.state === 'awaiting-hello' ? this.#onHello(inbound) : this.#onFinish(inbound)),
-      true,
+      // A peer's REJECT is never answered, at any step, even when it fails a check itself.
+      !isReject(inbound),
     );
   }
 
@@ -430,6 +442,7 @@ export class HandshakeResponder extends HandshakeBase<ResponderState> {
       }
     }
     const type = decodeHeader(bytes, 'orchestrator');
+    if (type === MessageType.reject) this.handleReject(bytes);
     if (type !== MessageType.hello || bytes.length !== HELLO_BYTES) {
       throw authError('orchestrator', 'malformed', { detail: `expected HELLO, got type ${type} of ${bytes.length} bytes` });
     }
@@ -443,7 +456,7 @@ export class HandshakeResponder extends HandshakeBase<ResponderState> {
     }
     this.transcript.mix(bytes);
     const clear = encodeKeyShare(MessageType.response, {
-      timestampMs: this.now(),
+      timestampMs: BigInt(this.now()),
       ephemeralKey: this.provider.x25519PublicKey(secret),
     });
     wipe(secret);
@@ -542,6 +555,17 @@ export class HandshakeResponder extends HandshakeBase<ResponderState> {
     this.setState('done');
     return { done: session };
   }
+}
+
+/** A u64 as a number when it is one exactly, else as its decimal string. */
+function exactNumber(value: bigint): number | string {
+  return value >= BigInt(Number.MIN_SAFE_INTEGER) && value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value.toString();
+}
+
+/** ISO time for a peer's clock, or the raw number when it is no date at all (a REJECT is never trusted). */
+function describeTime(ms: bigint): string {
+  // ±8.64e15 ms is the range of a JS Date.
+  return ms <= 8_640_000_000_000_000n ? new Date(Number(ms)).toISOString() : `${ms} ms`;
 }
 
 export function createInitiator(options: InitiatorOptions): HandshakeInitiator {

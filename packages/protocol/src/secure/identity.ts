@@ -2,6 +2,7 @@ import { createHash, createPrivateKey, randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import { link, mkdir, open, readFile, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fsyncDir } from '@conclave/common/core';
 import { authError, type Role } from './auth-failure.js';
 import { concatBytes, fromBase64Url, toBase64Url, toHex, utf8 } from './bytes.js';
 import { defaultCryptoProvider, type CryptoProvider } from './crypto-provider.js';
@@ -107,6 +108,8 @@ export async function loadOrCreateIdentity(dir: string, options: LoadIdentityOpt
   } finally {
     await unlink(temp);
   }
+  // The key's name in its directory must survive a power cut too, or a board comes back keyless.
+  await fsyncDir(dir);
   return { identity, path, created: true };
 }
 

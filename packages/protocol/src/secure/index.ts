@@ -2,6 +2,7 @@ export {
   AUTH_FAILURES,
   WIRE_REASON_NORMAL,
   authError,
+  closeFailureOf,
   failureOf,
   failureOfWireReason,
   remoteAuthError,
@@ -75,7 +76,7 @@ export {
   type HandshakeRateLimiterOptions,
   type RateDecision,
 } from './handshake-rate-limiter.js';
-export { MessageType, PROTOCOL_VERSION, SUITE_ID } from './handshake-messages.js';
+export { MessageType, PROTOCOL_VERSION, SUITE_ID, encodeReject } from './handshake-messages.js';
 export { PROTOCOL_NAME } from './key-schedule.js';
 export {
   DEFAULT_HANDSHAKE_TIMEOUT_MS,

@@ -34,6 +34,30 @@ describe('join strings', () => {
     expect(code).toBe('NODE-AUTH-540');
   });
 
+  it('carries an optional TLS certificate fingerprint, and old strings without one still parse', () => {
+    const token = generateJoinToken();
+    const tlsFingerprint = fingerprint(identityFromSeed(new Uint8Array(32).fill(9)).publicKey);
+    for (const address of ['orch.example.com:7400', '[::1]:7400']) {
+      const text = encodeJoinString({ address, token, fingerprint: fp, tlsFingerprint });
+      expect(text).toBe(`conclave-join:v1:${address}:${Buffer.from(token).toString('base64url')}:${fp}:TLS:${tlsFingerprint.slice('SHA256:'.length)}`);
+      expect(decodeJoinString(text)).toEqual({ address, token, fingerprint: fp, tlsFingerprint });
+    }
+    const old = `conclave-join:v1:10.0.0.2:7400:${Buffer.from(token).toString('base64url')}:${fp}`;
+    expect(decodeJoinString(old)).toEqual({ address: '10.0.0.2:7400', token, fingerprint: fp });
+    expect(encodeJoinString({ address: '10.0.0.2:7400', token, fingerprint: fp })).toBe(old);
+    const bad = (mutate: (s: string) => string): string | undefined => {
+      try {
+        decodeJoinString(mutate(encodeJoinString({ address: '10.0.0.2:7400', token, fingerprint: fp, tlsFingerprint })));
+        return undefined;
+      } catch (err) {
+        return err instanceof ConclaveError ? `${err.code} ${err.detail ?? ''}` : String(err);
+      }
+    };
+    expect(bad((s) => s.slice(0, -2))).toBe('NODE-AUTH-540 bad TLS certificate fingerprint');
+    expect(bad((s) => s.replace(':TLS:', ':TLX:'))).toMatch(/^NODE-AUTH-540 /);
+    expect(() => encodeJoinString({ address: '10.0.0.2:7400', token, fingerprint: fp, tlsFingerprint: 'SHA256:short' })).toThrow(/bad TLS certificate fingerprint/);
+  });
+
   it('stores only a hash and compares it in constant time', () => {
     const token = generateJoinToken();
     const hash = hashToken(token);

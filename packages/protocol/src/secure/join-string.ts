@@ -7,6 +7,9 @@ import { defaultRandom, parseFingerprint, type RandomSource } from './identity.j
 export const JOIN_TOKEN_BYTES = 32;
 export const JOIN_STRING_PREFIX = 'conclave-join:v1:';
 
+/** Tag of the optional last field: the orchestrator's TLS certificate. */
+const TLS_FIELD_TAG = 'TLS';
+
 /** What a board needs to join: where to dial, the single-use token, and the key to pin. */
 export interface JoinInfo {
   /** `host:port`, `1.2.3.4:port` or `[v6]:port`. */
@@ -14,6 +17,11 @@ export interface JoinInfo {
   token: Uint8Array;
   /** `SHA256:…` fingerprint of the orchestrator key. */
   fingerprint: string;
+  /**
+   * `SHA256:…` (base64url) of the orchestrator's TLS certificate, DER: present when the gateway
+   * serves TLS. The node then connects with TLS and trusts the certificate with this digest.
+   */
+  tlsFingerprint?: string;
 }
 
 export function generateJoinToken(random: RandomSource = defaultRandom): Uint8Array {
@@ -44,13 +52,22 @@ export function isValidAddress(address: string): boolean {
   return port >= 1 && port <= 65535;
 }
 
-/** `conclave-join:v1:<address>:<token base64url>:SHA256:<fingerprint base64url>`. */
+/**
+ * `conclave-join:v1:<address>:<token base64url>:SHA256:<fingerprint base64url>`, then
+ * `:TLS:<certificate SHA-256 base64url>` when the orchestrator serves TLS.
+ */
 export function encodeJoinString(info: JoinInfo): string {
   if (!isValidAddress(info.address)) throw authError('node', 'join-string', { detail: `bad address ${info.address}` });
   if (info.token.length !== JOIN_TOKEN_BYTES) throw authError('node', 'join-string', { detail: 'token must be 32 bytes' });
   const fp = parseFingerprint(info.fingerprint);
   if (!fp) throw authError('node', 'join-string', { detail: 'bad fingerprint' });
-  return `${JOIN_STRING_PREFIX}${info.address}:${toBase64Url(info.token)}:${fp}`;
+  let tls = '';
+  if (info.tlsFingerprint !== undefined) {
+    const tlsFp = parseFingerprint(info.tlsFingerprint);
+    if (!tlsFp) throw authError('node', 'join-string', { detail: 'bad TLS certificate fingerprint' });
+    tls = `:${TLS_FIELD_TAG}:${tlsFp.slice('SHA256:'.length)}`;
+  }
+  return `${JOIN_STRING_PREFIX}${info.address}:${toBase64Url(info.token)}:${fp}${tls}`;
 }
 
 /**
@@ -62,6 +79,15 @@ export function decodeJoinString(text: string): JoinInfo {
   const trimmed = text.trim();
   if (!trimmed.startsWith(JOIN_STRING_PREFIX)) throw fail(`must start with ${JOIN_STRING_PREFIX}`);
   const parts = trimmed.slice(JOIN_STRING_PREFIX.length).split(':');
+  // The TLS field is optional and last; without it the string is a v1 string as it always was.
+  // Unambiguous: in a string without it the next-to-last field is `SHA256`.
+  let tlsFingerprint: string | undefined;
+  if (parts.length >= 2 && parts[parts.length - 2] === TLS_FIELD_TAG) {
+    const tlsBody = parts.pop() ?? '';
+    parts.pop();
+    tlsFingerprint = parseFingerprint(`SHA256:${tlsBody}`);
+    if (!tlsFingerprint) throw fail('bad TLS certificate fingerprint');
+  }
   const fpBody = parts.pop();
   const fpTag = parts.pop();
   const tokenText = parts.pop();
@@ -72,5 +98,5 @@ export function decodeJoinString(text: string): JoinInfo {
   const token = fromBase64Url(tokenText);
   if (token?.length !== JOIN_TOKEN_BYTES) throw fail('bad token');
   if (!isValidAddress(address)) throw fail(`bad address ${JSON.stringify(address)}`);
-  return { address, token, fingerprint: fp };
+  return { address, token, fingerprint: fp, ...(tlsFingerprint ? { tlsFingerprint } : {}) };
 }

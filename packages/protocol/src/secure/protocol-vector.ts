@@ -5,8 +5,9 @@ import { createInitiator, createResponder } from './handshake.js';
 import { fingerprint, identityFromSeed, nodeIdFromPublicKey } from './identity.js';
 import { runHandshakeInMemory } from './in-memory-handshake.js';
 import { hashToken } from './join-string.js';
+import type { OpenResult } from './sealed-channel.js';
 import { deriveHandshakeKeys, nextEpochKey, Transcript } from './key-schedule.js';
-import { PinSet } from './pins.js';
+import { createRotationStatement, encodeRotationStatement, PinSet, rotationStatementToText } from './pins.js';
 
 const range = (start: number) => Uint8Array.from({ length: 32 }, (_, i) => start + i);
 
@@ -17,13 +18,21 @@ export const VECTOR_INPUTS = {
   nodeEphemeralSecret: range(0x40),
   orchestratorEphemeralSecret: range(0x60),
   token: range(0x80),
+  /** The key the orchestrator key is rotated to in the vector's rotation statement. */
+  rotationNewSeed: range(0xa0),
   /** 2025-01-01T00:00:00Z on both clocks. */
   timeMs: 1_735_689_600_000,
 } as const;
 
+/** Detail of the vector's CLOSE frame. */
+const VECTOR_CLOSE_DETAIL = 'revoked by the operator';
+
 /**
- * Runs one handshake (with enrollment by token) and one sealed frame from the fixed inputs with
- * the tweetnacl reference provider (or another, which must give the same bytes), and returns every value the spec lists, as hex.
+ * Runs one handshake (with enrollment by token) from the fixed inputs with the tweetnacl
+ * reference provider (or another, which must give the same bytes), then frames after it: the
+ * node's `hello`, a REKEY and a frame under the next key, the orchestrator's CLOSE; and a node's
+ * REJECT and a rotation statement. Returns every value the spec lists, as hex. Each frame is also
+ * opened by the other side, so a vector that does not work cannot be printed.
  */
 export async function computeProtocolVector(provider: CryptoProvider = tweetnaclProvider): Promise<Array<[string, string]>> {
   const v = VECTOR_INPUTS;
@@ -65,7 +74,41 @@ export async function computeProtocolVector(provider: CryptoProvider = tweetnacl
   transcript.mix(finish.subarray(0, 8));
   const h3a = transcript.hash;
   transcript.mix(finish.subarray(8));
-  const frame = run.channels.node.seal(new TextEncoder().encode('hello'));
+  const { node: nodeChannel, orchestrator: orchChannel } = run.channels;
+  const frame = nodeChannel.seal(new TextEncoder().encode('hello'));
+  const rekeyFrame = nodeChannel.rekey();
+  const afterRekey = nodeChannel.seal(new TextEncoder().encode('hello again'));
+  const opened = [orchChannel.open(frame), orchChannel.open(rekeyFrame), orchChannel.open(afterRekey)];
+  const closeFrame = orchChannel.close('revoked', VECTOR_CLOSE_DETAIL) as Uint8Array;
+  opened.push(nodeChannel.open(closeFrame));
+  const [o0, o1, o2, o3] = opened as [OpenResult, OpenResult, OpenResult, OpenResult];
+  if (
+    o0.kind !== 'data' ||
+    o1.kind !== 'rekey' ||
+    o2.kind !== 'data' ||
+    new TextDecoder().decode(o2.data) !== 'hello again' ||
+    o3.kind !== 'close' ||
+    o3.failure !== 'revoked'
+  ) {
+    throw new Error('vector frames do not open as sealed');
+  }
+
+  // The REJECT a node sends when the orchestrator key is not pinned (reason 16): the same node and
+  // ephemeral secret, so the same HELLO, and the same RESPONSE, but a node that pins another key.
+  const rotatedTo = identityFromSeed(v.rotationNewSeed, provider);
+  const unpinned = createInitiator({
+    identity: node,
+    pins: new PinSet([fingerprint(rotatedTo.publicKey)]),
+    now,
+    random: () => Uint8Array.from(v.nodeEphemeralSecret),
+    provider,
+  });
+  unpinned.start();
+  const refused = await unpinned.next(response);
+  if (refused.error?.data['failure'] !== 'pin-mismatch' || !refused.send) throw new Error('vector node sent no REJECT');
+  const reject = refused.send;
+
+  const rotation = createRotationStatement(orchestrator, rotatedTo.publicKey, v.timeMs, provider);
 
   const rows: Array<[string, Uint8Array | string]> = [
     ['node_seed', v.nodeSeed],
@@ -96,6 +139,14 @@ export async function computeProtocolVector(provider: CryptoProvider = tweetnacl
     ['key_orchestrator_to_node', session.receiveKey],
     ['frame0_node_hello', frame],
     ['key_node_to_orchestrator_epoch1', nextEpochKey(session.sendKey)],
+    ['frame1_node_rekey', rekeyFrame],
+    ['frame0_epoch1_node_hello_again', afterRekey],
+    ['frame0_orchestrator_close_revoked', closeFrame],
+    ['reject_node_pin_mismatch', reject],
+    ['rotation_new_seed', v.rotationNewSeed],
+    ['rotation_new_public_key', rotatedTo.publicKey],
+    ['rotation_statement', encodeRotationStatement(rotation)],
+    ['rotation_statement_text', rotationStatementToText(rotation)],
   ];
   return rows.map(([name, value]) => [name, typeof value === 'string' ? value : toHex(value)]);
 }

@@ -5,7 +5,7 @@ export const NODE_ERRORS = defineErrors({
   'NODE-NET-601': {
     message: 'orchestrator unreachable',
     recovery:
-      'The agent reconnects with exponential backoff and full jitter (base 250 ms, cap 30 s) and keeps ' +
+      'The agent reconnects with exponential backoff and full jitter (base 250 ms, cap 4 s) and keeps ' +
       'results and logs in its outbox meanwhile; check the address in the join string and the network.',
     status: 'UNAVAILABLE',
     retryable: true,
@@ -22,10 +22,31 @@ export const NODE_ERRORS = defineErrors({
     status: 'UNAVAILABLE',
     retryable: true,
   },
+  'NODE-NET-605': {
+    message: 'orchestrator session protocol violation',
+    recovery: 'The session is closed (a message out of place, or one that does not decode) and the agent reconnects; check that agent and orchestrator versions match.',
+    status: 'FAILED_PRECONDITION',
+    retryable: true,
+  },
   'NODE-LOAD-151': {
     message: 'the orchestrator cannot serve the model file',
     recovery: 'The orchestrator reported a permanent error for this model (its file is missing or unreadable there); the job fails at once. Add the model again on the orchestrator.',
     status: 'FAILED_PRECONDITION',
+    retryable: false,
+  },
+  'NODE-AUTH-580': {
+    message: "orchestrator TLS certificate does not match the join string's fingerprint",
+    recovery:
+      'The agent refuses to connect (no retry loop): something other than the orchestrator answered, or its ' +
+      'certificate was replaced. If the operator renewed it, join again with a new join string from ' +
+      '`orchestrator token create`, or start with --tls-ca.',
+    status: 'UNAUTHENTICATED',
+    retryable: false,
+  },
+  'NODE-AUTH-581': {
+    message: 'TLS CA file unusable',
+    recovery: 'Give --tls-ca (env CONCLAVE_TLS_CA) a readable PEM file: the CA that signed the orchestrator certificate, or that certificate itself.',
+    status: 'INVALID_ARGUMENT',
     retryable: false,
   },
   'NODE-STATE-701': {

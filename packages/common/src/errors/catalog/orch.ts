@@ -147,6 +147,39 @@ export const ORCH_ERRORS = defineErrors({
     status: 'UNAVAILABLE',
     retryable: true,
   },
+  // The embedded redis-server and the connection to Redis (owner: redis launcher and connection).
+  'ORCH-STATE-708': {
+    message: 'embedded redis-server exited; restarting it',
+    recovery:
+      'Nothing to do if the next line says it started: the orchestrator restarts it on the same port and dir (AOF kept) ' +
+      'and reconnects on its own. If it keeps exiting, read <data-dir>/redis/redis.log (out of memory, disk full, an AOF it cannot load).',
+    status: 'UNAVAILABLE',
+    retryable: true,
+  },
+  'ORCH-STATE-709': {
+    message: 'embedded redis-server cannot take its port again',
+    recovery:
+      'Another process took the port the embedded redis-server had (`ss -ltnp` names it). Stop that process: the orchestrator keeps ' +
+      'trying and reconnects once the port is free. Nodes and clients are refused until then.',
+    status: 'UNAVAILABLE',
+    retryable: true,
+  },
+  'ORCH-STATE-711': {
+    message: 'stopped a redis-server left running on the data dir by an earlier run',
+    recovery:
+      'Nothing to do: an earlier orchestrator died without stopping its embedded redis-server, which was stopped (SIGTERM, AOF flushed) ' +
+      'before a new one opened the same files.',
+    status: 'FAILED_PRECONDITION',
+    retryable: false,
+  },
+  'ORCH-AUTH-562': {
+    message: 'embedded Redis password file is readable by other users or malformed',
+    recovery:
+      'Run `chmod 600` on <data-dir>/redis-password, or delete it to have a new one generated at the next start ' +
+      '(the embedded redis-server takes the new one; nothing else stores it).',
+    status: 'FAILED_PRECONDITION',
+    retryable: false,
+  },
   // Enrollment store, admin RPCs and the operator token (owner: enrollment/admin).
   'ORCH-AUTH-550': {
     message: 'unknown node id',
@@ -212,6 +245,60 @@ export const ORCH_ERRORS = defineErrors({
       '`orchestrator key` works on an existing <data-dir>/orchestrator.key (created by the first `orchestrator start`); ' +
       'pass the data dir the orchestrator runs with (--data-dir, env CONCLAVE_DATA_DIR).',
     status: 'FAILED_PRECONDITION',
+    retryable: false,
+  },
+  'ORCH-JOB-806': {
+    message: 'adopted job no longer runs on its node',
+    recovery: 'After an orchestrator restart the node neither ran the job nor had its result; it is run again (nothing to do).',
+    status: 'UNAVAILABLE',
+    retryable: true,
+  },
+  'ORCH-SCHED-853': {
+    message: 'node claims more slots than an orchestrator allows a node',
+    recovery: 'The node is given the maximum instead (--max-slots-per-node); raise it if the board really runs that many jobs at once.',
+    status: 'RESOURCE_EXHAUSTED',
+    retryable: false,
+  },
+  'ORCH-STATE-710': {
+    message: 'state store (Redis) unavailable',
+    recovery: 'The orchestrator runs but cannot reach Redis; it reconnects (and restarts an embedded Redis) on its own. Retry shortly; check the orchestrator log for the Redis error.',
+    status: 'UNAVAILABLE',
+    retryable: true,
+  },
+  'ORCH-AUTH-570': {
+    message: 'too many unauthenticated streams from this source',
+    recovery: 'A source may hold only a few handshakes open at a time; the stream was refused before anything was read. Nodes retry with backoff.',
+    status: 'RESOURCE_EXHAUSTED',
+    retryable: true,
+  },
+  'ORCH-LOAD-104': {
+    message: 'too many model transfers in flight for this node',
+    recovery: 'A node may fetch a few models at a time; the agent retries with backoff. A node that keeps hitting this is misbehaving: check its logs.',
+    status: 'RESOURCE_EXHAUSTED',
+    retryable: true,
+  },
+  'ORCH-LOAD-105': {
+    message: 'model transfer stalled: the node stopped reading',
+    recovery: 'The transfer was abandoned and its file closed; the agent resumes from the last byte it stored when it asks again.',
+    status: 'DEADLINE_EXCEEDED',
+    retryable: true,
+  },
+  'ORCH-REQ-206': {
+    message: 'job too large to deliver to a node',
+    recovery: 'A job goes to its node in one sealed frame; send smaller inputs (the message gives the size and the limit). Not retried.',
+    status: 'INVALID_ARGUMENT',
+    retryable: false,
+  },
+  'ORCH-REQ-207': {
+    message: 'request value out of range',
+    recovery: 'The message names the field and its allowed range; fix the request. Not retried.',
+    status: 'INVALID_ARGUMENT',
+    retryable: false,
+  },
+  'ORCH-AUTH-571': {
+    message: 'Control API refused: plaintext from a non-loopback address',
+    recovery: 'The bearer token would cross the network in the clear. Start the orchestrator with --tls-cert/--tls-key, reach it over loopback (an SSH tunnel), or pass --insecure-control on a network you trust.',
+    status: 'PERMISSION_DENIED',
     retryable: false,
   },
 });
