@@ -1,8 +1,8 @@
 import { access, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { acquireDataDirLock, spawnChild, type Logger, type ReadinessOf, type ReadinessRole, type SpawnedChild } from '@conclave/common';
-import { MODEL_SERVER_MAIN, modelServerStartArgv } from '@conclave/model-server';
-import { NODE_AGENT_MAIN, nodeAgentStartArgv } from '@conclave/node-agent';
+import { MODEL_SERVER_MAIN, modelServerJoinEnv, modelServerStartArgv } from '@conclave/model-server';
+import { NODE_AGENT_MAIN, nodeAgentJoinEnv, nodeAgentStartArgv } from '@conclave/node-agent';
 import { controlCallsFromClient, startOrchestrator } from '@conclave/orchestrator';
 import type { OrchestratorHandle } from '@conclave/orchestrator';
 import { createControlClient, tensorFromTypedArray, typedArrayFromTensor } from '@conclave/protocol';
@@ -96,17 +96,27 @@ async function readyOrStopped<R extends ReadinessRole>(child: SpawnedChild, role
   }
 }
 
+/**
+ * Spawns `node-agent start` for a fleet member. The join string goes in the environment
+ * (CONCLAVE_JOIN), not in argv, where every user of the machine can read it in `ps`.
+ */
+export function spawnFleetNodeAgent(o: {
+  orchestrator: string; dataDir: string; name: string; slots?: number | undefined; join?: string | undefined; print?: ((line: string) => void) | undefined;
+}): SpawnedChild {
+  return spawnChild(
+    NODE_AGENT_MAIN,
+    nodeAgentStartArgv({ orchestrator: o.orchestrator, dataDir: o.dataDir, httpPort: 0, name: o.name, ...(o.slots !== undefined ? { slots: o.slots } : {}) }),
+    { env: nodeAgentJoinEnv(o.join), ...(o.print ? { onOutputLine: o.print } : {}) },
+  );
+}
+
 /** A node agent as a child process with its own data dir; resolves once it is connected. */
 async function startNodeAgent(orchestrator: OrchestratorHandle, o: LocalFleetOptions, i: number): Promise<SpawnedChild> {
   const dataDir = join(o.dataDir, `node-${i}`);
   const name = `local-${i}`;
   // The first run enrolls with a join token; later runs reconnect by key alone.
   const joinString = (await hasJoined(dataDir)) ? undefined : await orchestrator.createJoinString();
-  const child = spawnChild(
-    NODE_AGENT_MAIN,
-    nodeAgentStartArgv({ orchestrator: orchestrator.address, dataDir, httpPort: 0, join: joinString, name, slots: o.slots }),
-    { onOutputLine: o.print },
-  );
+  const child = spawnFleetNodeAgent({ orchestrator: orchestrator.address, dataDir, name, slots: o.slots, join: joinString, print: o.print });
   await readyOrStopped(child, 'node-agent', `node agent ${name}`, NODE_READY_TIMEOUT_MS);
   return child;
 }
@@ -120,8 +130,9 @@ async function startModelServer(orchestrator: OrchestratorHandle, o: LocalFleetO
   const joinString = (await hasJoined(dataDir)) ? undefined : await orchestrator.createJoinString();
   const child = spawnChild(
     MODEL_SERVER_MAIN,
-    modelServerStartArgv({ port: o.modelServerPort, orchestrator: orchestrator.address, dataDir, join: joinString }),
-    { onOutputLine: o.print },
+    modelServerStartArgv({ port: o.modelServerPort, orchestrator: orchestrator.address, dataDir }),
+    // In the environment, not the argv: `ps` shows every user the argv.
+    { env: modelServerJoinEnv(joinString), onOutputLine: o.print },
   );
   const { url } = await readyOrStopped(child, 'model-server', 'model server', MODEL_SERVER_READY_TIMEOUT_MS);
   return { child, url };

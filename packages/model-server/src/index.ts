@@ -24,5 +24,5 @@ export { ModelServerMetrics } from './metrics.js';
 export { DEMO_MODEL_DIR, DEMO_MODEL_ID, DEMO_NO_CACHE_MODEL_DIR, DEMO_EXTERNAL_DATA_MODEL_DIR } from './demo-model.js';
 export { joinFleet, TEXT_GENERATION_FEATURE } from './fleet-member.js';
 export type { FleetMemberOptions } from './fleet-member.js';
-export { MODEL_SERVER_MAIN, modelServerStartArgv } from './launch.js';
+export { MODEL_SERVER_JOIN_ENV, MODEL_SERVER_MAIN, modelServerJoinEnv, modelServerStartArgv } from './launch.js';
 export type { ModelServerStartArgs } from './launch.js';

@@ -7,11 +7,11 @@ describe('modelServerStartArgv', () => {
   it('builds `start` with flags the CLI accepts', () => {
     const argv = modelServerStartArgv({
       model: '/m', host: '127.0.0.1', port: 0, concurrency: 4, queueLimit: 8, logLevel: 'warn',
-      orchestrator: '127.0.0.1:7400', join: 'conclave-join:v1:x', dataDir: '/d',
+      orchestrator: '127.0.0.1:7400', dataDir: '/d',
     });
     expect(argv).toEqual([
       'start', '--model=/m', '--host=127.0.0.1', '--port=0', '--concurrency=4', '--queue-limit=8', '--log-level=warn',
-      '--orchestrator=127.0.0.1:7400', '--join=conclave-join:v1:x', '--data-dir=/d',
+      '--orchestrator=127.0.0.1:7400', '--data-dir=/d',
     ]);
     const help = execFileSync(process.execPath, [MODEL_SERVER_MAIN, 'start', '--help'], { encoding: 'utf8' });
     expect(argv.slice(1).map((word) => word.split('=')[0]).filter((flag) => !help.includes(`${flag} `))).toEqual([]);

@@ -20,12 +20,21 @@ export interface ModelServerStartArgs {
   logLevel?: 'error' | 'warn' | 'info' | 'debug';
   /** Also join this orchestrator as a text-generation node. */
   orchestrator?: string;
-  /** Only until the server has enrolled. */
-  join?: string;
   dataDir?: string;
 }
 
-/** The argv (after the script) of `model-server start`. */
+/**
+ * Where `model-server start` reads a join string besides --join: the environment, which `ps`
+ * does not show to other users (the argv does).
+ */
+export const MODEL_SERVER_JOIN_ENV = 'CONCLAVE_JOIN';
+
+/** The argv (after the script) of `model-server start`; the join string goes in `modelServerJoinEnv`. */
 export function modelServerStartArgv(args: ModelServerStartArgs): string[] {
   return ['start', ...toCliFlags(args)];
+}
+
+/** The environment that hands `model-server start` its join string (only until it has enrolled). */
+export function modelServerJoinEnv(join: string | undefined): Record<string, string | undefined> {
+  return { [MODEL_SERVER_JOIN_ENV]: join };
 }

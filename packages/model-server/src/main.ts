@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // The `model-server` executable: the only module that reads argv, env and signals.
+import { readFile } from 'node:fs/promises';
 import { Command, CommanderError } from 'commander';
 import {
   EXIT_OK,
@@ -19,6 +20,7 @@ import {
 import { onFirstConnection } from '@conclave/node-agent';
 import { configToOptions, loadModelServerConfig, modelServerConfigSchema } from './model-server-config.js';
 import { joinFleet } from './fleet-member.js';
+import { MODEL_SERVER_JOIN_ENV } from './launch.js';
 import { startModelServer } from './model-server.js';
 
 /** The defaults `--help` shows are the schema's own, so that the two cannot drift apart. */
@@ -61,7 +63,8 @@ program
   .option('--log-level <level>', `error | warn | info | debug (default ${DEFAULTS.logLevel})`)
   .option('--log-dir <dir>', 'also write rotated JSON log files here')
   .option('--orchestrator <host:port>', 'also join this orchestrator as a text-generation node')
-  .option('--join <join string>', 'join string from `orchestrator token create` (first start only; empty: serve HTTP without joining until there is one)')
+  .option('--join <join string>', 'join string from `orchestrator token create` (first start only; empty: serve HTTP without joining until there is one); better CONCLAVE_JOIN or --join-file, which `ps` does not show')
+  .option('--join-file <path>', 'read the join string from this file (env CONCLAVE_JOIN_FILE)')
   .option('--data-dir <dir>', `node identity and outbox when joining an orchestrator (default ${DEFAULTS.dataDir})`)
   .option('--config <file>', 'YAML file with the same keys (lowest precedence)')
   .action(async (flags: Record<string, string | undefined>) => {
@@ -70,12 +73,13 @@ program
 
 /** `model-server start`: serves until a shutdown request (runService); resolves with the exit code. */
 async function runStart(flags: Record<string, string | undefined>): Promise<number> {
-  const { model, modelId, config: file, join, ...rest } = flags;
+  const { model, modelId, config: file, join: joinFlag, joinFile, ...rest } = flags;
   let lock: DataDirLock | undefined;
   try {
     const config = loadModelServerConfig({ flags: { ...rest, dir: model, id: modelId }, env: process.env, ...(file ? { file } : {}) });
     const { logLevel, ...options } = configToOptions(config);
     const { orchestrator, dataDir } = config;
+    const join = await joinStringOf(joinFlag, joinFile);
     // The data dir holds a node identity only when the server joins a fleet: one process each.
     if (orchestrator) {
       lock = await acquireDataDirLock({ dir: dataDir, role: 'model-server', errorCode: 'MODEL-STATE-704', unusableCode: 'MODEL-STATE-706' });
@@ -162,3 +166,13 @@ try {
   }
 }
 exitWhenIdle(exitCode);
+
+/**
+ * The join string: --join, else CONCLAVE_JOIN, else the file --join-file (or CONCLAVE_JOIN_FILE)
+ * names. Empty means none (compose passes an empty variable before an operator has one).
+ */
+async function joinStringOf(flag: string | undefined, file: string | undefined): Promise<string | undefined> {
+  const path = file ?? process.env.CONCLAVE_JOIN_FILE;
+  const given = flag ?? process.env[MODEL_SERVER_JOIN_ENV] ?? (path ? (await readFile(path, 'utf8')).trim() : undefined);
+  return given ? given : undefined;
+}

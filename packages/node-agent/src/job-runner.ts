@@ -31,6 +31,11 @@ export class JobRunner {
     return this.active.size;
   }
 
+  /** `job_id:attempt` of each job running now, in the order they started. */
+  runningJobs(): string[] {
+    return [...this.active.keys()];
+  }
+
   async run(job: AssignJob__Output): Promise<void> {
     const key = `${job.jobId}:${job.attempt}`;
     if (this.active.has(key)) return;

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -124,5 +124,14 @@ describe('ModelStore', () => {
     expect(store.has(badDigest)).toBe(false);
     expect((await readdir(dir)).sort()).toEqual([`${badDigest}.onnx.part`, `${sha(good)}.onnx`, 'README.txt'].sort());
     expect(log.lines.some((line) => line.includes('NODE-LOAD-107') && line.includes(badDigest))).toBe(true);
+  });
+
+  it('keeps its directory 0700: creates it so and tightens an existing 0755 one', async () => {
+    const fresh = new ModelStore({ dir: join(dir, 'models'), logger: log.logger });
+    await fresh.verifyAll();
+    expect((await stat(join(dir, 'models'))).mode & 0o777).toBe(0o700);
+    await chmod(join(dir, 'models'), 0o755);
+    await new ModelStore({ dir: join(dir, 'models'), logger: log.logger }).verifyAll();
+    expect((await stat(join(dir, 'models'))).mode & 0o777).toBe(0o700);
   });
 });

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ConclaveError, type Logger } from '@conclave/common';
+import { ConclaveError, ensurePrivateDir, renameDurable, type Logger } from '@conclave/common';
 
 export interface ModelStoreOptions {
   /** Directory of the verified model files (`<sha256>.onnx`) and partial downloads (`.part`). */
@@ -84,7 +84,8 @@ export class ModelStore {
    * kept for resuming.
    */
   async verifyAll(): Promise<VerifyReport> {
-    await mkdir(this.dir, { recursive: true });
+    // 0700, and tightened if an older version made it 0755.
+    await ensurePrivateDir(this.dir);
     const verified: string[] = [];
     const removed: string[] = [];
     for (const entry of (await readdir(this.dir)).sort()) {
@@ -119,7 +120,7 @@ export class ModelStore {
     if (this.writing.has(sha256)) throw new ConclaveError('NODE-LOAD-109', { data: { model: sha256 } });
     this.writing.add(sha256);
     try {
-      await mkdir(this.dir, { recursive: true });
+      await mkdir(this.dir, { recursive: true, mode: 0o700 });
       const partPath = this.partPathOf(sha256);
       // 'a' creates the file or keeps what an interrupted download left; writes then
       // always land at the end, which is exactly `offset`.
@@ -254,7 +255,8 @@ export class ModelWriter {
         await rm(partPath, { force: true });
         throw new ConclaveError('NODE-LOAD-104', { detail: `sha256 is ${actual}`, data: { model: this.sha256, actual } });
       }
-      await rename(partPath, finalPath);
+      // The file was fsync'd above; the directory sync keeps the rename across a power cut.
+      await renameDurable(partPath, finalPath);
       this.stateValue = 'finished';
       this.init.onVerified();
       logger.info('LOAD', 'model stored', { model: this.sha256, bytes: this.totalSize });

@@ -8,6 +8,14 @@ export interface NodeAgentOptions {
   orchestrator?: string;
   /** A join string from `orchestrator token create`: needed once, on the first start. */
   join?: string;
+  /**
+   * TLS to the orchestrator with the system roots, checking the host name in the address.
+   * Not needed when the join string carried the orchestrator's certificate digest (the node then
+   * connects with TLS and pins that certificate) or with `tlsCa`. @default false
+   */
+  tls?: boolean;
+  /** PEM file of the roots for TLS to the orchestrator (a private CA, or its self-signed certificate): implies `tls`. */
+  tlsCa?: string;
   dataDir: string;
   /** @default the node id */
   name?: string;

@@ -1,16 +1,18 @@
 import type { Server } from 'node:http';
-import { cpus, freemem, totalmem } from 'node:os';
+import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { ConclaveError, assertPortFree } from '@conclave/common';
-import type { JobResult } from '@conclave/protocol';
+import type { ClientOptions, JobResult } from '@conclave/protocol';
 import { CpuBackend } from './cpu-backend.js';
 import { JobRunner } from './job-runner.js';
 import { ModelFetcher } from './model-fetcher.js';
 import { ModelStore } from './model-store.js';
 import { startNodeHttp } from './node-http.js';
 import { NodeCredentials } from './node-credentials.js';
+import { heartbeatMessage, registerMessage, type NodeStatusSources } from './node-status.js';
+import { pinnedTls, readTlsCa } from './orchestrator-tls.js';
 import { resolveNodeAgentOptions, type NodeAgentOptions } from './node-agent-options.js';
 import { OrchestratorLink } from './orchestrator-link.js';
 import { Outbox } from './outbox.js';
@@ -36,6 +38,8 @@ export async function startNodeAgent(given: NodeAgentOptions): Promise<NodeAgent
   if (requestedPort > 0) {
     await assertPortFree({ port: requestedPort, host: options.httpHost, errorCode: 'NODE-NET-604', listener: 'local HTTP' });
   }
+  // Before the join too: a bad --tls-ca found later would have spent the token.
+  const tlsCa = options.tlsCa !== undefined ? await readTlsCa(options.tlsCa) : undefined;
   const credentials = await NodeCredentials.load(options.dataDir, options.join);
   const nodeId = credentials.nodeId;
   const orchestrator = options.orchestrator ?? credentials.address;
@@ -48,6 +52,7 @@ export async function startNodeAgent(given: NodeAgentOptions): Promise<NodeAgent
   await store.verifyAll();
   const outbox = new Outbox(join(options.dataDir, 'outbox'));
   await outbox.open();
+  let stopResending: () => void = () => undefined;
   const backend = !options.inference ? undefined : (options.backend ?? (await CpuBackend.create({ workers: slots, logger })));
   const backends = backend ? [backend.name] : [];
 
@@ -61,6 +66,22 @@ export async function startNodeAgent(given: NodeAgentOptions): Promise<NodeAgent
   const fatal = new Promise<ConclaveError>((resolve) => {
     reportFatal = resolve;
   });
+  // --tls-ca or --tls: TLS checked against those roots and the host name; they win over the join
+  // string, so that an operator can move boards past a renewed certificate. Otherwise the join
+  // string's certificate digest means TLS with that certificate pinned; neither, plaintext.
+  const tlsFingerprint = credentials.tlsFingerprint;
+  const transport: { tls?: ClientOptions['tls']; channel?: () => Promise<ClientOptions> } = tlsCa || options.tls
+    ? { tls: tlsCa ? { ca: tlsCa } : {} }
+    : tlsFingerprint
+      ? { channel: async () => ({ tls: await pinnedTls({ address: orchestrator, fingerprint: tlsFingerprint, dataDir: options.dataDir, logger }) }) }
+      : {};
+  const status = (): NodeStatusSources => ({
+    nodeId, name, slots, store, outbox, runner: jobRunner, ...(backend ? { backend } : {}),
+    capabilities: {
+      cpuCores: cpus().length, memoryBytes: totalmem(), backends, backendActive: backend?.name ?? '',
+      features: options.features, agentVersion: AGENT_VERSION,
+    },
+  });
   const link: OrchestratorLink = new OrchestratorLink({
     address: orchestrator,
     logger,
@@ -69,19 +90,9 @@ export async function startNodeAgent(given: NodeAgentOptions): Promise<NodeAgent
     token: () => credentials.token,
     onEstablished: ({ addedPins }) => credentials.addPins(addedPins),
     ...(options.now ? { now: options.now } : {}),
-    register: async () => ({
-      nodeId, name, slots,
-      capabilities: {
-        cpuCores: cpus().length, memoryBytes: totalmem(), backends, backendActive: backend?.name ?? '',
-        features: options.features, agentVersion: AGENT_VERSION,
-      },
-      models: store.list(),
-      pendingResults: (await outbox.pending()).map((r) => `${r.jobId ?? ''}:${r.attempt ?? 0}`),
-    }),
-    heartbeat: () => ({
-      slots, loadedModels: backend?.loadedModels() ?? [],
-      memoryUsedBytes: totalmem() - freemem(), backendActive: backend?.name ?? '',
-    }),
+    ...transport,
+    register: () => registerMessage(status()),
+    heartbeat: () => heartbeatMessage(status()),
     handler: {
       assign: (job) => void parts.runner?.run(job),
       cancel: (cancel) => parts.runner?.cancel(cancel.jobId, cancel.attempt, cancel.reason),
@@ -89,14 +100,17 @@ export async function startNodeAgent(given: NodeAgentOptions): Promise<NodeAgent
       resultAck: (ack) => void outbox.ack(ack.jobId, ack.attempt),
       connected: () => {
         void credentials.forgetToken();
-        // Results that never got their ack (dropped link, reboot) go again; the orchestrator
-        // stores each job:attempt once.
-        void outbox.pending().then((results: JobResult[]) => {
-          for (const result of results) link.send({ result });
-          if (results.length) logger.info('NET', 'resent unacknowledged results', { count: results.length });
-        });
+        // Results that never got their ack (dropped link, reboot) go again, now and then every
+        // RESEND_INTERVAL_MS while unacknowledged (the orchestrator acks only what Redis holds);
+        // the orchestrator stores each job:attempt once.
+        const send = (result: JobResult) => link.send({ result });
+        const count = outbox.resendAll(send);
+        if (count) logger.info('NET', 'resent unacknowledged results', { count });
+        stopResending();
+        stopResending = outbox.startResending(send);
       },
       disconnected: () => {
+        stopResending();
         void parts.fetcher?.abortAll('session lost');
         void outbox.persistAll().catch((err: unknown) => logger.failure(err, { section: 'STATE' }));
       },
@@ -104,7 +118,7 @@ export async function startNodeAgent(given: NodeAgentOptions): Promise<NodeAgent
     },
   });
   const fetcher = new ModelFetcher(store, (m) => link.send(m), logger);
-  const jobRunner = new JobRunner({
+  const jobRunner: JobRunner = new JobRunner({
     ...(backend ? { backend } : {}), fetcher, outbox, logger, send: (m) => link.send(m),
     ...(options.extraKinds ? { extraKinds: options.extraKinds } : {}),
   });
@@ -143,6 +157,7 @@ export async function startNodeAgent(given: NodeAgentOptions): Promise<NodeAgent
       return link.state === 'connected';
     },
     async close() {
+      stopResending();
       await link.close();
       jobRunner.cancelAll('node shutting down');
       await backend?.dispose();

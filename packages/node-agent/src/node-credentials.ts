@@ -1,6 +1,6 @@
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ConclaveError } from '@conclave/common';
+import { ConclaveError, ensurePrivateDir, writeFileDurable } from '@conclave/common';
 import {
   PinSet, decodeJoinString, loadOrCreateIdentity, nodeIdFromPublicKey,
 } from '@conclave/protocol';
@@ -15,6 +15,8 @@ interface JoinState {
   pins: string[];
   /** base64url join token, kept only until the first session succeeds. */
   token?: string;
+  /** `SHA256:…` of the orchestrator's TLS certificate, when the join string carried one: connect with TLS. */
+  tlsFingerprint?: string;
 }
 
 /**
@@ -41,6 +43,11 @@ export class NodeCredentials {
     return new PinSet(this.state.pins);
   }
 
+  /** The pinned TLS certificate digest from the join string; absent: the gateway was joined without TLS. */
+  get tlsFingerprint(): string | undefined {
+    return this.state.tlsFingerprint;
+  }
+
   get token(): Uint8Array | undefined {
     return this.state.token ? Buffer.from(this.state.token, 'base64url') : undefined;
   }
@@ -50,14 +57,19 @@ export class NodeCredentials {
    * address, token and orchestrator pin (a board's first boot, or a re-enrollment).
    */
   static async load(dataDir: string, join?: string): Promise<NodeCredentials> {
-    await mkdir(dataDir, { recursive: true, mode: 0o700 });
+    // 0700 (and tightened if an older version or an operator made it 0755): it holds the key.
+    await ensurePrivateDir(dataDir);
     const { identity } = await loadOrCreateIdentity(dataDir, { role: 'node' });
     const credentials = new NodeCredentials(dataDir, identity, await readState(dataDir));
     if (join) {
       const info = decodeJoinString(join);
       const pins = new Set(credentials.state.pins);
       pins.add(info.fingerprint);
-      credentials.state = { address: info.address, pins: [...pins], token: Buffer.from(info.token).toString('base64url') };
+      // A new join string is the truth about TLS too: one without a certificate digest drops the old one.
+      credentials.state = {
+        address: info.address, pins: [...pins], token: Buffer.from(info.token).toString('base64url'),
+        ...(info.tlsFingerprint ? { tlsFingerprint: info.tlsFingerprint } : {}),
+      };
       await credentials.save();
     }
     if (credentials.state.pins.length === 0) {
@@ -84,16 +96,18 @@ export class NodeCredentials {
   }
 
   private async save(): Promise<void> {
-    const path = join(this.dir, JOIN_STATE_FILE);
-    await writeFile(`${path}.tmp`, `${JSON.stringify(this.state, null, 2)}\n`, { mode: 0o600 });
-    await rename(`${path}.tmp`, path);
+    // Durable: a pin or token lost to a power cut would lock the board out.
+    await writeFileDurable(join(this.dir, JOIN_STATE_FILE), `${JSON.stringify(this.state, null, 2)}\n`, { mode: 0o600 });
   }
 }
 
 async function readState(dir: string): Promise<JoinState> {
   try {
     const parsed = JSON.parse(await readFile(join(dir, JOIN_STATE_FILE), 'utf8')) as Partial<JoinState>;
-    return { pins: parsed.pins ?? [], ...(parsed.address ? { address: parsed.address } : {}), ...(parsed.token ? { token: parsed.token } : {}) };
+    return {
+      pins: parsed.pins ?? [], ...(parsed.address ? { address: parsed.address } : {}), ...(parsed.token ? { token: parsed.token } : {}),
+      ...(parsed.tlsFingerprint ? { tlsFingerprint: parsed.tlsFingerprint } : {}),
+    };
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { pins: [] };
     throw new ConclaveError('NODE-STATE-701', { detail: `${JOIN_STATE_FILE}: ${String(err)}`, cause: err });

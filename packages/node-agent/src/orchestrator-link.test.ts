@@ -1,11 +1,12 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { captureLogger, ConclaveError } from '@conclave/common';
+import { EventEmitter } from 'node:events';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { backoffDelayMs, captureLogger, ConclaveError } from '@conclave/common';
 import {
   MemoryEnrollment, PinSet, SecureSession, authError, createResponder, decodeNodeMessage, encodeOrchestratorMessage, fingerprint,
   generateIdentity, inMemoryFrameStreams, nodeIdFromPublicKey,
 } from '@conclave/protocol';
 import type { FrameStream, NodeMessage__Output, OrchestratorMessage } from '@conclave/protocol';
-import { OrchestratorLink, type OrchestratorMessageHandler } from './orchestrator-link.js';
+import { LINK_CHANNEL_OPTIONS, OrchestratorLink, RECONNECT_BACKOFF, RECONNECT_CAP_MS, type OrchestratorMessageHandler } from './orchestrator-link.js';
 
 const wait = (ms = 30): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -143,5 +144,50 @@ describe('OrchestratorLink', () => {
     await until(() => h.received.at(-1)?.body === 'goodbye');
     expect(h.received.at(-1)).toMatchObject({ body: 'goodbye', goodbye: { reason: 'node shutting down' } });
     expect(h.link.send({ heartbeat: {} })).toBe(false);
+  });
+
+  it('caps its reconnect delay so that a node is back within 10 s of the orchestrator', async () => {
+    // Worst case: the longest delay, then a handshake and Register (well under a second on a LAN).
+    expect(RECONNECT_CAP_MS).toBeLessThanOrEqual(5_000);
+    expect(backoffDelayMs(1_000, { ...RECONNECT_BACKOFF, random: () => 1 })).toBe(RECONNECT_CAP_MS);
+    // gRPC's channel backs off on its own too, beneath the link: capped the same.
+    expect(LINK_CHANNEL_OPTIONS['grpc.max_reconnect_backoff_ms']).toBe(RECONNECT_CAP_MS);
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const logs = captureLogger('NODE');
+      let attempts = 0;
+      // An orchestrator that is down: every stream fails at once, as an unreachable address does.
+      const openStream = (): FrameStream => {
+        attempts += 1;
+        const stream = Object.assign(new EventEmitter(), { write: () => true, end: () => {}, destroy: () => {} });
+        setImmediate(() => stream.emit('error', new Error('connect ECONNREFUSED')));
+        return stream as unknown as FrameStream;
+      };
+      const orchestrator = generateIdentity();
+      const idle: OrchestratorMessageHandler = {
+        assign: () => {}, cancel: () => {}, modelChunk: () => {}, resultAck: () => {}, connected: () => {}, disconnected: () => {}, fatal: () => {},
+      };
+      const link = new OrchestratorLink({
+        address: 'down:7400', logger: logs.logger, handler: idle, identity: generateIdentity(),
+        pins: new PinSet([fingerprint(orchestrator.publicKey)]),
+        register: () => ({ nodeId: 'n', name: 'n', slots: 1 }), heartbeat: () => ({}), openStream,
+        // The top of every jitter range: the longest delay the link can pick.
+        reconnectBackoff: { random: () => 0.999_999 },
+      });
+      open = link;
+      link.start();
+      const delays = (): number[] => logs.jsonLines.map((l) => (JSON.parse(l) as { delayMs?: number }).delayMs).filter((d): d is number => d !== undefined);
+      const turn = () => new Promise((r) => setImmediate(r));
+      for (let i = 0; i < 12; i += 1) {
+        while (delays().length <= i) await turn();
+        vi.advanceTimersByTime(Math.ceil(delays()[i] ?? 0) + 1);
+        while (attempts <= i + 1) await turn();
+      }
+      const seen = delays().map(Math.round);
+      expect(seen.slice(0, 6)).toEqual([250, 500, 1000, 2000, 4000, 4000]);
+      expect(Math.max(...seen)).toBe(RECONNECT_CAP_MS);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

@@ -1,5 +1,5 @@
-import { Backoff, ConclaveError } from '@conclave/common';
-import type { Logger } from '@conclave/common';
+import { Backoff, ConclaveError, toConclaveError } from '@conclave/common';
+import type { BackoffOptions, Logger } from '@conclave/common';
 import {
   SecureSession, createGatewayClient, createInitiator, decodeOrchestratorMessage, encodeNodeMessage, failureOf, grpcFrameStream,
 } from '@conclave/protocol';
@@ -19,6 +19,29 @@ export const FATAL_AUTH_FAILURES: ReadonlySet<AuthFailure> = new Set<AuthFailure
   'pin-mismatch', 'token-refused', 'denied', 'revoked', 'unknown-node', 'key-mismatch', 'clock-skew', 'unsupported',
   'key-file', 'key-file-mode', 'join-string', 'pins-file',
 ]);
+
+/** First reconnect delay ceiling: the DESIGN's transient-network base. */
+export const RECONNECT_BASE_MS = 250;
+/**
+ * No reconnect delay exceeds this. The target is a node back within 10 s of the orchestrator
+ * being reachable again: a delay of at most 4 s plus a handshake and Register leaves room,
+ * where the shared 30 s cap had nodes come back 20 s late after a partition.
+ */
+export const RECONNECT_CAP_MS = 4_000;
+/** The link's full-jitter backoff. */
+export const RECONNECT_BACKOFF: Readonly<Required<Pick<BackoffOptions, 'baseMs' | 'capMs'>>> = Object.freeze({
+  baseMs: RECONNECT_BASE_MS,
+  capMs: RECONNECT_CAP_MS,
+});
+
+/**
+ * gRPC's own reconnect backoff under the link's: its default (1 s growing to 120 s) would keep a
+ * channel in TRANSIENT_FAILURE, failing each new call at once, long after the orchestrator is back.
+ */
+export const LINK_CHANNEL_OPTIONS = Object.freeze({
+  'grpc.initial_reconnect_backoff_ms': RECONNECT_BASE_MS,
+  'grpc.max_reconnect_backoff_ms': RECONNECT_CAP_MS,
+});
 
 /**
  * What the node does with each kind of work the orchestrator sends. The link's one
@@ -60,6 +83,15 @@ export interface OrchestratorLinkOptions extends ClientOptions {
   onEstablished?: (info: { addedPins: string[]; sessionId: string; orchestrator: string }) => void | Promise<void>;
   /** Opens one NodeGateway.Session stream. @default a gRPC call to `address` */
   openStream?: () => FrameStream;
+  /**
+   * Called before a connection attempt while the link has no gRPC channel yet (the first, and
+   * each after a failed one): settings to merge into the client options, such as the TLS of a
+   * pinned certificate fetched from the orchestrator. A rejection whose code is not retryable
+   * (NODE-AUTH-580) stops the link as fatal; others are retried with backoff.
+   */
+  channel?: () => Promise<ClientOptions>;
+  /** Reconnect delays; tests inject `random`. @default RECONNECT_BACKOFF */
+  reconnectBackoff?: BackoffOptions;
 }
 
 type NodeSecureSession = SecureSession<NodeMessage, OrchestratorMessage__Output>;
@@ -71,8 +103,8 @@ type NodeSecureSession = SecureSession<NodeMessage, OrchestratorMessage__Output>
  * backoff whenever the session ends, except on a failure an operator must fix.
  */
 export class OrchestratorLink {
-  private readonly client: NodeGatewayClient | undefined;
-  private readonly backoff = new Backoff();
+  private client: NodeGatewayClient | undefined;
+  private readonly backoff: Backoff;
   private session: NodeSecureSession | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
@@ -80,8 +112,10 @@ export class OrchestratorLink {
   private heartbeatIntervalMs: number;
 
   constructor(private readonly o: OrchestratorLinkOptions) {
-    this.client = o.openStream ? undefined : createGatewayClient(o.address, o);
+    // With a channel hook the client waits for it, in connect().
+    if (!o.openStream && !o.channel) this.client = this.createClient({});
     this.heartbeatIntervalMs = o.heartbeatIntervalMs ?? 1000;
+    this.backoff = new Backoff({ ...RECONNECT_BACKOFF, ...o.reconnectBackoff });
   }
 
   get state(): LinkState {
@@ -128,6 +162,12 @@ export class OrchestratorLink {
     clearTimeout(this.reconnectTimer);
   }
 
+  private createClient(channel: ClientOptions): NodeGatewayClient {
+    return createGatewayClient(this.o.address, {
+      ...this.o, ...channel, channelOptions: { ...LINK_CHANNEL_OPTIONS, ...this.o.channelOptions, ...channel.channelOptions },
+    });
+  }
+
   private openStream(): FrameStream {
     if (this.o.openStream) return this.o.openStream();
     return grpcFrameStream((this.client as NodeGatewayClient).Session());
@@ -136,6 +176,20 @@ export class OrchestratorLink {
   private async connect(): Promise<void> {
     if (this.state === 'closed') return;
     this.setState('connecting');
+    if (!this.o.openStream && !this.client) {
+      let channel: ClientOptions;
+      try {
+        channel = (await this.o.channel?.()) ?? {};
+      } catch (err) {
+        if (this.isClosed()) return;
+        const coded = toConclaveError(err, 'NODE-NET-601');
+        if (coded.entry.retryable) this.lost(coded);
+        else this.fatal(coded);
+        return;
+      }
+      if (this.isClosed()) return;
+      this.client = this.createClient(channel);
+    }
     let register: Register;
     try {
       register = await this.o.register();
@@ -158,7 +212,7 @@ export class OrchestratorLink {
       side: { role: 'initiator', handshake },
       encode: encodeNodeMessage,
       decode: decodeOrchestratorMessage,
-      codes: { failed: 'NODE-NET-601', ended: 'NODE-NET-602', protocol: 'NODE-NET-602' },
+      codes: { failed: 'NODE-NET-601', ended: 'NODE-NET-602', protocol: 'NODE-NET-605' },
       peerName: 'orchestrator',
       logger: this.o.logger,
       onEstablished: async (done) => {

@@ -1,8 +1,12 @@
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ACK_GRACE_MS, Outbox } from './outbox.js';
+import type { DurableFs } from '@conclave/common';
+import type { JobResult } from '@conclave/protocol';
+import { ACK_GRACE_MS, Outbox, RESEND_INTERVAL_MS } from './outbox.js';
+
+const wait = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 describe('Outbox', () => {
   let dir: string;
@@ -42,5 +46,75 @@ describe('Outbox', () => {
     await outbox.persistAll();
     expect((await files()).sort()).toEqual(['c.1.json', 'late.1.json']);
     expect((await new Outbox(dir).pending()).map((r) => r.jobId).sort()).toEqual(['c', 'late']);
+  });
+
+  it('writes each result durably: the file and then its directory are fsync\'d around the rename', async () => {
+    const steps: string[] = [];
+    const fs: DurableFs = {
+      open: (async (path: string, flags?: string, mode?: number) => {
+        const handle = await open(path, flags, mode);
+        const sync = handle.sync.bind(handle);
+        return Object.assign(handle, { sync: async () => { steps.push(`sync ${path === dir ? 'dir' : 'file'}`); await sync(); } });
+      }) as DurableFs['open'],
+      rename: async (from, to) => { steps.push('rename'); await rename(from, to); },
+      rm,
+    };
+    const durable = new Outbox(dir, { fs });
+    await durable.put(result('d'), false);
+    expect(steps).toEqual(['sync file', 'rename', 'sync dir']);
+    expect(await readdir(dir)).toEqual(['d.1.json']);
+    expect((await stat(join(dir, 'd.1.json'))).mode & 0o777).toBe(0o600);
+  });
+
+  it('creates its directory 0700 and tightens an existing one', async () => {
+    expect((await stat(dir)).mode & 0o777).toBe(0o700);
+    await chmod(dir, 0o755);
+    await new Outbox(dir).open();
+    expect((await stat(dir)).mode & 0o777).toBe(0o700);
+  });
+
+  it('while connected, resends every result unacknowledged for longer than the ack grace until it is acked', async () => {
+    expect(RESEND_INTERVAL_MS).toBe(5_000);
+    const ackGraceMs = 100;
+    const sent: string[] = [];
+    let online = true;
+    // A fake link: what send() would put on the session, and whether the session was up.
+    const link = { send: (r: JobResult) => { if (online) sent.push(`${r.jobId}`); return online; } };
+    const box = new Outbox(dir, { ackGraceMs });
+    await box.open();
+    await box.put(result('kept'), true);
+    await box.put(result('acked'), true);
+    await box.ack('acked', 1);
+    // An earlier run's result, on disk only: due at once.
+    await new Outbox(dir).put(result('old'), false);
+    await box.open();
+    const stop = box.startResending(link.send, 40);
+    await wait(20);
+    expect(sent).toEqual([]);
+    await wait(60);
+    // 'old' at the first tick; 'kept' only once its grace has passed.
+    expect(sent).toContain('old');
+    await wait(ackGraceMs + 100);
+    expect(sent).toContain('kept');
+    expect(sent).not.toContain('acked');
+    // Resent at most once per grace period, not at every tick.
+    const kept = sent.filter((j) => j === 'kept').length;
+    expect(kept).toBeLessThanOrEqual(2);
+    await box.ack('kept', 1);
+    await box.ack('old', 1);
+    sent.length = 0;
+    await wait(ackGraceMs + 100);
+    expect(sent).toEqual([]);
+    stop();
+    // Offline sends do not count as sent: due again at the next tick after reconnect.
+    await box.put(result('late'), false);
+    online = false;
+    const stop2 = box.startResending(link.send, 20);
+    await wait(60);
+    online = true;
+    await wait(60);
+    stop2();
+    expect(sent).toContain('late');
+    expect(await files()).toEqual(['late.1.json']);
   });
 });

@@ -1,5 +1,6 @@
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { ensurePrivateDir, writeFileDurable, type DurableFs } from '@conclave/common';
 import type { JobResult, Tensor } from '@conclave/protocol';
 
 type StoredResult = Omit<JobResult, 'outputs'> & {
@@ -13,9 +14,25 @@ type StoredResult = Omit<JobResult, 'outputs'> & {
  */
 export const ACK_GRACE_MS = 1_000;
 
+/**
+ * How often a connected node looks for results still unacknowledged after the ack grace and
+ * sends them again: the orchestrator acks a result only once Redis holds it, so through a
+ * Redis outage results stay unacked and must go again when it is back.
+ */
+export const RESEND_INTERVAL_MS = 5_000;
+
+export interface OutboxOptions {
+  /** @default ACK_GRACE_MS */
+  ackGraceMs?: number;
+  /** Injected by tests to watch the fsyncs. @default node:fs/promises */
+  fs?: DurableFs;
+}
+
 interface Unacked {
   result: JobResult;
   persisted: boolean;
+  /** When it last went out on a live session; undefined: never (offline, or read back from disk). */
+  sentAtMs?: number;
   timer?: NodeJS.Timeout;
 }
 
@@ -23,31 +40,76 @@ interface Unacked {
  * Results waiting for the orchestrator's acknowledgement, so that a network drop or a reboot
  * loses none: they are sent again on reconnect until acknowledged. A result that could not be
  * sent, or whose ack does not come within ACK_GRACE_MS, or that is still unacknowledged when
- * the session drops, is written to its own file (to a temporary name, then renamed, so a crash
- * never leaves half a result). The one window this leaves — the agent dies within the grace
+ * the session drops, is written to its own file (to a temporary name, fsync'd, renamed, and the
+ * directory fsync'd, so a crash or power cut never leaves half a result). While connected,
+ * `startResending` sends again whatever stays unacknowledged. The one window this leaves — the agent dies within the grace
  * period after sending — loses nothing either: the orchestrator sees the node lost and runs
  * the job again elsewhere.
  */
 export class Outbox {
   private readonly unacked = new Map<string, Unacked>();
 
-  constructor(private readonly dir: string) {}
+  private readonly ackGraceMs: number;
 
+  constructor(
+    private readonly dir: string,
+    private readonly options: OutboxOptions = {},
+  ) {
+    this.ackGraceMs = options.ackGraceMs ?? ACK_GRACE_MS;
+  }
+
+  /** Creates the directory (0700: results are the fleet's data) and takes in what earlier runs left on disk. */
   async open(): Promise<void> {
-    await mkdir(this.dir, { recursive: true });
+    await ensurePrivateDir(this.dir);
+    for (const result of await this.readDisk()) {
+      const key = keyOf(result.jobId ?? '', result.attempt ?? 0);
+      if (!this.unacked.has(key)) this.unacked.set(key, { result, persisted: true });
+    }
   }
 
   /** Keeps a result until acknowledged; `sent` says whether it went out on a live session. */
   async put(result: JobResult, sent: boolean): Promise<void> {
     const key = keyOf(result.jobId ?? '', result.attempt ?? 0);
-    const entry: Unacked = { result, persisted: false };
+    const entry: Unacked = { result, persisted: false, ...(sent ? { sentAtMs: Date.now() } : {}) };
     this.unacked.set(key, entry);
     if (!sent) {
       await this.persist(entry);
       return;
     }
-    entry.timer = setTimeout(() => void this.persist(entry).catch(() => undefined), ACK_GRACE_MS);
+    entry.timer = setTimeout(() => void this.persist(entry).catch(() => undefined), this.ackGraceMs);
     entry.timer.unref();
+  }
+
+  /**
+   * Sends every unacknowledged result now (a new session: whatever the last one left) through
+   * `send`, which says whether it went out; returns how many did.
+   */
+  resendAll(send: (result: JobResult) => boolean): number {
+    return this.resend(send, () => true);
+  }
+
+  /**
+   * While connected: every `intervalMs`, sends again each result not sent within the ack grace.
+   * Returns the function that stops it (the session dropped, the agent closes).
+   */
+  startResending(send: (result: JobResult) => boolean, intervalMs = RESEND_INTERVAL_MS): () => void {
+    const timer = setInterval(() => {
+      const now = Date.now();
+      this.resend(send, (entry) => entry.sentAtMs === undefined || now - entry.sentAtMs >= this.ackGraceMs);
+    }, intervalMs);
+    timer.unref();
+    return () => clearInterval(timer);
+  }
+
+  private resend(send: (result: JobResult) => boolean, due: (entry: Unacked) => boolean): number {
+    let sent = 0;
+    for (const entry of [...this.unacked.values()]) {
+      if (!due(entry)) continue;
+      if (!send(entry.result)) break;
+      entry.sentAtMs = Date.now();
+      sent += 1;
+    }
+    return sent;
   }
 
   async ack(jobId: string, attempt: number): Promise<void> {
@@ -69,16 +131,20 @@ export class Outbox {
     if (entry.persisted || !this.unacked.has(keyOf(jobId, attempt))) return;
     entry.persisted = true;
     const path = this.pathOf(jobId, attempt);
-    await writeFile(`${path}.tmp`, JSON.stringify(toStored(entry.result)), { mode: 0o600 });
-    await rename(`${path}.tmp`, path);
+    await writeFileDurable(path, JSON.stringify(toStored(entry.result)), { mode: 0o600, ...(this.options.fs ? { fs: this.options.fs } : {}) });
     // Acknowledged while it was being written: the file is not needed after all.
     if (!this.unacked.has(keyOf(jobId, attempt))) await rm(path, { force: true });
   }
 
   /** Every unacknowledged result: on disk (earlier sessions, reboots) and in memory. */
   async pending(): Promise<JobResult[]> {
-    const names = (await readdir(this.dir)).filter((n) => n.endsWith('.json')).sort();
     const results: JobResult[] = [...this.unacked.values()].filter((e) => !e.persisted).map((e) => e.result);
+    return [...results, ...(await this.readDisk())];
+  }
+
+  private async readDisk(): Promise<JobResult[]> {
+    const names = (await readdir(this.dir)).filter((n) => n.endsWith('.json')).sort();
+    const results: JobResult[] = [];
     for (const name of names) {
       try {
         results.push(fromStored(JSON.parse(await readFile(join(this.dir, name), 'utf8')) as StoredResult));

@@ -3,7 +3,7 @@
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tensorFromTypedArray } from '@conclave/protocol';
+import { DEFAULT_MAX_PLAINTEXT_BYTES, tensorFromTypedArray } from '@conclave/protocol';
 import type { Job__Output, WireTensor } from '@conclave/protocol';
 import { affineModel, createTestControl, heavyModel, startRedis, startTestNode, startTestOrchestrator, waitUntil } from '@conclave/testing';
 import type { RedisServerHandle, TestControl } from '@conclave/testing';
@@ -115,6 +115,44 @@ describe('SubmitJob and CancelJob with no node to run the jobs', () => {
 
   it('WatchJob on an unknown id is NOT_FOUND ORCH-JOB-801', async () => {
     await expect(control.watch('no-such-job', { timeoutMs: 5_000 })).rejects.toMatchObject(refusedWith(5, 'ORCH-JOB-801'));
+  });
+
+  it('refuses at submit, with ORCH-REQ-206 and no retry, a job too large to reach a node in one sealed frame', async () => {
+    const before = await o.records();
+    // Small enough for the gRPC limit, too large once it is an AssignJob with its id and fields.
+    const prompt = 'a'.repeat(DEFAULT_MAX_PLAINTEXT_BYTES - 8);
+    await expect(control.submit({ generate: { prompt, maxTokens: 1 } })).rejects.toMatchObject(refusedWith(3, 'ORCH-REQ-206'));
+    expect(await o.records()).toBe(before);
+  });
+
+  it('refuses out-of-range values with ORCH-REQ-207 naming the field: temperature NaN/∞/negative, max_tokens, timeout_ms, a join token TTL', async () => {
+    const generate = (extra: Record<string, number>) => control.submit({ generate: { prompt: 'hi', ...extra } });
+    for (const temperature of [Number.NaN, Number.POSITIVE_INFINITY, -1]) {
+      await expect(generate({ temperature })).rejects.toMatchObject(refusedWith(3, 'generate.temperature'));
+    }
+    await expect(generate({ maxTokens: 2 ** 32 - 1 })).rejects.toMatchObject(refusedWith(3, 'ORCH-REQ-207'));
+    await expect(control.infer('affine', affineInput(), { timeoutMs: 2 ** 32 - 1 })).rejects.toMatchObject(refusedWith(3, 'timeout_ms'));
+    await expect(control.createJoinString((2 ** 32 - 1) * 1000)).rejects.toMatchObject(refusedWith(3, 'ttl_seconds'));
+  });
+});
+
+describe('Control calls while Redis is down', () => {
+  it('fail at once with UNAVAILABLE ORCH-STATE-710 instead of hanging until the client gives up', async () => {
+    const own = await startRedis();
+    const orchestrator = await startTestOrchestrator({ redisUrl: own.url });
+    const control = createTestControl(orchestrator);
+    try {
+      await control.listNodes();
+      await own.stop();
+      const t0 = Date.now();
+      await expect(control.listNodes()).rejects.toMatchObject(refusedWith(14, 'ORCH-STATE-710'));
+      await expect(control.get('any')).rejects.toMatchObject(refusedWith(14, 'ORCH-STATE-710'));
+      await expect(control.createJoinString()).rejects.toMatchObject(refusedWith(14, 'ORCH-STATE-710'));
+      expect(Date.now() - t0).toBeLessThan(2_000);
+    } finally {
+      control.close();
+      await orchestrator.close();
+    }
   });
 });
 

@@ -4,7 +4,7 @@ import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { ConclaveError } from '@conclave/common';
 import type { Logger } from '@conclave/common';
-import { checkInputs, jobErrorOf } from '@conclave/protocol';
+import { DEFAULT_MAX_PLAINTEXT_BYTES, checkInputs, encodeOrchestratorMessage, jobErrorOf } from '@conclave/protocol';
 import type {
   NodeInfo, NodeRequest__Output,
   AddModelRequest__Output, ControlHandlers, GetJobRequest__Output, Job, ModelInfo, SubmitJobRequest__Output, WireTensor,
@@ -12,11 +12,13 @@ import type {
 import type { Dispatcher, JobData } from './dispatcher.js';
 import { toServiceError, unary } from './grpc-errors.js';
 import type { JobRecord, JobStore } from './job-store.js';
-import { storeTensors, TERMINAL_STATES, toWireJob } from './job-store.js';
+import { loadTensors, storeTensors, TERMINAL_STATES, toWireJob } from './job-store.js';
 import type { ModelRegistry } from './model-registry.js';
 import { toModelInfo } from './model-registry.js';
 import type { NodeRegistry } from './node-registry.js';
 import { redisKeys } from './redis-keys.js';
+import { UNGUARDED } from './state-store-guard.js';
+import type { StateStoreGuard } from './state-store-guard.js';
 
 export interface ControlServiceOptions {
   redis: Redis;
@@ -31,7 +33,16 @@ export interface ControlServiceOptions {
   maxQueuedJobs: number;
   /** BullMQ attempts per job (first run + retries). */
   jobAttempts: number;
+  /** Fails calls at once while Redis is away (ORCH-STATE-710). @default none */
+  stateStore?: StateStoreGuard;
 }
+
+/** The longest timeout a job may ask for: a day. Longer is a mistake, not a job. */
+export const MAX_JOB_TIMEOUT_MS = 24 * 60 * 60 * 1000;
+/** The most tokens a generate job may ask for. */
+export const MAX_GENERATE_TOKENS = 65_536;
+/** Sampling temperature range, as OpenAI-compatible servers take it. */
+export const MAX_TEMPERATURE = 2;
 
 /**
  * How stale the queue depth may be when a submission is checked against maxQueuedJobs. The
@@ -71,6 +82,9 @@ export type JobControlHandlers = Omit<ControlHandlers, 'CreateJoinToken' | 'List
 
 export function createControlService(o: ControlServiceOptions): JobControlHandlers {
   const { logger } = o;
+  const guard = o.stateStore ?? UNGUARDED;
+  /** A unary handler that needs Redis: refused at once while Redis is away, never left hanging. */
+  const stateful = <Req, Res>(handler: (request: Req) => Promise<Res>) => unary(logger, (request: Req) => guard(() => handler(request)));
   const queueDepth = new CachedValue(() => o.queue.count(), QUEUE_DEPTH_MAX_AGE_MS);
 
   async function submitJob(request: SubmitJobRequest__Output): Promise<Job> {
@@ -111,10 +125,22 @@ export function createControlService(o: ControlServiceOptions): JobControlHandle
   }
 
   async function buildJobData(request: SubmitJobRequest__Output): Promise<JobData> {
+    const data = await jobDataOf(request);
+    assertDeliverable(data);
+    return data;
+  }
+
+  async function jobDataOf(request: SubmitJobRequest__Output): Promise<JobData> {
+    if (request.timeoutMs > MAX_JOB_TIMEOUT_MS) outOfRange('timeout_ms', request.timeoutMs, `0 (the default) to ${MAX_JOB_TIMEOUT_MS}`);
     const timeoutMs = request.timeoutMs > 0 ? request.timeoutMs : o.defaultJobTimeoutMs;
     const requirements = request.requirements;
     if (request.payload === 'generate' && request.generate) {
       if (!request.generate.prompt) throw new ConclaveError('ORCH-REQ-203', { detail: 'generate needs a prompt' });
+      const { temperature, maxTokens } = request.generate;
+      if (!Number.isFinite(temperature) || temperature < 0 || temperature > MAX_TEMPERATURE) {
+        outOfRange('generate.temperature', temperature, `0 to ${MAX_TEMPERATURE}`);
+      }
+      if (maxTokens > MAX_GENERATE_TOKENS) outOfRange('generate.max_tokens', maxTokens, `0 (the model's default) to ${MAX_GENERATE_TOKENS}`);
       return {
         kind: 'generate', generate: request.generate, timeoutMs,
         needs: { capability: 'text-generation', ...(requirements?.accelerator ? { accelerator: requirements.accelerator } : {}) },
@@ -140,6 +166,29 @@ export function createControlService(o: ControlServiceOptions): JobControlHandle
     };
   }
 
+  /**
+   * A job goes to its node in one sealed frame: one that cannot be sealed would be accepted,
+   * then fail every attempt at delivery. Checked exactly (the AssignJob as it will be encoded)
+   * only when the inputs come near the limit, so small jobs cost nothing.
+   */
+  function assertDeliverable(data: JobData): void {
+    const approximate = Object.values(data.inputs ?? {}).reduce((sum, t) => sum + (t.raw.length * 3) / 4, 0) + (data.generate?.prompt?.length ?? 0) * 4;
+    if (approximate < DEFAULT_MAX_PLAINTEXT_BYTES - 64 * 1024) return;
+    const bytes = encodeOrchestratorMessage({
+      assign: {
+        jobId: '00000000-0000-0000-0000-000000000000', attempt: 1, kind: data.kind, timeoutMs: data.timeoutMs,
+        ...(data.model ? { model: data.model } : {}),
+        ...(data.inputs ? { inputs: loadTensors(data.inputs) } : {}),
+        ...(data.generate ? { generate: data.generate } : {}),
+      },
+    }).byteLength;
+    if (bytes > DEFAULT_MAX_PLAINTEXT_BYTES) {
+      throw new ConclaveError('ORCH-REQ-206', {
+        detail: `${bytes} bytes to send, limit ${DEFAULT_MAX_PLAINTEXT_BYTES}`, data: { bytes, limit: DEFAULT_MAX_PLAINTEXT_BYTES },
+      });
+    }
+  }
+
   async function getJob(request: { id: string }): Promise<Job> {
     const record = await o.jobs.get(request.id);
     if (!record) throw new ConclaveError('ORCH-JOB-801', { detail: request.id });
@@ -161,35 +210,45 @@ export function createControlService(o: ControlServiceOptions): JobControlHandle
     return getJob(request);
   }
 
+  /**
+   * Streams a job's states until it ends. Subscribed before the first read, so no update is
+   * lost; the stream ends exactly once, and after an update has been sent the first read (which
+   * may return later, and older) is not sent at all: a final state that beat the read to the
+   * stream used to be followed by that read's write, and the stream never ended.
+   */
   function watchJob(call: grpc.ServerWritableStream<GetJobRequest__Output, Job>): void {
     const id = call.request.id;
+    let ended = false;
+    let updated = false;
+    const end = (error?: unknown) => {
+      if (ended) return;
+      ended = true;
+      o.jobs.off('update', onUpdate);
+      // emit('error') sends the status to the client; destroy() would leave it hanging.
+      if (error !== undefined) call.emit('error', Object.assign(new Error(), toServiceError(error, logger)));
+      else call.end();
+    };
+    const send = (record: JobRecord) => {
+      if (ended) return;
+      call.write(toWireJob(record));
+      if (TERMINAL_STATES.has(record.state)) end();
+    };
     const onUpdate = (record: JobRecord) => {
       if (record.id !== id) return;
-      call.write(toWireJob(record));
-      if (TERMINAL_STATES.has(record.state)) stop();
-    };
-    const stop = () => {
-      o.jobs.off('update', onUpdate);
-      call.end();
+      updated = true;
+      send(record);
     };
     o.jobs.on('update', onUpdate);
-    call.on('cancelled', () => o.jobs.off('update', onUpdate));
-    // Subscribe first, then read: an update between the two is not lost.
-    o.jobs.get(id).then(
+    call.on('cancelled', () => {
+      ended = true;
+      o.jobs.off('update', onUpdate);
+    });
+    guard(() => o.jobs.get(id)).then(
       (record) => {
-        if (!record) {
-          o.jobs.off('update', onUpdate);
-          // emit('error') sends the status to the client; destroy() would leave it hanging.
-          call.emit('error', Object.assign(new Error(), toServiceError(new ConclaveError('ORCH-JOB-801', { detail: id }), logger)));
-          return;
-        }
-        call.write(toWireJob(record));
-        if (TERMINAL_STATES.has(record.state)) stop();
+        if (!record) end(new ConclaveError('ORCH-JOB-801', { detail: id }));
+        else if (!updated) send(record);
       },
-      (err: unknown) => {
-        o.jobs.off('update', onUpdate);
-        call.emit('error', Object.assign(new Error(), toServiceError(err, logger)));
-      },
+      (err: unknown) => end(err),
     );
   }
 
@@ -217,7 +276,7 @@ export function createControlService(o: ControlServiceOptions): JobControlHandle
       const record = await o.models.add(header.name, header.size, rest());
       return toModelInfo(record);
     };
-    run().then(
+    guard(() => Promise.resolve()).then(run).then(
       (info) => callback(null, info),
       (err: unknown) => callback(toServiceError(err, logger)),
     );
@@ -230,15 +289,19 @@ export function createControlService(o: ControlServiceOptions): JobControlHandle
   }
 
   return {
-    SubmitJob: unary(logger, submitJob),
-    GetJob: unary(logger, getJob),
-    CancelJob: unary(logger, cancelJob),
+    SubmitJob: stateful(submitJob),
+    GetJob: stateful(getJob),
+    CancelJob: stateful(cancelJob),
     WatchJob: watchJob,
-    ListNodes: unary(logger, async () => ({ nodes: await o.registry.list() })),
-    DrainNode: unary(logger, (request: NodeRequest__Output) => setDraining(request.id, true)),
-    UndrainNode: unary(logger, (request: NodeRequest__Output) => setDraining(request.id, false)),
+    ListNodes: stateful(async () => ({ nodes: await o.registry.list() })),
+    DrainNode: stateful((request: NodeRequest__Output) => setDraining(request.id, true)),
+    UndrainNode: stateful((request: NodeRequest__Output) => setDraining(request.id, false)),
     AddModel: addModel,
-    ListModels: unary(logger, async () => ({ models: (await o.models.list()).map(toModelInfo) })),
+    ListModels: stateful(async () => ({ models: (await o.models.list()).map(toModelInfo) })),
   };
+}
+
+function outOfRange(field: string, value: number, range: string): never {
+  throw new ConclaveError('ORCH-REQ-207', { detail: `${field} ${value} is outside ${range}`, data: { field } });
 }
 

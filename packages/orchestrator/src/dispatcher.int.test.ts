@@ -5,8 +5,8 @@ import { EventEmitter } from 'node:events';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { nullLogger } from '@conclave/common';
-import type { AssignJob, JobError__Output, OrchestratorMessage } from '@conclave/protocol';
+import { ConclaveError, nullLogger } from '@conclave/common';
+import type { AssignJob, JobError__Output, JobResult__Output, OrchestratorMessage } from '@conclave/protocol';
 import { startRedis, waitUntil } from '@conclave/testing';
 import type { RedisServerHandle } from '@conclave/testing';
 import { Dispatcher } from './dispatcher.js';
@@ -24,13 +24,16 @@ const WAIT = { timeoutMs: 10_000, intervalMs: 10 };
 
 const retryable = (message: string): JobError__Output => ({ code: 'NODE-JOB-802', message, status: 'INTERNAL', retryable: true });
 
+/** Where FakeNodes hand results no job waits for: the dispatcher of the test running now. */
+let unmatchedResults: (session: NodeSession, result: JobResult__Output) => void = () => undefined;
+
 /** A node as the dispatcher sees it: a real NodeSession over a link the test reads and answers through. */
 class FakeNode {
   readonly session: NodeSession;
   private readonly sent: OrchestratorMessage[] = [];
   private readonly answered = new Set<string>();
 
-  constructor(id: string, options: { slots?: number; storedModels?: string[] } = {}) {
+  constructor(id: string, options: { slots?: number; storedModels?: string[]; runningJobs?: string[] } = {}) {
     const link: NodeLink = {
       send: (message) => {
         this.sent.push(message);
@@ -41,12 +44,22 @@ class FakeNode {
     };
     this.session = new NodeSession({
       link,
-      register: { nodeId: id, name: id, slots: options.slots ?? 2, models: options.storedModels ?? [], pendingResults: [], capabilities: null },
+      register: {
+        nodeId: id, name: id, slots: options.slots ?? 2, models: options.storedModels ?? [], pendingResults: [], capabilities: null,
+        runningJobs: options.runningJobs ?? [],
+      },
       logger: nullLogger,
       address: 'fake',
       fingerprint: 'SHA256:fake',
       onFetchModel: () => undefined,
+      onUnmatchedResult: (session, result) => unmatchedResults(session, result),
+      maxSlots: 16,
     });
+  }
+
+  /** `jobId:attempt` of every ResultAck the node got. */
+  acks(): string[] {
+    return this.sent.flatMap((m) => (m.resultAck ? [`${m.resultAck.jobId ?? ''}:${m.resultAck.attempt ?? 0}`] : []));
   }
 
   assigns(jobId?: string): AssignJob[] {
@@ -66,7 +79,7 @@ class FakeNode {
   heartbeat(loadedModels: string[]): void {
     this.session.receive({
       body: 'heartbeat',
-      heartbeat: { slots: this.session.slots, loadedModels, memoryUsedBytes: 0, backendActive: '', sentAtMs: 0 },
+      heartbeat: { slots: this.session.slots, loadedModels, memoryUsedBytes: 0, backendActive: '', sentAtMs: 0, runningJobs: [] },
     });
   }
 
@@ -149,7 +162,7 @@ describe('Dispatcher against a fake fleet', () => {
     await server?.stop();
   });
 
-  async function setup(nodes: FakeNode[]) {
+  async function setup(nodes: FakeNode[], options: { start?: boolean } = {}) {
     db += 1;
     const redis = new Redis({ host: server.host, port: server.port, db, maxRetriesPerRequest: null });
     cleanups.push(async () => {
@@ -161,10 +174,15 @@ describe('Dispatcher against a fake fleet', () => {
     const jobs = new JobStore(redis, 60);
     const queue = new Queue<JobData>(JOB_QUEUE_NAME, { connection: redis, prefix: BULL_PREFIX });
     cleanups.push(() => queue.close());
-    const dispatcher = new Dispatcher({ redis, registry: fleet, jobs, logger: nullLogger });
-    cleanups.push(() => dispatcher.close());
-    dispatcher.start();
-    await dispatcher.ready();
+    const startDispatcher = async () => {
+      const started = new Dispatcher({ redis, registry: fleet, jobs, logger: nullLogger });
+      cleanups.push(() => started.close());
+      unmatchedResults = (session, result) => void started.recordUnmatchedResult(session, result);
+      started.start();
+      await started.ready();
+      return started;
+    };
+    const dispatcher = options.start === false ? undefined : await startDispatcher();
 
     /** Queues a job as SubmitJob does: its record, then its BullMQ entry. */
     async function submit(options: { needs?: JobNeeds; timeoutMs?: number; attempts?: number; id?: string } = {}): Promise<string> {
@@ -192,7 +210,19 @@ describe('Dispatcher against a fake fleet', () => {
     /** BullMQ is done with the job (removeOnComplete/removeOnFail): no attempt of it can follow. */
     const settled = (id: string) => waitUntil(async () => (await queue.getJob(id)) === undefined, { ...WAIT, what: `job ${id} out of BullMQ` });
 
-    return { fleet, jobs, queue, dispatcher, submit, state, settled };
+    /**
+     * The state a crashed orchestrator leaves a job in, once BullMQ's stalled check has put it
+     * back: its record says it runs on `node`, and BullMQ counts a start that never ended.
+     */
+    async function interrupted(node: string, attempt = 1): Promise<string> {
+      const id = randomUUID();
+      await jobs.create({ ...newRecord(id), state: 'running', node, attempts: attempt });
+      await submit({ id });
+      await redis.hset(`${BULL_PREFIX}:${JOB_QUEUE_NAME}:${id}`, 'ats', String(attempt));
+      return id;
+    }
+
+    return { fleet, jobs, queue, dispatcher: dispatcher as Dispatcher, submit, state, settled, startDispatcher, interrupted, redis };
   }
 
   const assigned = (node: FakeNode, id: string, attempt: number) =>
@@ -343,6 +373,91 @@ describe('Dispatcher against a fake fleet', () => {
       return records.every((r) => r?.state === 'completed');
     }, { ...WAIT, what: 'all 8 completed' });
     expect(answered).toEqual(new Set(ids));
+  });
+
+  it('a graceful stop cancels nothing: jobs go back to the queue as they are, and the next dispatcher adopts the one its node still runs', async () => {
+    const node = new FakeNode('n1', { slots: 2 });
+    const h = await setup([node]);
+    const running = await h.submit();
+    await assigned(node, running, 1);
+    // Picked up, waiting inside the dispatcher for a node that can take it (the oldest such job
+    // was the one a stop used to cancel).
+    const waiting = await h.submit({ needs: { accelerator: 'hailo' } });
+    await waitUntil(async () => (await (await h.queue.getJob(waiting))?.getState()) === 'active', { ...WAIT, what: 'second job picked up' });
+
+    await h.dispatcher.close();
+    expect(await h.jobs.get(running)).toMatchObject({ state: 'running', node: 'n1', attempts: 1 });
+    expect(await h.jobs.get(waiting)).toMatchObject({ state: 'queued' });
+    for (const id of [running, waiting]) expect(['waiting', 'prioritized']).toContain(await (await h.queue.getJob(id))?.getState());
+    expect(node.cancels(running)).toEqual([]);
+
+    // The node re-attaches to the next orchestrator still running the job.
+    node.session.close(new ConclaveError('ORCH-NET-602', { detail: 'orchestrator stopped' }));
+    const back = new FakeNode('n1', { slots: 2, runningJobs: [`${running}:1`] });
+    h.fleet.add(back);
+    await h.startDispatcher();
+    // Adopted, not sent again: the node finishes it and the record takes that result.
+    await waitUntil(() => back.session.running === 1, { ...WAIT, what: 'job adopted' });
+    expect(back.assigns(running)).toEqual([]);
+    back.succeed(running, 1, 7);
+    const done = await h.state(running, 'completed');
+    expect(valueOf(done.outputs)).toBe(7);
+    expect(back.acks()).toContain(`${running}:1`);
+    await h.settled(running);
+    // The waiting one waits on, in the queue's hands, not cancelled.
+    expect(await h.jobs.get(waiting)).toMatchObject({ state: 'queued' });
+    expect((await h.jobs.get(waiting))?.error).toBeUndefined();
+    expect(back.assigns(running)).toEqual([]);
+  });
+
+  it('after a crash, a job whose node re-attached with its result in the outbox is completed from that result, not run again', async () => {
+    const h = await setup([], { start: false });
+    const id = await h.interrupted('n1');
+    const node = new FakeNode('n1');
+    // Register said the result waits in the outbox.
+    (node.session as unknown as { outboxJobs: Set<string> }).outboxJobs.add(`${id}:1`);
+    h.fleet.add(node);
+    await h.startDispatcher();
+    await waitUntil(() => node.session.running === 1, { ...WAIT, what: 'job adopted' });
+    node.succeed(id, 1, 5);
+    expect(valueOf((await h.state(id, 'completed')).outputs)).toBe(5);
+    await h.settled(id);
+    expect(node.assigns(id)).toEqual([]);
+    expect(node.acks()).toEqual([`${id}:1`]);
+  });
+
+  it('records a result no job waits for (an earlier session\'s, resent from the outbox) and acknowledges it; an older attempt\'s is acknowledged only', async () => {
+    const node = new FakeNode('n1');
+    const h = await setup([node]);
+    const id = randomUUID();
+    await h.jobs.create({ ...newRecord(id), state: 'running', node: 'n1', attempts: 2 });
+    node.succeed(id, 1, 1);
+    await waitUntil(() => node.acks().includes(`${id}:1`), { ...WAIT, what: 'old attempt acknowledged' });
+    expect((await h.jobs.get(id))?.state).toBe('running');
+    node.succeed(id, 2, 2);
+    expect(valueOf((await h.state(id, 'completed')).outputs)).toBe(2);
+    await waitUntil(() => node.acks().includes(`${id}:2`), { ...WAIT, what: 'result acknowledged' });
+  });
+
+  it('runs an interrupted job again, same attempt, when its node is back without it', async () => {
+    const h = await setup([], { start: false });
+    const id = await h.interrupted('n1');
+    const node = new FakeNode('n1');
+    h.fleet.add(node);
+    await h.startDispatcher();
+    await assigned(node, id, 1);
+    node.succeed(id, 1);
+    await h.state(id, 'completed');
+  });
+
+  it('does not run an interrupted job that had already ended', async () => {
+    const node = new FakeNode('n1');
+    const h = await setup([node], { start: false });
+    const id = await h.interrupted('n1');
+    await h.jobs.update(id, { state: 'completed', finishedAtMs: Date.now() });
+    await h.startDispatcher();
+    await h.settled(id);
+    expect(node.assigns(id)).toEqual([]);
   });
 });
 

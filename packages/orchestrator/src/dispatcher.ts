@@ -1,18 +1,19 @@
 import { once } from 'node:events';
 import type { EventEmitter } from 'node:events';
-import { UnrecoverableError, Worker } from 'bullmq';
+import { UnrecoverableError, WaitingError, Worker } from 'bullmq';
 import type { Job as BullJob } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { ConclaveError, isConclaveError } from '@conclave/common';
 import type { Logger } from '@conclave/common';
 import { jobErrorOf } from '@conclave/protocol';
 import type { AssignJob, GenerateRequest, JobError, JobResult__Output, ModelRef } from '@conclave/protocol';
-import type { JobStore } from './job-store.js';
-import { loadTensors, storeTensors } from './job-store.js';
+import type { JobRecord, JobStore } from './job-store.js';
+import { loadTensors, storeTensors, TERMINAL_STATES } from './job-store.js';
 import type { StoredTensor } from './job-store.js';
 import type { NodeRegistryEvents } from './node-registry.js';
 import type { NodeSession } from './node-session.js';
 import { BULL_PREFIX, JOB_QUEUE_NAME } from './redis-keys.js';
+import { redisAvailable } from './redis-connection.js';
 import { pickNode } from './scheduling/scheduler.js';
 import type { JobNeeds, NodeSnapshot } from './scheduling/scheduler.js';
 
@@ -47,6 +48,28 @@ export interface DispatcherOptions {
 
 class CancelledByClient extends Error {}
 class AttemptTimedOut extends Error {}
+/** The orchestrator is stopping: the job goes back to the queue as it is, its node keeps running it. */
+class HandedBack extends Error {}
+/** The job's result came by another way (its node's outbox after a restart): nothing left to do. */
+class FinishedElsewhere extends Error {}
+
+/**
+ * BullMQ's lock on a job being processed, renewed every half of it. After a crash the lock
+ * lapses and the stalled check (every STALLED_CHECK_MS) hands the job to the next orchestrator:
+ * within 15 s of the crash, where BullMQ's defaults took up to 60 s.
+ */
+const LOCK_DURATION_MS = 10_000;
+const STALLED_CHECK_MS = 5_000;
+/**
+ * Each orchestrator crash stalls the jobs it ran; BullMQ fails a job stalled more often than
+ * this, which would end a job for its orchestrator's faults. Attempts bound the node's faults.
+ */
+const MAX_STALLED_COUNT = 1_000;
+/**
+ * How long a job interrupted by an orchestrator restart waits for the node that ran it to
+ * re-attach (nodes do within 10 s) before it runs again elsewhere.
+ */
+export const ADOPTION_WAIT_MS = 10_000;
 /** A failure the node reported for the attempt, carried as the node coded it. */
 class NodeReportedError extends Error {
   constructor(readonly error: JobError) {
@@ -59,21 +82,30 @@ class NodeReportedError extends Error {
  * (capacity events wake it), goes down that node's session, and completes with the node's
  * result. Concurrency follows the fleet's slot count. A lost node fails the attempt with a
  * retryable error, so BullMQ brings the job back with attempt+1 and backoff.
+ *
+ * An orchestrator restart loses and repeats nothing: a graceful stop hands its jobs back to
+ * the queue as they are, a crash leaves them to BullMQ's stalled check, and the next
+ * orchestrator adopts each one still running on its node (or already finished there) instead
+ * of running it again. Results are acknowledged to the node only once recorded.
  */
 export class Dispatcher {
   private readonly worker: Worker<JobData>;
   private readonly active = new Map<string, AbortController>();
+  /** Jobs being processed here: one BullMQ hands over again (its lock lapsed) waits for the first. */
+  private readonly inFlight = new Map<string, Promise<void>>();
   private readonly onFleetChange = () => this.resize();
+  private closing: Promise<void> | undefined;
 
   constructor(private readonly options: DispatcherOptions) {
-    this.worker = new Worker<JobData>(JOB_QUEUE_NAME, (job) => this.process(job), {
+    this.worker = new Worker<JobData>(JOB_QUEUE_NAME, (job, token) => this.processOnce(job, token ?? ''), {
       connection: options.redis,
       prefix: BULL_PREFIX,
       concurrency: 1,
       autorun: false,
-      // Jobs wait for nodes inside the processor; keep BullMQ from treating that as a stall.
-      lockDuration: 30_000,
-      stalledInterval: 15_000,
+      // The lock is renewed on a timer, so a job waiting inside the processor for a node is no stall.
+      lockDuration: LOCK_DURATION_MS,
+      stalledInterval: STALLED_CHECK_MS,
+      maxStalledCount: MAX_STALLED_COUNT,
     });
     this.worker.on('error', (err) => options.logger.warn('JOB', 'queue worker error', { err }));
   }
@@ -92,10 +124,48 @@ export class Dispatcher {
     await this.worker.waitUntilReady();
   }
 
-  async close(): Promise<void> {
-    this.options.registry.off('changed', this.onFleetChange);
-    for (const controller of this.active.values()) controller.abort(new CancelledByClient('orchestrator shutting down'));
-    await this.worker.close(true);
+  /**
+   * Stops taking jobs and hands every job in progress back to the queue unchanged: nothing is
+   * cancelled, and what a node runs goes on there, for the next orchestrator to adopt. Call it
+   * before node sessions close, or their jobs would fail over as lost.
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.options.registry.off('changed', this.onFleetChange);
+      for (const controller of this.active.values()) controller.abort(new HandedBack());
+      // With Redis away a graceful close never returns, and nothing can be handed back without
+      // Redis anyway: BullMQ's stalled check gives those jobs to the next orchestrator.
+      await this.worker.close(!redisAvailable(this.options.redis));
+    })();
+    return this.closing;
+  }
+
+  /**
+   * A result no job here waits for (the node's outbox after a restart, a run from before a
+   * reconnect): recorded if the job is still open, then acknowledged. A run of the same job in
+   * progress here stops, as finished elsewhere. If Redis cannot record it, it stays with the
+   * session unacknowledged, and the node sends it again.
+   */
+  async recordUnmatchedResult(node: NodeSession, result: JobResult__Output): Promise<void> {
+    const { jobId: id, attempt } = result;
+    const log = this.options.logger.child({ jobId: id, attempt, node: node.id });
+    const change = resultChange(node, result);
+    try {
+      // Only a result of the job's latest attempt counts: an older attempt's came after a
+      // newer one started, which is that one's to finish.
+      const current = change ? await this.options.jobs.peek(id) : undefined;
+      const { applied } = change && current && attempt >= current.attempts ? await this.options.jobs.tryUpdate(id, change) : { applied: false };
+      node.acknowledge(id, attempt);
+      if (!applied) {
+        log.debug('JOB', 'late or duplicate result ignored', { outcome: result.outcome });
+        return;
+      }
+      log.info('JOB', 'result of an earlier run recorded', { outcome: result.outcome });
+      this.active.get(id)?.abort(new FinishedElsewhere());
+    } catch (err) {
+      node.releaseResult(id, attempt);
+      log.warn('STATE', 'could not record a result; the node keeps it and sends it again', { err });
+    }
   }
 
   /** Cancels a running job; returns false when this orchestrator is not running it. */
@@ -112,22 +182,49 @@ export class Dispatcher {
     if (this.worker.concurrency !== slots) this.worker.concurrency = slots;
   }
 
-  private async process(job: BullJob<JobData>): Promise<void> {
+  /** BullMQ may hand a job over again while it is still processed here (its lock lapsed in a Redis outage). */
+  private async processOnce(job: BullJob<JobData>, token: string): Promise<void> {
+    const id = job.id ?? '';
+    const earlier = this.inFlight.get(id);
+    if (earlier) await earlier.catch(() => undefined);
+    const run = this.process(job, token, earlier !== undefined);
+    this.inFlight.set(id, run);
+    try {
+      await run;
+    } finally {
+      if (this.inFlight.get(id) === run) this.inFlight.delete(id);
+    }
+  }
+
+  private async process(job: BullJob<JobData>, token: string, handedOverAgain: boolean): Promise<void> {
     const { jobs, logger } = this.options;
     const id = job.id ?? '';
     const attempt = job.attemptsMade + 1;
     const maxAttempts = job.opts.attempts ?? 1;
     const log = logger.child({ jobId: id, attempt });
+    if (this.closing) return this.handBack(job, token);
     // A job cancelled while queued was removed from the queue; one cancelled in the instant
     // between its pick-up and here still runs, and its result is refused by the record (a
-    // job that has ended never changes), so no read is needed on every job's path.
+    // job that has ended never changes), so a job's first run reads nothing.
+    // A job started before and neither finished nor failed since was interrupted (a restart,
+    // a lapsed lock): its record says whether it ended, or where it ran.
+    const interrupted = handedOverAgain || job.attemptsStarted > job.attemptsMade + 1;
 
     const controller = new AbortController();
     this.active.set(id, controller);
     const timer = setTimeout(() => controller.abort(new AttemptTimedOut()), job.data.timeoutMs);
     let node: NodeSession | undefined;
+    let result: JobResult__Output | undefined;
     try {
-      const placed = await this.assignToNode(job.data.needs, controller.signal, {
+      const record = interrupted ? await jobs.peek(id) : undefined;
+      if (record && TERMINAL_STATES.has(record.state)) {
+        log.debug('JOB', 'interrupted job had already ended; not run again', { state: record.state });
+        return;
+      }
+      const adopted = record?.state === 'running' && record.attempts === attempt
+        ? await this.adopt(record.node, id, attempt, controller.signal, log)
+        : undefined;
+      const placed = adopted ?? await this.assignToNode(job.data.needs, controller.signal, {
         jobId: id, attempt, kind: job.data.kind, timeoutMs: job.data.timeoutMs,
         ...(job.data.model ? { model: job.data.model } : {}),
         ...(job.data.inputs ? { inputs: loadTensors(job.data.inputs) } : {}),
@@ -136,17 +233,37 @@ export class Dispatcher {
       node = placed.node;
       // Recorded while the node works rather than before sending: one Redis round trip
       // less on every job's path. Awaited before the outcome is recorded, so it never lands last.
-      const recorded = jobs.update(id, { state: 'running', node: node.id, attempts: attempt }).catch((err: unknown) => {
-        log.warn('STATE', 'could not record the running state', { err });
-      });
-      log.debug('SCHED', 'job assigned', { node: node.id });
-      const result = await abortable(placed.assigned, controller.signal).finally(() => recorded);
-      await this.finish(job, result, attempt, maxAttempts, log);
+      const recorded = adopted ? Promise.resolve() : jobs.update(id, { state: 'running', node: node.id, attempts: attempt }).then(
+        () => undefined,
+        (err: unknown) => log.warn('STATE', 'could not record the running state', { err }),
+      );
+      log.debug('SCHED', adopted ? 'job adopted' : 'job assigned', { node: node.id });
+      result = await abortable(placed.assigned, controller.signal).finally(() => recorded);
+      await this.finish(job, result, log);
+      node.acknowledge(id, attempt);
     } catch (err) {
-      const reason: unknown = controller.signal.aborted ? controller.signal.reason : err;
-      if (node) node.abandon(id, attempt, reason instanceof Error ? reason.message : 'abandoned');
+      // Once the node's result is in, an abort (timeout, hand-back) came too late to matter.
+      const reason: unknown = !result && controller.signal.aborted ? controller.signal.reason : err;
+      if (reason instanceof HandedBack) return this.handBack(job, token);
+      if (reason instanceof FinishedElsewhere) {
+        node?.abandon(id, attempt, 'finished elsewhere');
+        return;
+      }
+      if (result && !(reason instanceof NodeReportedError)) {
+        // The node's result could not be recorded (Redis): it stays with the session,
+        // unacknowledged, for the job's next run to take (`adopt`) or the node to send again.
+        node?.releaseResult(id, attempt);
+        throw reason;
+      }
+      if (node && !result) node.abandon(id, attempt, reason instanceof Error ? reason.message : 'abandoned');
       if (reason instanceof UnrecoverableError) throw reason;
-      await this.fail(job, reason, attempt, maxAttempts, log);
+      const toThrow = await this.fail(job, reason, attempt, maxAttempts, log).catch((recordErr: unknown) => {
+        if (result) node?.releaseResult(id, attempt);
+        throw recordErr;
+      });
+      // The node's failure report is recorded: it may forget it.
+      if (result) node?.acknowledge(id, attempt);
+      throw toThrow;
     } finally {
       clearTimeout(timer);
       // The freed slot reaches waiting jobs as the registry's capacity event, from the node's session.
@@ -154,33 +271,69 @@ export class Dispatcher {
     }
   }
 
-  private async finish(
-    job: BullJob<JobData>, result: JobResult__Output, attempt: number, maxAttempts: number, log: Logger,
-  ): Promise<void> {
+  /** Back to the queue as it is: attempt, record and the node's work untouched. */
+  private async handBack(job: BullJob<JobData>, token: string): Promise<never> {
+    await job.moveToWait(token);
+    throw new WaitingError();
+  }
+
+  /**
+   * Takes over a job interrupted on `nodeId` if that node, once re-attached (within
+   * ADOPTION_WAIT_MS), still runs it or holds its result; otherwise the job runs again.
+   */
+  private async adopt(
+    nodeId: string, id: string, attempt: number, signal: AbortSignal, log: Logger,
+  ): Promise<{ node: NodeSession; assigned: Promise<JobResult__Output> } | undefined> {
+    const { registry } = this.options;
+    const wait = AbortSignal.any([signal, AbortSignal.timeout(ADOPTION_WAIT_MS)]);
+    let session = registry.get(nodeId);
+    while (!session || session.isClosed) {
+      try {
+        await once(registry, 'changed', { signal: wait });
+      } catch (err) {
+        signal.throwIfAborted();
+        log.info('JOB', 'interrupted job\'s node did not come back; running it again', { node: nodeId, waitedMs: ADOPTION_WAIT_MS, err });
+        return undefined;
+      }
+      session = registry.get(nodeId);
+    }
+    if (!session.hasJob(id, attempt)) {
+      log.info('JOB', 'interrupted job is not on its node any more; running it again', { node: nodeId });
+      return undefined;
+    }
+    const assigned = session.adopt(id, attempt);
+    void assigned.catch(() => undefined);
+    log.info('JOB', 'interrupted job adopted from its node', { node: nodeId });
+    return { node: session, assigned };
+  }
+
+  private async finish(job: BullJob<JobData>, result: JobResult__Output, log: Logger): Promise<void> {
     const id = job.id ?? '';
     if (result.outcome === 'error' && result.error) {
       throw new NodeReportedError(result.error);
     }
-    await this.options.jobs.update(id, {
+    const { applied, record } = await this.options.jobs.tryUpdate(id, {
       state: 'completed', finishedAtMs: Date.now(), runMs: result.runMs,
       ...(result.outputs ? { outputs: storeTensors(result.outputs.tensors) } : {}),
       ...(result.generated ? { generated: result.generated } : {}),
     });
-    log.debug('JOB', 'job completed', { runMs: result.runMs });
+    if (applied) log.debug('JOB', 'job completed', { runMs: result.runMs });
+    else log.debug('JOB', 'result not recorded: the job had already ended', { state: record?.state ?? 'expired' });
   }
 
-  private async fail(job: BullJob<JobData>, reason: unknown, attempt: number, maxAttempts: number, log: Logger): Promise<never> {
+  /** Records why the attempt failed; returns what to throw to BullMQ (retry, or the end). */
+  private async fail(job: BullJob<JobData>, reason: unknown, attempt: number, maxAttempts: number, log: Logger): Promise<Error> {
     const id = job.id ?? '';
     const { jobs } = this.options;
     if (reason instanceof CancelledByClient) {
       await jobs.update(id, { state: 'cancelled', error: jobErrorOf(new ConclaveError('ORCH-JOB-803', { detail: reason.message })), finishedAtMs: Date.now() });
-      throw new UnrecoverableError(reason.message);
+      return new UnrecoverableError(reason.message);
     }
     if (reason instanceof AttemptTimedOut) {
       const error = new ConclaveError('ORCH-JOB-802', { detail: `after ${job.data.timeoutMs} ms` });
       log.failure(error, {}, 'warn');
       await jobs.update(id, { state: 'failed', error: jobErrorOf(error), finishedAtMs: Date.now() });
-      throw new UnrecoverableError(error.message);
+      return new UnrecoverableError(error.message);
     }
     const error: JobError =
       reason instanceof NodeReportedError ? reason.error
@@ -189,7 +342,7 @@ export class Dispatcher {
     if (error.retryable && attempt < maxAttempts) {
       log.warn('JOB', 'attempt failed, will retry', { code: error.code, err: error.message });
       await jobs.update(id, { state: 'queued', error });
-      throw reason instanceof Error ? reason : new Error(String(reason));
+      return reason instanceof Error ? reason : new Error(String(reason));
     }
     // A retryable failure on the last attempt becomes ORCH-JOB-804, which names the last cause.
     const final = error.retryable
@@ -197,7 +350,7 @@ export class Dispatcher {
       : error;
     log.warn('JOB', 'job failed', { code: final.code, err: final.message });
     await jobs.update(id, { state: 'failed', error: final, finishedAtMs: Date.now() });
-    throw new UnrecoverableError(final.message ?? 'job failed');
+    return new UnrecoverableError(final.message ?? 'job failed');
   }
 
   /**
@@ -225,6 +378,21 @@ export class Dispatcher {
   }
 }
 
+
+/** What a result that arrived outside its run changes in the job's record; undefined: nothing. */
+function resultChange(node: NodeSession, result: JobResult__Output): Partial<JobRecord> | undefined {
+  const base = { node: node.id, attempts: result.attempt, finishedAtMs: Date.now() };
+  if (result.outcome !== 'error') {
+    return {
+      ...base, state: 'completed', runMs: result.runMs,
+      ...(result.outputs ? { outputs: storeTensors(result.outputs.tensors) } : {}),
+      ...(result.generated ? { generated: result.generated } : {}),
+    };
+  }
+  // A retryable failure is the job's own run to retry; a deterministic one ends the job.
+  if (!result.error || result.error.retryable) return undefined;
+  return { ...base, state: 'failed', error: result.error };
+}
 
 function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
   return new Promise<T>((resolve, reject) => {

@@ -99,18 +99,30 @@ export class JobStore extends EventEmitter<JobStoreEvents> {
     return hash.id ? deserialize(hash) : undefined;
   }
 
+  /** Where a job stands, without its outputs: what a job interrupted by a restart needs to know. */
+  async peek(id: string): Promise<Pick<JobRecord, 'state' | 'node' | 'attempts'> | undefined> {
+    const [state, node, attempts] = await this.redis.hmget(redisKeys.job(id), 'state', 'node', 'attempts');
+    if (!state) return undefined;
+    return { state: state as JobStateName, node: node ?? '', attempts: Number(attempts ?? 0) };
+  }
+
   /** Applies a change; a terminal state starts the record's TTL. Never moves a terminal job. */
   async update(id: string, change: Partial<JobRecord>): Promise<JobRecord | undefined> {
+    return (await this.tryUpdate(id, change)).record;
+  }
+
+  /** As `update`, and says whether the change was applied (false: the job had ended, or is unknown). */
+  async tryUpdate(id: string, change: Partial<JobRecord>): Promise<{ applied: boolean; record: JobRecord | undefined }> {
     const fields = Object.entries(serializePartial(change)).flat();
-    if (fields.length === 0) return this.get(id);
+    if (fields.length === 0) return { applied: false, record: await this.get(id) };
     const reply = await this.redis.conclaveUpdateJob(redisKeys.job(id), String(this.resultTtlSeconds), ...fields);
-    if (reply.length === 0) return undefined;
+    if (reply.length === 0) return { applied: false, record: undefined };
     const [applied, ...flat] = reply;
     const hash: Record<string, string> = {};
     for (let i = 0; i + 1 < flat.length; i += 2) hash[String(flat[i])] = String(flat[i + 1]);
     const record = deserialize(hash);
     if (applied === 1) this.emit('update', record);
-    return record;
+    return { applied: applied === 1, record };
   }
 }
 

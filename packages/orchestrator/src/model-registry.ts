@@ -70,7 +70,9 @@ export class ModelRegistry {
         throw new ConclaveError('ORCH-LOAD-102', { detail: `received ${size} of ${expectedSize} bytes` });
       }
       const signature = await inspectModel(tmpPath).catch((err: unknown) => {
-        throw new ConclaveError('ORCH-LOAD-101', { detail: err instanceof Error ? err.message : String(err), cause: err });
+        // onnxruntime names the file it read: the orchestrator's temporary path is no business of the uploader's.
+        const message = (err instanceof Error ? err.message : String(err)).split(tmpPath).join(`upload of "${name}"`);
+        throw new ConclaveError('ORCH-LOAD-101', { detail: message });
       });
       const sha256 = hash.digest('hex');
       await rename(tmpPath, this.pathOf(sha256));

@@ -3,17 +3,28 @@ import type { Redis } from 'ioredis';
 import { ConclaveError } from '@conclave/common';
 import type { Logger } from '@conclave/common';
 import { authError } from '@conclave/protocol';
-import type { NodeInfo } from '@conclave/protocol';
+import type { AuthFailure, NodeInfo } from '@conclave/protocol';
 import type { NodeSession } from './node-session.js';
 import { redisKeys } from './redis-keys.js';
 import type { NodeSnapshot } from './scheduling/scheduler.js';
 
 export { DEAD_AFTER_MISSED, SUSPECT_AFTER_MISSED } from './node-session.js';
 
-/** What ListNodes needs of the enrollment store (RedisEnrollmentStore). */
+/** What the registry needs of the enrollment store (RedisEnrollmentStore): ListNodes and the check at registration. */
 export interface EnrollmentRecords {
   list(): Promise<Array<{ nodeId: string; status: string; fingerprint: string }>>;
+  get(nodeId: string): Promise<{ status: string } | undefined>;
 }
+
+/** Something a revocation must end: a stream between its handshake and its registration. */
+export interface Closable {
+  close(reason: ConclaveError): void;
+}
+
+/** The enrollment status a node must have, read at the moment it registers. */
+const REGISTERABLE_STATUS = 'accepted';
+
+const REFUSAL_BY_STATUS: Readonly<Record<string, AuthFailure>> = { revoked: 'revoked', denied: 'denied', pending: 'pending' };
 
 export interface NodeRegistryEvents {
   /** A node joined, left, freed a slot or changed state: waiting jobs may now find a node. */
@@ -30,6 +41,8 @@ export interface NodeRegistryEvents {
  */
 export class NodeRegistry extends EventEmitter<NodeRegistryEvents> {
   private readonly sessions = new Map<string, NodeSession>();
+  /** Authenticated streams not registered yet, by node id: a revocation closes them too. */
+  private readonly pending = new Map<string, Set<Closable>>();
   private monitor: NodeJS.Timeout | undefined;
 
   constructor(
@@ -48,9 +61,26 @@ export class NodeRegistry extends EventEmitter<NodeRegistryEvents> {
     this.enrollment = store;
   }
 
-  /** Ends a revoked node's session at once; the handshake refuses it from then on. */
+  /**
+   * Ends every stream of a revoked node at once: its session and any stream between handshake
+   * and registration. The handshake refuses it from then on, and so does registration (`add`
+   * reads the status again), so no stream of the node gets in after this returns.
+   */
   revoke(nodeId: string, reason: string): void {
-    this.sessions.get(nodeId)?.close(authError('orchestrator', 'revoked', { detail: reason, data: { node: nodeId } }));
+    const error = authError('orchestrator', 'revoked', { detail: reason, data: { node: nodeId } });
+    this.sessions.get(nodeId)?.close(error);
+    for (const stream of [...(this.pending.get(nodeId) ?? [])]) stream.close(error);
+  }
+
+  /** Keeps an authenticated, not yet registered stream where `revoke` finds it; returns the untrack. */
+  trackPending(nodeId: string, stream: Closable): () => void {
+    let streams = this.pending.get(nodeId);
+    if (!streams) this.pending.set(nodeId, (streams = new Set()));
+    streams.add(stream);
+    return () => {
+      streams.delete(stream);
+      if (streams.size === 0 && this.pending.get(nodeId) === streams) this.pending.delete(nodeId);
+    };
   }
 
   start(): void {
@@ -65,12 +95,30 @@ export class NodeRegistry extends EventEmitter<NodeRegistryEvents> {
     }
   }
 
-  /** Adds a session; an older session of the same node is closed first. */
-  async add(session: NodeSession): Promise<void> {
+  /**
+   * Lists a session if its node is still enrolled (read now: it may have been revoked since
+   * its handshake); an older session of the same node is closed first. Returns whether the
+   * session was listed; one that was not has been closed, with the reason.
+   */
+  async add(session: NodeSession): Promise<boolean> {
     // Read before the session is listed, so it never takes work it should not.
-    const drained = await this.isDrained(session.id);
-    // The stream may have ended while Redis answered: a closed session is never listed.
-    if (session.isClosed) return;
+    let drained: boolean;
+    let status: string;
+    try {
+      [drained, status] = await Promise.all([this.isDrained(session.id), this.enrollmentStatus(session.id)]);
+    } catch (err) {
+      // Not known to be enrolled is not enrolled; the node retries with backoff.
+      session.close(new ConclaveError('ORCH-STATE-710', { detail: 'could not read the node\'s enrollment', data: { node: session.id }, cause: err }));
+      return false;
+    }
+    // The stream may have ended while Redis answered (a revocation closes it): a closed session is never listed.
+    if (session.isClosed) return false;
+    if (status !== REGISTERABLE_STATUS) {
+      session.close(authError('orchestrator', REFUSAL_BY_STATUS[status] ?? 'unknown-node', {
+        detail: `node is ${status} (checked at registration)`, data: { node: session.id },
+      }));
+      return false;
+    }
     if (drained) session.setDraining(true, 'drained by an operator');
     const previous = this.sessions.get(session.id);
     if (previous && previous !== session) {
@@ -92,10 +140,17 @@ export class NodeRegistry extends EventEmitter<NodeRegistryEvents> {
       this.emit('changed');
       this.emit('capacity');
     });
-    await this.persist(session, 'connected');
-    this.redis.sadd(redisKeys.nodes(), session.id).catch(() => undefined);
     this.emit('changed');
     this.emit('capacity');
+    await this.persist(session, 'connected');
+    this.redis.sadd(redisKeys.nodes(), session.id).catch(() => undefined);
+    return true;
+  }
+
+  /** The node's enrollment status now; without an enrollment store (tests of the fleet alone), accepted. */
+  private async enrollmentStatus(nodeId: string): Promise<string> {
+    if (!this.enrollment) return REGISTERABLE_STATUS;
+    return (await this.enrollment.get(nodeId))?.status ?? 'unknown';
   }
 
   get(nodeId: string): NodeSession | undefined {

@@ -1,11 +1,13 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { captureLogger, ConclaveError } from '@conclave/common';
 import type { NodeMessage__Output, OrchestratorMessage } from '@conclave/protocol';
-import { DEAD_AFTER_MISSED, NodeSession, SUSPECT_AFTER_MISSED, type NodeLink } from './node-session.js';
+import {
+  ADOPTION_GRACE_MS, DEAD_AFTER_MISSED, MAX_UNRECORDED_RESULTS_PER_NODE, NodeSession, SUSPECT_AFTER_MISSED, type NodeLink,
+} from './node-session.js';
 import { canRun } from './scheduling/scheduler.js';
 
 /** A NodeSession over a recording link: what it sends, and how it was closed. */
-function session() {
+function session(options: { slots?: number; runningJobs?: string[]; maxSlots?: number } = {}) {
   const sent: OrchestratorMessage[] = [];
   const closed: ConclaveError[] = [];
   const link: NodeLink = {
@@ -18,18 +20,29 @@ function session() {
   };
   const logs = captureLogger('ORCH');
   const fetches: string[] = [];
+  const unmatched: string[] = [];
   const s = new NodeSession({
     link,
-    register: { nodeId: 'n1', name: 'pi-01', slots: 2, models: ['m'], pendingResults: [], capabilities: null },
+    register: {
+      nodeId: 'n1', name: 'pi-01', slots: options.slots ?? 2, models: ['m'], pendingResults: [], capabilities: null,
+      runningJobs: options.runningJobs ?? [],
+    },
     logger: logs.logger,
     address: 'ipv4:10.0.0.5:1234',
     fingerprint: 'SHA256:x',
     onFetchModel: (_, request) => fetches.push(request.sha256),
+    onUnmatchedResult: (_, r) => unmatched.push(`${r.jobId}:${r.attempt}`),
+    maxSlots: options.maxSlots ?? 16,
   });
   let capacity = 0;
   s.on('capacity', () => capacity++);
-  return { s, sent, closed, logs, fetches, capacity: () => capacity };
+  const acks = () => sent.flatMap((m) => (m.resultAck ? [`${m.resultAck.jobId ?? ''}:${m.resultAck.attempt ?? 0}`] : []));
+  return { s, sent, closed, logs, fetches, unmatched, acks, capacity: () => capacity };
 }
+
+const heartbeat = (runningJobs: string[], slots = 2): NodeMessage__Output => ({
+  body: 'heartbeat', heartbeat: { slots, loadedModels: [], memoryUsedBytes: 0, backendActive: '', sentAtMs: 0, runningJobs },
+});
 
 const result = (jobId: string, attempt = 1): NodeMessage__Output => ({
   body: 'result',
@@ -54,10 +67,10 @@ describe('NodeSession lifecycle', () => {
   it('comes back from suspect when the node is heard from, and never back from dead or closed', () => {
     const { s } = session();
     s.heartbeatsMissed(SUSPECT_AFTER_MISSED);
-    s.receive({ body: 'heartbeat', heartbeat: { slots: 2, loadedModels: [], memoryUsedBytes: 0, backendActive: '', sentAtMs: 0 } });
+    s.receive({ body: 'heartbeat', heartbeat: { slots: 2, loadedModels: [], memoryUsedBytes: 0, backendActive: '', sentAtMs: 0, runningJobs: [] } });
     expect(s.state).toBe('connected');
     s.close(new ConclaveError('ORCH-NET-602', { detail: 'stream ended' }));
-    s.receive({ body: 'heartbeat', heartbeat: { slots: 2, loadedModels: [], memoryUsedBytes: 0, backendActive: '', sentAtMs: 0 } });
+    s.receive({ body: 'heartbeat', heartbeat: { slots: 2, loadedModels: [], memoryUsedBytes: 0, backendActive: '', sentAtMs: 0, runningJobs: [] } });
     s.heartbeatsMissed(DEAD_AFTER_MISSED);
     expect(s.state).toBe('closed');
   });
@@ -84,22 +97,79 @@ describe('NodeSession lifecycle', () => {
     expect(capacity()).toBe(3);
   });
 
-  it('acks every result, resolves the pending job once, and frees its slot', async () => {
-    const { s, sent, capacity } = session();
+  it('resolves the pending job once, frees its slot, and acks the result only once it is recorded', async () => {
+    const { s, acks, unmatched, capacity } = session();
     const running = s.assign({ jobId: 'j1', attempt: 1 });
     s.receive(result('j1'));
+    // A resend while the first copy is being recorded is neither a second result nor unmatched.
     s.receive(result('j1'));
     await expect(running).resolves.toMatchObject({ jobId: 'j1' });
-    expect(sent.filter((m) => m.resultAck).length).toBe(2);
+    expect(unmatched).toEqual([]);
+    expect(acks()).toEqual([]);
+    expect(s.resultFor('j1', 1)).toMatchObject({ jobId: 'j1' });
+    s.acknowledge('j1', 1);
+    expect(acks()).toEqual(['j1:1']);
+    expect(s.resultFor('j1', 1)).toBeUndefined();
     expect(s.running).toBe(0);
     expect(capacity()).toBe(1);
+  });
+
+  it('hands a result no job waits for to the handler once, and again after a failed recording released it', () => {
+    const { s, acks, unmatched } = session();
+    s.receive(result('old'));
+    s.receive(result('old'));
+    expect(unmatched).toEqual(['old:1']);
+    s.releaseResult('old', 1);
+    s.receive(result('old'));
+    expect(unmatched).toEqual(['old:1', 'old:1']);
+    expect(acks()).toEqual([]);
+  });
+
+  it('keeps at most MAX_UNRECORDED_RESULTS_PER_NODE unrecorded results; the rest go unacknowledged, for the node to resend', () => {
+    const { s, unmatched } = session();
+    for (let i = 0; i < MAX_UNRECORDED_RESULTS_PER_NODE + 10; i++) s.receive(result(`j${i}`));
+    expect(unmatched).toHaveLength(MAX_UNRECORDED_RESULTS_PER_NODE);
+  });
+
+  it('gives a node no more slots than the orchestrator allows, whatever it claims, and says so once (ORCH-SCHED-853)', () => {
+    const { s, logs } = session({ slots: 10_000, maxSlots: 16 });
+    expect(s.slots).toBe(16);
+    s.receive(heartbeat([], 5_000));
+    expect(s.slots).toBe(16);
+    s.receive(heartbeat([], 3));
+    expect(s.slots).toBe(3);
+    expect(logs.lines.filter((l) => l.includes('ORCH-SCHED-853'))).toHaveLength(1);
+  });
+
+  it('adopts a job the node runs: resolves with its result, or fails ORCH-JOB-806 once the node stops listing it past the grace', async () => {
+    const { s } = session({ runningJobs: ['a:1', 'b:1'] });
+    expect(s.hasJob('a', 1)).toBe(true);
+    expect(s.hasJob('c', 1)).toBe(false);
+    const a = s.adopt('a', 1);
+    s.receive(result('a'));
+    await expect(a).resolves.toMatchObject({ jobId: 'a' });
+
+    vi.useFakeTimers();
+    try {
+      const b = s.adopt('b', 1);
+      s.receive(heartbeat(['b:1']));
+      vi.advanceTimersByTime(ADOPTION_GRACE_MS + 1);
+      // Still listed: still adopted.
+      s.receive(heartbeat(['b:1']));
+      expect(s.running).toBe(1);
+      s.receive(heartbeat([]));
+      await expect(b).rejects.toMatchObject({ code: 'ORCH-JOB-806' });
+      expect(s.running).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('reads every heartbeat field: loaded models and slots for placement, memory and clock for nodes list', () => {
     const { s, capacity } = session();
     s.receive({
       body: 'heartbeat',
-      heartbeat: { slots: 4, loadedModels: ['m'], memoryUsedBytes: 5_000, backendActive: 'hailo', sentAtMs: Date.now() - 50 },
+      heartbeat: { slots: 4, loadedModels: ['m'], memoryUsedBytes: 5_000, backendActive: 'hailo', sentAtMs: Date.now() - 50, runningJobs: [] },
     });
     expect([...s.loadedModels]).toEqual(['m']);
     expect(s.slots).toBe(4);
@@ -117,7 +187,7 @@ describe('NodeSession lifecycle', () => {
     a.s.receive({ body: 'goodbye', goodbye: { reason: 'bye', code: '' } });
     expect(a.closed.map((e) => e.message)).toEqual([expect.stringContaining('node said goodbye: bye')]);
     const b = session();
-    b.s.receive({ body: 'register', register: { nodeId: 'n1', name: '', slots: 1, models: [], pendingResults: [], capabilities: null } });
+    b.s.receive({ body: 'register', register: { nodeId: 'n1', name: '', slots: 1, models: [], pendingResults: [], capabilities: null, runningJobs: [] } });
     expect(b.closed.map((e) => e.code)).toEqual(['ORCH-NET-603']);
   });
 });

@@ -26,12 +26,43 @@ export interface NodeSessionOptions {
   fingerprint: string;
   /** A node asked for a model's bytes from `offset` on. */
   onFetchModel: (session: NodeSession, request: FetchModel__Output) => void;
+  /**
+   * A result no job of this session waits for: from an earlier session (the node's outbox) or
+   * another orchestrator's run. The handler records it if the job is still open and
+   * acknowledges it; until then the session keeps it (see `resultFor`).
+   */
+  onUnmatchedResult: (session: NodeSession, result: JobResult__Output) => void;
+  /** The most slots the node is given, whatever it claims (ORCH-SCHED-853). */
+  maxSlots: number;
 }
 
 interface PendingJob {
   resolve: (result: JobResult__Output) => void;
   reject: (err: Error) => void;
+  /** Set for a job taken over from an earlier orchestrator rather than sent by this one. */
+  adoptedAtMs?: number;
 }
+
+/** A result the node sent that is not yet recorded: no ack until it is, so the node keeps it. */
+interface ReceivedResult {
+  result: JobResult__Output;
+  /** The unmatched-result handler is working on it; a resend meanwhile is not handed over again. */
+  handling: boolean;
+}
+
+/**
+ * Results one node may have waiting to be recorded. Beyond this, further results are dropped
+ * unacknowledged (the node keeps them and sends them again): a node cannot grow the
+ * orchestrator's memory by sending results nobody asked for.
+ */
+export const MAX_UNRECORDED_RESULTS_PER_NODE = 256;
+
+/**
+ * How long an adopted job may go unlisted in the node's heartbeats (and without its result)
+ * before it counts as lost: the node's Register, its resent outbox and its next heartbeat all
+ * come within this after it re-attaches.
+ */
+export const ADOPTION_GRACE_MS = 5_000;
 
 export interface NodeSessionEvents {
   /** The session ended; `state` says how (`dead` or `closed`). */
@@ -86,6 +117,12 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
   private clockOffsetValue = 0;
   private readonly link: NodeLink;
   private readonly pending = new Map<string, PendingJob>();
+  private readonly received = new Map<string, ReceivedResult>();
+  /** `jobId:attempt` of the jobs the node says it runs (Register, then every heartbeat). */
+  private runningJobsValue: ReadonlySet<string>;
+  /** Results the node said, at Register, were waiting in its outbox. */
+  private readonly outboxJobs: ReadonlySet<string>;
+  private slotsCapLogged = false;
 
   constructor(private readonly o: NodeSessionOptions) {
     super();
@@ -95,7 +132,9 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
     this.fingerprint = o.fingerprint;
     this.id = register.nodeId;
     this.name = register.name || register.nodeId;
-    this.slotsValue = Math.max(1, register.slots);
+    this.slotsValue = this.allowedSlots(register.slots);
+    this.runningJobsValue = new Set(register.runningJobs);
+    this.outboxJobs = new Set(register.pendingResults);
     this.storedModels = new Set(register.models);
     const caps = register.capabilities;
     this.backends = caps?.backends ?? ['cpu'];
@@ -140,6 +179,30 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
 
   get running(): number {
     return this.pending.size;
+  }
+
+  /** Whether the node runs the job (its last word) or had its result waiting when it registered. */
+  hasJob(jobId: string, attempt: number): boolean {
+    const key = pendingKey(jobId, attempt);
+    return this.runningJobsValue.has(key) || this.outboxJobs.has(key) || this.received.has(key);
+  }
+
+  /** A result the node sent that is not recorded yet (a Redis outage, an earlier run of the job). */
+  resultFor(jobId: string, attempt: number): JobResult__Output | undefined {
+    return this.received.get(pendingKey(jobId, attempt))?.result;
+  }
+
+  /** The result is recorded (or no longer needed): the node may drop it from its outbox. */
+  acknowledge(jobId: string, attempt: number): void {
+    const key = pendingKey(jobId, attempt);
+    this.received.delete(key);
+    this.send({ resultAck: { jobId, attempt } });
+  }
+
+  /** The unmatched-result handler could not record it (Redis down): a resend may try again. */
+  releaseResult(jobId: string, attempt: number): void {
+    const entry = this.received.get(pendingKey(jobId, attempt));
+    if (entry) entry.handling = false;
   }
 
   get isClosed(): boolean {
@@ -216,6 +279,22 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
     });
   }
 
+  /**
+   * Takes over a job the node already runs (`hasJob`), sent to it by an earlier orchestrator:
+   * resolves with its result, which the node sends when done (or has already sent); rejects
+   * with a retryable ORCH-JOB-806 if the node stops listing it without a result.
+   */
+  adopt(jobId: string, attempt: number): Promise<JobResult__Output> {
+    const key = pendingKey(jobId, attempt);
+    if (this.isClosed) return Promise.reject(this.lostError());
+    const waiting = this.received.get(key);
+    if (waiting) return Promise.resolve(waiting.result);
+    return new Promise<JobResult__Output>((resolve, reject) => {
+      this.pending.set(key, { resolve, reject, adoptedAtMs: Date.now() });
+      this.emit('capacity');
+    });
+  }
+
   /** Stops waiting for a job (cancel or timeout); the node is told to stop it. */
   abandon(jobId: string, attempt: number, reason: string): void {
     const key = pendingKey(jobId, attempt);
@@ -234,6 +313,8 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
     const lost = this.pending.size;
     for (const job of this.pending.values()) job.reject(reason);
     this.pending.clear();
+    // Unacknowledged: the node keeps them in its outbox and sends them to the next session.
+    this.received.clear();
     this.logger.info('NET', 'node session closed', { reason: reason.message, code: reason.code, jobsInFlight: lost });
     this.link.close(reason);
     this.emit('closed', reason);
@@ -279,20 +360,57 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
     if (heartbeat.backendActive) this.backendActiveValue = heartbeat.backendActive;
     this.memoryUsedValue = Number(heartbeat.memoryUsedBytes);
     if (Number(heartbeat.sentAtMs) > 0) this.clockOffsetValue = Date.now() - Number(heartbeat.sentAtMs);
-    if (heartbeat.slots > 0 && heartbeat.slots !== this.slotsValue) {
-      this.slotsValue = heartbeat.slots;
+    this.runningJobsValue = new Set(heartbeat.runningJobs);
+    const slots = heartbeat.slots > 0 ? this.allowedSlots(heartbeat.slots) : this.slotsValue;
+    if (slots !== this.slotsValue) {
+      this.slotsValue = slots;
+      this.emit('capacity');
+    }
+    this.dropLostAdoptions();
+  }
+
+  /** An adopted job the node no longer lists, with no result after the grace, is run again. */
+  private dropLostAdoptions(): void {
+    const now = Date.now();
+    for (const [key, job] of this.pending) {
+      if (job.adoptedAtMs === undefined || this.runningJobsValue.has(key) || now - job.adoptedAtMs < ADOPTION_GRACE_MS) continue;
+      this.pending.delete(key);
+      job.reject(new ConclaveError('ORCH-JOB-806', { detail: `node ${this.id} no longer runs ${key}`, data: { node: this.id } }));
       this.emit('capacity');
     }
   }
 
+  /** What the node claims, up to the orchestrator's maximum; at least one. */
+  private allowedSlots(claimed: number): number {
+    const { maxSlots } = this.o;
+    if (claimed > maxSlots && !this.slotsCapLogged) {
+      this.slotsCapLogged = true;
+      this.logger.failure(new ConclaveError('ORCH-SCHED-853', { detail: `claims ${claimed}, given ${maxSlots}`, data: { node: this.id } }), {}, 'warn');
+    }
+    return Math.max(1, Math.min(claimed, maxSlots));
+  }
+
+  /**
+   * A result is acknowledged only once recorded (by the dispatcher for the job it waits on,
+   * by the unmatched-result handler otherwise): a result acknowledged and then lost to a
+   * Redis outage would be lost for good, since the node drops what is acknowledged.
+   */
   private onResult(result: JobResult__Output): void {
-    // Acknowledge every result, even a late or duplicate one: results are idempotent by
-    // job id and attempt, and the ack lets the node drop it from its outbox.
-    this.send({ resultAck: { jobId: result.jobId, attempt: result.attempt } });
     const key = pendingKey(result.jobId, result.attempt);
+    const known = this.received.get(key);
+    if (known?.handling) return;
     const job = this.pending.get(key);
+    if (!known) {
+      if (this.received.size >= MAX_UNRECORDED_RESULTS_PER_NODE) {
+        this.logger.debug('JOB', 'result dropped unacknowledged: too many waiting to be recorded', { jobId: result.jobId, attempt: result.attempt });
+        return;
+      }
+      this.received.set(key, { result, handling: true });
+    } else {
+      known.handling = true;
+    }
     if (!job) {
-      this.logger.debug('JOB', 'late or duplicate result ignored', { jobId: result.jobId, attempt: result.attempt });
+      this.o.onUnmatchedResult(this, result);
       return;
     }
     this.pending.delete(key);

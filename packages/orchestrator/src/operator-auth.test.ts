@@ -5,7 +5,9 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConclaveError, captureLogger } from '@conclave/common';
 import type { ControlHandlers } from '@conclave/protocol';
-import { checkOperatorToken, loadOrCreateOperatorToken, OPERATOR_TOKEN_FILE, withOperatorAuth } from './operator-auth.js';
+import {
+  checkOperatorToken, checkTransport, isLoopbackPeer, loadOrCreateOperatorToken, OPERATOR_TOKEN_FILE, withOperatorAuth,
+} from './operator-auth.js';
 
 const TOKEN = 'A'.repeat(20) + 'secret-token-value';
 
@@ -170,5 +172,33 @@ describe('withOperatorAuth', () => {
     (wrapped.WatchJob as unknown as (call: unknown) => void)({ ...fakeCall(`Bearer ${TOKEN}`), end: () => undefined });
     expect(error).toBeNull();
     expect(ran).toEqual(['GetJob', 'WatchJob']);
+  });
+});
+
+describe('Control API transport', () => {
+  it('knows loopback callers, whatever grpc-js spells them', () => {
+    for (const peer of ['127.0.0.1:5000', 'ipv4:127.0.0.1:5000', '127.9.9.9:1', '::1:5000', '[::1]:5000', '::ffff:127.0.0.1:5000', 'unix:/tmp/s']) {
+      expect(isLoopbackPeer(peer), peer).toBe(true);
+    }
+    for (const peer of ['10.0.0.5:5000', '192.168.1.2:1', '::ffff:10.0.0.1:5000', '2001:db8::1:5000', '128.0.0.1:2']) {
+      expect(isLoopbackPeer(peer), peer).toBe(false);
+    }
+  });
+
+  it('refuses a plaintext caller from the network with ORCH-AUTH-571, before its token is looked at; TLS or --insecure-control let it in', () => {
+    const plaintext = { tls: false, insecureControl: false };
+    expect(() => checkTransport('10.0.0.5:5000', plaintext)).toThrow(expect.objectContaining({ code: 'ORCH-AUTH-571' }));
+    expect(() => checkTransport('127.0.0.1:5000', plaintext)).not.toThrow();
+    expect(() => checkTransport('10.0.0.5:5000', { tls: true, insecureControl: false })).not.toThrow();
+    expect(() => checkTransport('10.0.0.5:5000', { tls: false, insecureControl: true })).not.toThrow();
+
+    const logs = captureLogger('ORCH');
+    let answered: unknown;
+    const wrapped = withOperatorAuth({ GetJob: () => undefined } as unknown as ControlHandlers, TOKEN, logs.logger, plaintext);
+    (wrapped.GetJob as unknown as (call: unknown, cb: (err: unknown) => void) => void)(
+      { metadata: new grpc.Metadata(), request: {}, getPeer: () => '10.0.0.5:5000' },
+      (err) => (answered = err),
+    );
+    expect(answered).toMatchObject({ code: grpc.status.PERMISSION_DENIED, details: expect.stringMatching(/^ORCH-AUTH-571 /) });
   });
 });

@@ -138,10 +138,35 @@ type AnyHandler = (
  * answer through their callback; server-streaming (and bidi) calls end the stream with the status.
  * The refusal is logged with the method, peer and reason; never the token.
  */
+/** How the Control API is reached: over TLS, or plaintext (then loopback only, unless the operator says otherwise). */
+export interface ControlTransport {
+  tls: boolean;
+  /** `--insecure-control`: plaintext callers from the network are let in. */
+  insecureControl: boolean;
+}
+
+/**
+ * Refuses a plaintext call from off this host (ORCH-AUTH-571): its bearer token has crossed
+ * the network in the clear, and answering would teach the caller that it works.
+ */
+export function checkTransport(peer: string, transport: ControlTransport): void {
+  if (transport.tls || transport.insecureControl || isLoopbackPeer(peer)) return;
+  throw new ConclaveError('ORCH-AUTH-571', { detail: `caller ${peer}`, data: { reason: 'plaintext-remote' } });
+}
+
+/** `ipv4:127.0.0.1:5000`, `ipv6:[::1]:5000`, `[::ffff:127.0.0.1]:5000`, `unix:…` are this host. */
+export function isLoopbackPeer(peer: string): boolean {
+  const address = peer.replace(/^(ipv4|ipv6):/, '');
+  if (address.startsWith('unix:')) return true;
+  const host = (/^\[(.*)\](?::\d+)?$/.exec(address)?.[1] ?? address.replace(/:\d+$/, '')).toLowerCase();
+  return host === '::1' || /^127\./.test(host) || /^::ffff:127\./.test(host) || host === 'localhost';
+}
+
 export function withOperatorAuth<H extends grpc.UntypedServiceImplementation = ControlHandlers>(
   handlers: H,
   token: string,
   logger: Logger,
+  transport: ControlTransport = { tls: false, insecureControl: false },
 ): H {
   const definition = loadConclaveProtos().conclave.v1.Control.service as grpc.ServiceDefinition;
   const wrapped: Record<string, unknown> = {};
@@ -156,6 +181,7 @@ export function withOperatorAuth<H extends grpc.UntypedServiceImplementation = C
     const original = handler as AnyHandler;
     wrapped[name] = (call: Parameters<AnyHandler>[0], callback?: (err: unknown) => void): void => {
       try {
+        checkTransport(call.getPeer(), transport);
         checkOperatorToken(call.metadata, token);
       } catch (err) {
         logger.failure(err, { method: name, peer: call.getPeer(), reason: (err as ConclaveError).data.reason }, 'warn');

@@ -41,6 +41,16 @@ export interface OrchestratorOptions {
   operatorToken?: string;
   /** gRPC over TLS (in addition to the sealed sessions). @default none: plain gRPC */
   tls?: { certPath: string; keyPath: string };
+  /**
+   * The most slots one node is given, whatever it claims: a node is trusted with work, not
+   * with how much of the fleet's it may hold. @default 16
+   */
+  maxSlotsPerNode?: number;
+  /**
+   * Without TLS the Control API answers only loopback callers (its bearer token would cross
+   * the network in the clear); true lets plaintext callers from anywhere in. @default false
+   */
+  insecureControl?: boolean;
 }
 
 // The options whose default is known before start; the others are found at start (see their docs).
@@ -55,7 +65,9 @@ type DefaultedKey =
   | 'maxQueuedJobs'
   | 'jobAttempts'
   | 'approval'
-  | 'defaultTokenTtlMs';
+  | 'defaultTokenTtlMs'
+  | 'maxSlotsPerNode'
+  | 'insecureControl';
 
 export interface ResolvedOrchestratorOptions extends Required<Pick<OrchestratorOptions, DefaultedKey | 'dataDir' | 'logger'>> {
   /** Absent: startOrchestrator launches an embedded redis-server. */
@@ -83,6 +95,8 @@ export const ORCHESTRATOR_DEFAULTS: Readonly<Pick<ResolvedOrchestratorOptions, D
   jobAttempts: 5,
   approval: 'auto',
   defaultTokenTtlMs: 3_600_000,
+  maxSlotsPerNode: 16,
+  insecureControl: false,
 });
 
 export function resolveOrchestratorOptions(options: OrchestratorOptions): ResolvedOrchestratorOptions {
@@ -105,5 +119,7 @@ export function resolveOrchestratorOptions(options: OrchestratorOptions): Resolv
     defaultTokenTtlMs: options.defaultTokenTtlMs ?? d.defaultTokenTtlMs,
     operatorToken: options.operatorToken,
     tls: options.tls,
+    maxSlotsPerNode: options.maxSlotsPerNode ?? d.maxSlotsPerNode,
+    insecureControl: options.insecureControl ?? d.insecureControl,
   };
 }

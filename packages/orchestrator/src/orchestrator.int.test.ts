@@ -79,8 +79,11 @@ describe('orchestrator with in-process nodes', () => {
     }
   });
 
-  it('refuses a file that is not ONNX and records nothing', async () => {
-    await expect(control.addModel('garbage', notOnnxBytes())).rejects.toMatchObject({ code: 3, details: expect.stringMatching(/^ORCH-LOAD-101/) });
+  it('refuses a file that is not ONNX and records nothing, without naming the orchestrator\'s temporary file', async () => {
+    const refused = control.addModel('garbage', notOnnxBytes());
+    await expect(refused).rejects.toMatchObject({ code: 3, details: expect.stringMatching(/^ORCH-LOAD-101/) });
+    const details = String(((await refused.catch((err: unknown) => err)) as { details?: string }).details);
+    expect(details).not.toMatch(/\.upload-|\/tmp\//);
     expect((await control.listModels()).map((m) => m.name)).toEqual(['affine']);
   });
 

@@ -1,5 +1,5 @@
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
-import { mkdir, readFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -8,13 +8,13 @@ import type { Redis } from 'ioredis';
 import { ConclaveError, assertPortFree, launchRedis, maskUrlCredentials } from '@conclave/common';
 import type { RedisServerHandle } from '@conclave/common';
 import {
-  DEFAULT_CHANNEL_OPTIONS, HandshakeRateLimiter, encodeJoinString, fingerprint, loadConclaveProtos, loadOrCreateIdentity,
+  DEFAULT_CHANNEL_OPTIONS, HandshakeRateLimiter, tlsCertificateFingerprint, encodeJoinString, fingerprint, loadConclaveProtos, loadOrCreateIdentity,
 } from '@conclave/protocol';
 import { createAdminService } from './admin-service.js';
 import { createControlService } from './control-service.js';
 import type { JobData } from './dispatcher.js';
 import { Dispatcher } from './dispatcher.js';
-import { createGatewayService } from './gateway-service.js';
+import { MAX_SEALED_MESSAGE_BYTES, createGatewayService } from './gateway-service.js';
 import { startHttpServer } from './http-server.js';
 import { JobStore } from './job-store.js';
 import { readKeyRotations } from './key-rotation.js';
@@ -24,7 +24,8 @@ import { RedisEnrollmentStore } from './enrollment-store.js';
 import { NodeRegistry } from './node-registry.js';
 import { resolveOrchestratorOptions, type OrchestratorOptions } from './orchestrator-options.js';
 import { loadOrCreateOperatorToken, withOperatorAuth } from './operator-auth.js';
-import { connectRedis } from './redis-connection.js';
+import { connectRedis, loadOrCreateRedisPassword, redisAvailable } from './redis-connection.js';
+import { stateStoreGuard } from './state-store-guard.js';
 import { BULL_PREFIX, JOB_QUEUE_NAME } from './redis-keys.js';
 
 export const ORCHESTRATOR_VERSION = '0.1.0';
@@ -34,6 +35,16 @@ export type { OrchestratorOptions } from './orchestrator-options.js';
 
 /** How long one shutdown step (a server, the queue, a connection) may take. */
 const CLOSE_STEP_TIMEOUT_MS = 3_000;
+
+/**
+ * What the server reads: nothing larger than the largest sealed frame (a job's inputs or a
+ * result, DEFAULT_MAX_PLAINTEXT_BYTES) plus its framing. The clients' 64 MiB would let any
+ * caller, before authentication, make the orchestrator buffer 64 MiB per message.
+ */
+const SERVER_CHANNEL_OPTIONS: grpc.ChannelOptions = {
+  ...DEFAULT_CHANNEL_OPTIONS,
+  'grpc.max_receive_message_length': MAX_SEALED_MESSAGE_BYTES,
+};
 
 /** How long /readyz waits for Redis to answer before it reports it unreachable. */
 const READINESS_TIMEOUT_MS = 1_000;
@@ -60,9 +71,23 @@ export interface OrchestratorHandle {
 export async function startOrchestrator(options: OrchestratorOptions): Promise<OrchestratorHandle> {
   const o = resolveOrchestratorOptions(options);
   const logger = o.logger;
-  await mkdir(o.dataDir, { recursive: true });
+  // Keys, tokens, the Redis password and the AOF live here: this user's alone, also when it existed.
+  await mkdir(o.dataDir, { recursive: true, mode: 0o700 });
+  await chmod(o.dataDir, 0o700).catch((err: NodeJS.ErrnoException) => {
+    // Another user's dir (a volume mounted as root): theirs to tighten; the files in it are 0600.
+    if (err.code !== 'EPERM') throw err;
+    logger.warn('STATE', 'data dir belongs to another user; its mode is left as it is', { dataDir: o.dataDir });
+  });
   const cleanups: Array<() => Promise<unknown>> = [];
+  let redisToClose: Redis | undefined;
   const closeAll = async () => {
+    // With Redis unreachable, every step that talks to it (BullMQ's close, QUIT) would wait out
+    // its bound: cutting the connection first fails its queued commands at once and ends the
+    // retries, so the stop takes no longer than the servers' own shutdown.
+    if (redisToClose !== undefined && !redisAvailable(redisToClose)) {
+      logger.info('CLEAN', 'redis unreachable; closing without waiting for it', { status: redisToClose.status });
+      redisToClose.disconnect();
+    }
     // Each step gets a bounded time: with Redis gone, BullMQ's close would wait for it forever.
     for (const cleanup of cleanups.reverse()) {
       const done = await Promise.race([
@@ -80,16 +105,25 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
     if (o.httpPort > 0) await assertPortFree({ host: o.httpHost, port: o.httpPort, errorCode: 'ORCH-NET-605', listener: 'HTTP' });
     // Bad input too: a TLS file that is no PEM is found before anything starts or is written.
     const credentials = o.tls ? await serverTlsCredentials(o.tls) : grpc.ServerCredentials.createInsecure();
+    // With TLS, join strings pin the certificate (its leaf, DER, SHA-256) too: a board then
+    // connects with TLS from its first start (`token create` and createJoinString alike).
+    const tlsFingerprint = o.tls ? tlsCertificateFingerprint(await readFile(o.tls.certPath)) : undefined;
     let embeddedRedis: RedisServerHandle | undefined;
     if (!o.redisUrl) {
-      const launched = await launchRedis({ dir: join(o.dataDir, 'redis'), logger });
+      // A password, so that no other local process can rewrite the state (one HSET un-revokes a
+      // node); restartOnExit, so that a crashed Redis does not leave the fleet down until a restart.
+      const launched = await launchRedis({
+        dir: join(o.dataDir, 'redis'), logger, password: loadOrCreateRedisPassword(o.dataDir), restartOnExit: true,
+      });
       embeddedRedis = launched;
       cleanups.push(() => launched.stop());
-      logger.info('STATE', 'started embedded redis-server (no --redis-url given)', { redis: launched.url, dir: launched.dir });
+      logger.info('STATE', 'started embedded redis-server (no --redis-url given)', { redis: maskUrlCredentials(launched.url), dir: launched.dir });
     }
     const redisUrl: string = o.redisUrl ?? embeddedRedis?.url ?? '';
     const redis: Redis = await connectRedis({ url: redisUrl, logger });
-    cleanups.push(() => redis.quit());
+    redisToClose = redis;
+    // QUIT lets queued commands finish; with Redis down it would wait for a reconnect that may not come.
+    cleanups.push(async () => (redisAvailable(redis) ? redis.quit() : redis.disconnect()));
 
     const queue = new Queue<JobData>(JOB_QUEUE_NAME, { connection: redis, prefix: BULL_PREFIX });
     cleanups.push(() => queue.close());
@@ -113,16 +147,18 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
     registry.setEnrollment(enrollment);
 
     const protos = loadConclaveProtos().conclave.v1;
-    const server = new grpc.Server(DEFAULT_CHANNEL_OPTIONS);
+    const server = new grpc.Server(SERVER_CHANNEL_OPTIONS);
     server.addService(protos.NodeGateway.service, createGatewayService({
       registry, models, logger, heartbeatIntervalMs: o.heartbeatIntervalMs, version: ORCHESTRATOR_VERSION,
-      identity, enrollment, rateLimiter: new HandshakeRateLimiter(), rotations,
+      identity, enrollment, rateLimiter: new HandshakeRateLimiter(), rotations, maxSlotsPerNode: o.maxSlotsPerNode,
+      onUnmatchedResult: (session, result) => void dispatcher.recordUnmatchedResult(session, result),
     }));
     // Filled in after binding (with port 0 the port is known only then); join tokens read it later.
     let advertiseAddress = o.advertiseAddress ?? '';
+    const stateStore = stateStoreGuard(redis);
     const controlHandlers = {
       ...createControlService({
-        redis, queue, jobs, models, registry, dispatcher, logger,
+        redis, queue, jobs, models, registry, dispatcher, logger, stateStore,
         defaultJobTimeoutMs: o.defaultJobTimeoutMs, maxQueuedJobs: o.maxQueuedJobs, jobAttempts: o.jobAttempts,
       }),
       ...createAdminService({
@@ -131,9 +167,16 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
           return advertiseAddress;
         },
         closeNodeSessions: (nodeId: string, reason: string) => registry.revoke(nodeId, reason),
+        stateStore,
+        tlsFingerprint,
       }),
     };
-    server.addService(protos.Control.service, withOperatorAuth(controlHandlers, operatorToken, logger));
+    server.addService(protos.Control.service, withOperatorAuth(controlHandlers, operatorToken, logger, { tls: Boolean(o.tls), insecureControl: o.insecureControl }));
+    if (!o.tls && !isLoopback(o.grpcHost)) {
+      logger.warn('AUTH', o.insecureControl
+        ? 'Control API in plaintext open to the network (--insecure-control): operator tokens cross it in the clear'
+        : 'Control API without TLS: it answers loopback callers only (give --tls-cert/--tls-key to reach it from the network)', { listen: o.grpcHost });
+    }
     const grpcPort = await bind(server, `${o.grpcHost}:${o.grpcPort}`, credentials);
     const localHost = ['0.0.0.0', '::', ''].includes(o.grpcHost) ? '127.0.0.1' : o.grpcHost;
     if (!advertiseAddress) advertiseAddress = isLoopback(localHost) && localHost === o.grpcHost ? `${localHost}:${grpcPort}` : `${hostname()}:${grpcPort}`;
@@ -174,10 +217,15 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
       operatorToken,
       async createJoinString(ttlMs = o.defaultTokenTtlMs) {
         const created = await enrollment.createToken(ttlMs);
-        return encodeJoinString({ address: advertiseAddress, token: created.token, fingerprint: orchestratorFingerprint });
+        return encodeJoinString({
+          address: advertiseAddress, token: created.token, fingerprint: orchestratorFingerprint, ...(tlsFingerprint ? { tlsFingerprint } : {}),
+        });
       },
       async close() {
         serving = false;
+        // First, while node sessions are open: jobs go back to the queue as they are, nothing is
+        // cancelled, and what nodes run reaches the next orchestrator from their outboxes.
+        await Promise.race([dispatcher.close().catch(() => undefined), new Promise((resolve) => setTimeout(resolve, CLOSE_STEP_TIMEOUT_MS).unref())]);
         await closeAll();
         logger.info('STATE', 'orchestrator stopped');
       },

@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { captureLogger, ConclaveError, findFreePort, type CapturedLogger } from '@conclave/common';
 import { startRedis, waitUntil, type RedisServerHandle } from '@conclave/testing';
-import { connectRedis } from './redis-connection.js';
+import { connectRedis, redisAvailable } from './redis-connection.js';
 
 const PASSWORD = 'right-horse-5b1e';
 const WRONG_PASSWORD = 'wrong-battery-9c3d';
@@ -195,6 +195,24 @@ describe('connectRedis after Redis changes its password', () => {
     } finally {
       redis.disconnect();
       admin.disconnect();
+    }
+  });
+});
+
+describe('redisAvailable', () => {
+  it('is true while the connection is ready and false at once when Redis goes away, without waiting for it', async () => {
+    const server = await startRedis();
+    const redis = await connectRedis({ url: server.url, logger: captureLogger('ORCH').logger });
+    try {
+      expect(redisAvailable(redis)).toBe(true);
+      await server.stop();
+      await waitUntil(() => !redisAvailable(redis), { what: 'the lost connection seen', timeoutMs: 2_000 });
+      expect(['reconnecting', 'connecting', 'close']).toContain(redis.status);
+      redis.disconnect();
+      expect(redisAvailable(redis)).toBe(false);
+    } finally {
+      redis.disconnect();
+      await server.stop();
     }
   });
 });

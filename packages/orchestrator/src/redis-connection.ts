@@ -1,6 +1,72 @@
+import { randomBytes } from 'node:crypto';
+import { closeSync, constants as fsConstants, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { Backoff, ConclaveError, maskUrlCredentials } from '@conclave/common';
 import type { Logger } from '@conclave/common';
+
+/** File name of the embedded redis-server's password inside the orchestrator's data dir, beside the operator token. */
+export const REDIS_PASSWORD_FILE = 'redis-password';
+
+/** 32 random bytes, as the operator token: not guessable, and base64url needs no quoting anywhere. */
+const REDIS_PASSWORD_BYTES = 32;
+const REDIS_PASSWORD_TEXT = /^[A-Za-z0-9_-]{32,}$/;
+
+/**
+ * The embedded redis-server's password: `<dataDir>/redis-password`, generated at first start
+ * (32 random bytes, base64url) with mode 0600 the way the operator token is. A file that group or
+ * others may read, or that holds no such password, is refused with ORCH-AUTH-562. Only the
+ * orchestrator reads it; redis-server gets it through its own 0600 config file at each start.
+ */
+export function loadOrCreateRedisPassword(dataDir: string): string {
+  const path = join(dataDir, REDIS_PASSWORD_FILE);
+  try {
+    return readRedisPasswordFile(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const password = randomBytes(REDIS_PASSWORD_BYTES).toString('base64url');
+  // A private temp file linked into place: link fails if another process won the race,
+  // and a crash mid-write never leaves half a password under the real name.
+  const temp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  const fd = openSync(temp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o600);
+  try {
+    writeSync(fd, `${password}\n`);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  try {
+    linkSync(temp, path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    return readRedisPasswordFile(path);
+  } finally {
+    unlinkSync(temp);
+  }
+  return password;
+}
+
+function readRedisPasswordFile(path: string): string {
+  const info = statSync(path);
+  const refuse = (detail: string): ConclaveError => new ConclaveError('ORCH-AUTH-562', { detail: `${path} ${detail}`, data: { path } });
+  if (!info.isFile()) throw refuse('is not a regular file');
+  if (process.platform !== 'win32' && (info.mode & 0o077) !== 0) throw refuse(`has mode ${(info.mode & 0o777).toString(8).padStart(4, '0')}`);
+  const password = readFileSync(path, 'utf8').trim();
+  if (!REDIS_PASSWORD_TEXT.test(password)) throw refuse('holds no password of 32 or more base64url characters');
+  return password;
+}
+
+/**
+ * Whether the connection can serve a command right now. ioredis queues commands while it
+ * reconnects (maxRetriesPerRequest: null, for BullMQ), so a caller that must answer promptly —
+ * a Control API handler — checks this first and fails fast with ORCH-STATE-710 instead of
+ * waiting for Redis to come back.
+ */
+export function redisAvailable(redis: Pick<Redis, 'status'>): boolean {
+  return redis.status === 'ready';
+}
 
 export interface RedisConnectOptions {
   url: string;

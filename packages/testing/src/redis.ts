@@ -31,7 +31,13 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<Redis
     url: handle.url,
     host: handle.host,
     port: handle.port,
-    pid: handle.pid,
+    // Getters: with restartOnExit a restart brings a new pid.
+    get pid() {
+      return handle.pid;
+    },
+    get restarts() {
+      return handle.restarts;
+    },
     dir: handle.dir,
     exited: handle.exited,
     kill: (signal) => handle.kill(signal),

@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -110,5 +110,43 @@ describe('node-agent CLI', () => {
     const bogus = await run(['start', '--bogus']);
     expect(bogus.code).toBe(2);
     expect(bogus.stderr).toMatch(/^NODE-STATE-705 command line not understood: unknown option '--bogus' — [^\n]*\n$/);
+  });
+
+  it('takes TLS settings from flags, env and the YAML file', async () => {
+    const flags = await run(['start', '--orchestrator', 'o:1', '--data-dir', dir, '--tls-ca', '/etc/conclave/orch.pem']);
+    expect(flags.code).toBe(0);
+    expect(flags.started[0]).toMatchObject({ tlsCa: '/etc/conclave/orch.pem' });
+    expect(flags.started[0]?.tls).toBeUndefined();
+    const env = await run(['start', '--orchestrator', 'o:1', '--data-dir', dir], { CONCLAVE_TLS_CA: '/from/env.pem', CONCLAVE_TLS: 'true' });
+    expect(env.started[0]).toMatchObject({ tlsCa: '/from/env.pem', tls: true });
+    const file = join(dir, 'tls.yaml');
+    await writeFile(file, 'tlsCa: /from/file.pem\n');
+    const yaml = await run(['start', '--orchestrator', 'o:1', '--data-dir', dir, '--config', file, '--tls']);
+    expect(yaml.started[0]).toMatchObject({ tlsCa: '/from/file.pem', tls: true });
+  });
+
+  it('reads the join string from --join-file or CONCLAVE_JOIN; --join still works', async () => {
+    const joinFile = join(dir, 'join');
+    await writeFile(joinFile, 'conclave-join:v1:from-file\n', { mode: 0o600 });
+    const fromFile = await run(['start', '--data-dir', dir, '--join-file', joinFile]);
+    expect(fromFile.code).toBe(0);
+    expect(fromFile.started[0]?.join).toBe('conclave-join:v1:from-file');
+    const fromEnv = await run(['start', '--data-dir', dir], { CONCLAVE_JOIN: 'conclave-join:v1:from-env' });
+    expect(fromEnv.started[0]?.join).toBe('conclave-join:v1:from-env');
+    const fromFlag = await run(['start', '--data-dir', dir, '--join', 'conclave-join:v1:from-flag']);
+    expect(fromFlag.started[0]?.join).toBe('conclave-join:v1:from-flag');
+    const missing = await run(['start', '--data-dir', dir, '--join-file', join(dir, 'nope')]);
+    expect(missing.code).toBe(2);
+    expect(missing.started).toEqual([]);
+    expect(missing.stderr).toMatch(/^NODE-STATE-703 invalid node agent configuration: joinFile \(--join-file, env CONCLAVE_JOIN_FILE\) .*ENOENT/);
+  });
+
+  it('creates logs/ 0700 under the data dir, and tightens an existing 0755 one', async () => {
+    const dataDir = join(dir, 'modes');
+    await mkdir(join(dataDir, 'logs'), { recursive: true, mode: 0o755 });
+    await chmod(join(dataDir, 'logs'), 0o755);
+    const r = await run(['start', '--orchestrator', 'o:1', '--data-dir', dataDir, '--log-level', 'error'], {}, { createLogger: undefined });
+    expect(r.code).toBe(0);
+    expect((await stat(join(dataDir, 'logs'))).mode & 0o777).toBe(0o700);
   });
 });

@@ -44,7 +44,10 @@ export async function runNodeAgentCli(argv: readonly string[], deps: NodeAgentCl
   program
     .command('start')
     .description('Run the agent until SIGINT or SIGTERM.')
-    .option('--join <join string>', 'join string from `orchestrator token create`: first start only (env CONCLAVE_JOIN)')
+    .option('--join <join string>', 'join string from `orchestrator token create`: first start only; visible in `ps`, prefer env CONCLAVE_JOIN or --join-file')
+    .option('--join-file <file>', 'file (mode 0600) holding the join string (env CONCLAVE_JOIN_FILE)')
+    .option('--tls', 'TLS to the orchestrator with the system roots (default: TLS when the join string carries a certificate digest; env CONCLAVE_TLS)')
+    .option('--tls-ca <file>', 'PEM CA or the orchestrator\'s self-signed certificate for TLS (env CONCLAVE_TLS_CA)')
     .option('--orchestrator <host:port>', 'orchestrator gRPC address (default: from the join string; env CONCLAVE_ORCHESTRATOR)')
     .option('--data-dir <dir>', 'identity, models, outbox and logs (env CONCLAVE_DATA_DIR)')
     .option('--name <name>', 'node name shown by `orchestrator nodes list` (env CONCLAVE_NAME)')
@@ -53,9 +56,9 @@ export async function runNodeAgentCli(argv: readonly string[], deps: NodeAgentCl
     .option('--http-port <port>', `local /healthz and /metrics; 0 = any free, -1 = off (default ${START_DEFAULTS.httpPort}; env CONCLAVE_HTTP_PORT)`)
     .addOption(new Option('--log-level <level>', `default ${START_DEFAULTS.logLevel}; env CONCLAVE_LOG_LEVEL`).choices(['error', 'warn', 'info', 'debug']))
     .option('--config <file>', 'YAML file with the same keys in camelCase (env CONCLAVE_CONFIG)')
-    .action(async (opts: Record<string, string | undefined>) => {
+    .action(async (opts: Record<string, string | boolean | undefined>) => {
       const { config: file, ...flags } = opts;
-      const configFile = file ?? env[`${ENV_PREFIX}CONFIG`];
+      const configFile = (typeof file === 'string' ? file : undefined) ?? env[`${ENV_PREFIX}CONFIG`];
       const config = await loadConfig(nodeAgentConfigSchema, {
         flags: Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined)),
         env,

@@ -1,6 +1,9 @@
+import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import {
+  ConclaveError,
   acquireDataDirLock,
+  ensurePrivateDir,
   whileHoldingDataDir,
   createLogger,
   runService,
@@ -18,7 +21,9 @@ import type { NodeAgentConfig } from './start-config.js';
 export type { TextOut } from '@conclave/common';
 
 /** What the CLI passes `startNodeAgent`: the knobs of its configuration (the type only: no runtime is loaded). */
-export type StartNodeAgentOptions = Pick<NodeAgentOptions, 'orchestrator' | 'join' | 'dataDir' | 'name' | 'slots' | 'httpHost' | 'httpPort' | 'logger'>;
+export type StartNodeAgentOptions = Pick<
+  NodeAgentOptions, 'orchestrator' | 'join' | 'dataDir' | 'name' | 'slots' | 'httpHost' | 'httpPort' | 'logger' | 'tls' | 'tlsCa'
+>;
 
 export interface StartedNodeAgent {
   nodeId: string;
@@ -65,15 +70,22 @@ export async function runNodeAgentStart(config: NodeAgentConfig, deps: NodeAgent
   );
 }
 
+/** The default logger: its files go under `logs/`, made 0700 first (tightened if an older version made it 0755). */
+async function createNodeLogger(options: LoggerOptions): Promise<ClosableLogger> {
+  if (options.file) await ensurePrivateDir(options.file.dir);
+  return createLogger(options);
+}
+
 async function runLocked(config: NodeAgentConfig, dataDir: string, deps: NodeAgentStartDeps): Promise<number> {
-  const logger = (deps.createLogger ?? createLogger)({
+  const loggerOptions: LoggerOptions = {
     prefix: 'NODE',
     level: config.logLevel,
     console: true,
     file: { dir: join(dataDir, 'logs') },
-  });
+  };
+  const logger = deps.createLogger ? deps.createLogger(loggerOptions) : await createNodeLogger(loggerOptions);
   try {
-    const options = toNodeAgentOptions(config, dataDir, logger);
+    const options = toNodeAgentOptions(config, dataDir, logger, config.joinFile !== undefined ? await readJoinFile(config.joinFile) : undefined);
     return await runService({
       start: async () => {
         const agent = await deps.startNodeAgent(options);
@@ -107,10 +119,27 @@ async function runLocked(config: NodeAgentConfig, dataDir: string, deps: NodeAge
   }
 }
 
-export function toNodeAgentOptions(config: NodeAgentConfig, dataDir: string, logger: Logger): StartNodeAgentOptions {
+/**
+ * Reads `--join-file`. An empty file is no join string (a node that has joined keeps starting
+ * with the same unit); a missing or unreadable one is NODE-STATE-703, exit 2.
+ */
+async function readJoinFile(path: string): Promise<string | undefined> {
+  try {
+    const text = (await readFile(path, 'utf8')).trim();
+    return text === '' ? undefined : text;
+  } catch (err) {
+    throw new ConclaveError('NODE-STATE-703', { detail: `joinFile (--join-file, env CONCLAVE_JOIN_FILE) ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, cause: err });
+  }
+}
+
+/** `joinFromFile` is the contents of `joinFile`; --join (or CONCLAVE_JOIN) wins over it. */
+export function toNodeAgentOptions(config: NodeAgentConfig, dataDir: string, logger: Logger, joinFromFile?: string): StartNodeAgentOptions {
+  const joinString = config.join ?? joinFromFile;
   return {
     ...(config.orchestrator !== undefined ? { orchestrator: config.orchestrator } : {}),
-    ...(config.join !== undefined ? { join: config.join } : {}),
+    ...(joinString !== undefined ? { join: joinString } : {}),
+    ...(config.tls ? { tls: true } : {}),
+    ...(config.tlsCa !== undefined ? { tlsCa: resolve(config.tlsCa) } : {}),
     dataDir,
     ...(config.name !== undefined ? { name: config.name } : {}),
     ...(config.slots !== undefined ? { slots: config.slots } : {}),

@@ -9,8 +9,17 @@ import { NODE_AGENT_DEFAULTS } from '../node-agent-options.js';
 export const nodeAgentConfigSchema = z.object({
   /** The orchestrator's gRPC address, HOST:PORT. @default the address in the join string, kept in the data dir */
   orchestrator: z.string().refine(isValidAddress, 'must be HOST:PORT with a port from 1 to 65535 (IPv6 in brackets)').optional(),
-  /** A join string from `orchestrator token create`: needed on the first start only. */
+  /**
+   * A join string from `orchestrator token create`: needed on the first start only. Prefer env
+   * CONCLAVE_JOIN or `joinFile`: a flag's value is visible to every user in `ps`.
+   */
   join: z.string().min(1).optional(),
+  /** A file (mode 0600) holding the join string; read at start. */
+  joinFile: z.string().min(1).optional(),
+  /** TLS to the orchestrator with the system roots (not needed when the join string carried the certificate digest). */
+  tls: z.boolean().default(false),
+  /** PEM file of the roots for TLS to the orchestrator: a private CA, or its self-signed certificate. Implies `tls`. */
+  tlsCa: z.string().min(1).optional(),
   /** Identity, verified models, outbox and logs; on the board's SSD. */
   dataDir: z.string().min(1),
   /** A human name for `nodes list`; the id comes from the node's key. @default the node id (the agent decides) */

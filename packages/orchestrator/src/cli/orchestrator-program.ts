@@ -116,6 +116,8 @@ export function buildOrchestratorProgram(deps: OrchestratorCliDeps, setExitCode:
     .option('--advertise-address <host:port>', 'address that join strings carry (default 127.0.0.1:<port> on loopback, else <hostname>:<port>; env CONCLAVE_ADVERTISE_ADDRESS)')
     .option('--tls-cert <file>', 'PEM certificate: serve gRPC over TLS (with --tls-key; env CONCLAVE_TLS_CERT)')
     .option('--tls-key <file>', 'PEM private key of --tls-cert (env CONCLAVE_TLS_KEY)')
+    .option('--max-slots-per-node <n>', `most jobs one node is given at once, whatever it claims (default ${START_DEFAULTS.maxSlotsPerNode}; env CONCLAVE_MAX_SLOTS_PER_NODE)`)
+    .option('--insecure-control', 'without TLS, let Control API callers in from the network, not only loopback (env CONCLAVE_INSECURE_CONTROL)')
     .option('--token-ttl <duration>', `lifetime of a join token created without --ttl, e.g. 30m, 1h, 7d (default ${formatDurationMs(START_DEFAULTS.tokenTtl)}; env CONCLAVE_TOKEN_TTL)`)
     .option('--config <file>', 'YAML file with the same keys in camelCase (env CONCLAVE_CONFIG)')
     .action(async (opts: Record<string, string | undefined>) => {

@@ -98,6 +98,8 @@ export function toOrchestratorOptions(config: StartConfig, dataDir: string, logg
     defaultJobTimeoutMs: config.defaultJobTimeoutMs,
     maxQueuedJobs: config.maxQueuedJobs,
     jobAttempts: config.jobAttempts,
+    maxSlotsPerNode: config.maxSlotsPerNode,
+    insecureControl: config.insecureControl,
     approval: config.approval,
     ...(advertiseAddress !== undefined ? { advertiseAddress } : {}),
     ...(tlsCert !== undefined && tlsKey !== undefined ? { tls: { certPath: resolve(tlsCert), keyPath: resolve(tlsKey) } } : {}),

@@ -1,15 +1,19 @@
-// Runs the built CLIs (`pnpm exec tsc -b packages/testing`): the orchestrator is a child process.
+// Runs the built packages (`pnpm exec tsc -b packages/testing`): the orchestrator is a child process, or
+// in this process where the test reaches into its embedded Redis.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, realpathSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { findFreePort, READINESS_PREFIX, REDIS_FALLBACK_DIRS } from '@conclave/common';
-import { ORCHESTRATOR_MAIN } from '@conclave/orchestrator';
+import { captureLogger, findFreePort, READINESS_PREFIX, REDIS_AUTH_CONF_FILE, REDIS_FALLBACK_DIRS, sendRedisCommands } from '@conclave/common';
+import { ORCHESTRATOR_MAIN, startOrchestrator } from '@conclave/orchestrator';
+import type { OrchestratorHandle } from '@conclave/orchestrator';
 import { spawnNode } from '../child-process.js';
-import { tempDir } from '../fleet.js';
+import { createTestControl } from '../control.js';
+import { startTestNode, startTestOrchestrator, tempDir } from '../fleet.js';
+import { affineModel } from '../onnx/affine-model.js';
 import { startRedis } from '../redis.js';
 import { waitUntil } from '../wait-until.js';
-import { Cleanup } from './e2e-support.js';
+import { affineInput, Cleanup, mismatch, wireInputs } from './e2e-support.js';
 
 /**
  * redis-server copies that a PATH without it does not hide: findRedisServer also looks in
@@ -92,5 +96,85 @@ describe('orchestrator and Redis', () => {
     expect(output).toContain('apt-get install redis-server');
     expect(output).toContain('--redis-url');
     expect(output).not.toContain(READINESS_PREFIX);
+  });
+});
+
+describe('the embedded redis-server', { timeout: 60_000 }, () => {
+  const cleanup = new Cleanup();
+  afterAll(() => cleanup.run());
+
+  /** An orchestrator in this process with its own embedded Redis (no redisUrl), and its log lines. */
+  async function startEmbedded(): Promise<{ orchestrator: OrchestratorHandle; dataDir: string; lines: string[] }> {
+    const dir = await tempDir('conclave-e2e-embedded-');
+    cleanup.add(() => dir.remove());
+    const { logger, lines } = captureLogger('ORCH');
+    const orchestrator = await startOrchestrator({ grpcHost: '127.0.0.1', grpcPort: 0, httpPort: -1, dataDir: dir.path, logger });
+    cleanup.add(() => orchestrator.close());
+    return { orchestrator, dataDir: dir.path, lines };
+  }
+
+  it('requires a password kept 0600 in the data dir, which the command line and the log never show', async () => {
+    const { orchestrator, dataDir, lines } = await startEmbedded();
+    const redis = orchestrator.embeddedRedis;
+    expect(redis).toBeDefined();
+    const url = new URL(orchestrator.redisUrl);
+    const password = decodeURIComponent(url.password);
+    expect(password.length).toBeGreaterThanOrEqual(32);
+    expect(url.hostname).toBe('127.0.0.1');
+    expect(readFileSync(join(dataDir, 'redis-password'), 'utf8').trim()).toBe(password);
+    expect(statSync(join(dataDir, 'redis-password')).mode & 0o777).toBe(0o600);
+    expect(statSync(join(dataDir, 'redis', REDIS_AUTH_CONF_FILE)).mode & 0o777).toBe(0o600);
+    expect(statSync(dataDir).mode & 0o777).toBe(0o700);
+    // Any local process without the password is refused.
+    const port = Number(url.port);
+    expect((await sendRedisCommands('127.0.0.1', port, [['PING']]))[0]).toMatch(/^-NOAUTH/);
+    expect((await sendRedisCommands('127.0.0.1', port, [['HSET', 'conclave:x', 'status', 'accepted']]))[0]).toMatch(/^-NOAUTH/);
+    expect(await sendRedisCommands('127.0.0.1', port, [['AUTH', password], ['PING']])).toEqual(['+OK', '+PONG']);
+    expect(readFileSync(`/proc/${redis?.pid ?? 0}/cmdline`, 'utf8')).not.toContain(password);
+    const ps = spawnSync('ps', ['-ww', '-e', '-o', 'args='], { encoding: 'utf8' });
+    if (ps.status === 0) expect(ps.stdout).not.toContain(password);
+    expect(lines.join('\n')).not.toContain(password);
+    expect(lines.some((l) => /started embedded redis-server .*redis=redis:\/\/:\*\*\*@127\.0\.0\.1:/.test(l))).toBe(true);
+  });
+
+  it('is restarted after kill -9 (ORCH-STATE-708) and a job submitted afterwards completes', async () => {
+    const { orchestrator, lines } = await startEmbedded();
+    const model = affineModel({ seed: 5 });
+    const control = createTestControl(orchestrator);
+    cleanup.add(() => control.close());
+    const node = await startTestNode({ orchestrator, name: 'survivor' });
+    cleanup.add(() => node.close());
+    await waitUntil(async () => (await control.listNodes()).some((n) => n.state === 'connected'), { what: 'the node connected' });
+    await control.addModel('affine', model.bytes);
+    const before = affineInput(1);
+    expect(mismatch(await control.run('affine', wireInputs(before)), model, before)).toBeUndefined();
+
+    const redis = orchestrator.embeddedRedis;
+    const firstPid = redis?.pid ?? 0;
+    process.kill(firstPid, 'SIGKILL');
+    await waitUntil(() => redis?.restarts === 1, { what: 'the restarted redis-server', timeoutMs: 10_000 });
+    expect(redis?.pid).not.toBe(firstPid);
+    expect(lines.filter((l) => / WARN {2}ORCH-STATE-708 embedded redis-server exited; restarting it .*signal=SIGKILL/.test(l))).toHaveLength(1);
+
+    // ioredis reconnects with its own backoff; until then Control calls fail fast (ORCH-STATE-710).
+    await waitUntil(() => lines.some((l) => /reconnected to redis/.test(l)), { what: 'the reconnect line', timeoutMs: 10_000 });
+    // The queue, the worker and the model registry come back on their own: no orchestrator restart.
+    const after = affineInput(2);
+    const job = await control.run('affine', wireInputs(after));
+    expect(mismatch(job, model, after)).toBeUndefined();
+  });
+
+  it('stops in under 2 s while Redis is unreachable', async () => {
+    const redis = await startRedis();
+    cleanup.add(() => redis.stop());
+    const { logger, lines } = captureLogger('ORCH');
+    const orchestrator = await startTestOrchestrator({ redisUrl: redis.url, logger });
+    await redis.stop();
+    // Long enough for ioredis to see the close and start retrying.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const started = Date.now();
+    await orchestrator.close();
+    expect(Date.now() - started, lines.join('\n')).toBeLessThan(2_000);
+    expect(lines.filter((l) => /shutdown step did not finish in time/.test(l))).toEqual([]);
   });
 });

@@ -7,12 +7,15 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { captureLogger } from '@conclave/common';
-import type { CapturedLogger, RedisServerHandle } from '@conclave/common';
+import type { CapturedLogger, ConclaveError, RedisServerHandle } from '@conclave/common';
 import {
-  MemoryEnrollment, PinSet, createGatewayClient, createInitiator, createResponder, decodeJoinString, encodeJoinString,
-  fingerprint, generateIdentity, loadConclaveProtos,
+  MemoryEnrollment, PinSet, SecureSession, createGatewayClient, createInitiator, createResponder, decodeJoinString,
+  decodeOrchestratorMessage, encodeJoinString, encodeNodeMessage, fingerprint, generateIdentity, grpcFrameStream,
+  loadConclaveProtos, nodeIdFromPublicKey,
 } from '@conclave/protocol';
-import type { NodeFrame__Output, OrchestratorFrame, OrchestratorFrame__Output } from '@conclave/protocol';
+import type {
+  NodeFrame__Output, NodeMessage, OrchestratorFrame, OrchestratorFrame__Output, OrchestratorMessage__Output,
+} from '@conclave/protocol';
 import type { OrchestratorHandle } from '@conclave/orchestrator';
 import { createTestControl } from '../control.js';
 import type { TestControl } from '../control.js';
@@ -371,7 +374,9 @@ describe('secure sessions through real gRPC', () => {
 
       const { received, status } = await attack(frame);
       expect(received).toEqual([]);
-      expect(status.code).toBe(grpc.status.OK);
+      // A protocol violation ends the call with its catalog status, the code first in the details.
+      expect(status.code).toBe(grpc.status.FAILED_PRECONDITION);
+      expect(status.details).toMatch(/^ORCH-NET-603 /);
       await waitUntil(() => orchLinesSince(mark, logged).length === 1, { what: 'the refusal logged' });
       const after = await control.listNodes();
       expect(after.filter((n) => !before.has(n.id))).toEqual([]);
@@ -383,6 +388,87 @@ describe('secure sessions through real gRPC', () => {
       const done = await control.wait(job.id);
       expect(mismatch(done, model, inputs)).toBeUndefined();
       expect(done.node).toBe(node.nodeId);
+    });
+  });
+
+  describe('10. a session the orchestrator ends for a failure says why, in a CLOSE and in the gRPC status', () => {
+    /**
+     * A hand-driven node: a real handshake (enrolled with a fresh join token), then whatever
+     * `onEstablished` sends. Reports why the session ended and the call's status.
+     */
+    async function handDrivenNode(
+      onEstablished: (send: (m: NodeMessage) => void, nodeId: string, call: grpc.ClientDuplexStream<object, unknown>) => void,
+    ) {
+      const identity = generateIdentity();
+      const nodeId = nodeIdFromPublicKey(identity.publicKey);
+      const { token } = decodeJoinString(await orchestrator.createJoinString());
+      const client = createGatewayClient(orchestrator.address);
+      perTest.add(() => client.close());
+      const call = client.Session();
+      const status = new Promise<grpc.StatusObject>((resolve) => call.on('status', resolve));
+      const closed = new Promise<ConclaveError>((resolve) => {
+        const session: SecureSession<NodeMessage, OrchestratorMessage__Output> = new SecureSession({
+          stream: grpcFrameStream(call),
+          side: { role: 'initiator', handshake: createInitiator({ identity, pins: new PinSet([orchestrator.fingerprint]), token }) },
+          encode: encodeNodeMessage,
+          decode: decodeOrchestratorMessage,
+          codes: { failed: 'NODE-NET-601', ended: 'NODE-NET-602', protocol: 'NODE-NET-605' },
+          peerName: 'orchestrator',
+          logger: captureLogger('NODE').logger,
+          onEstablished: () => onEstablished((m) => session.send(m), nodeId, call as grpc.ClientDuplexStream<object, unknown>),
+          onMessage: () => undefined,
+          onClosed: resolve,
+        });
+      });
+      return {
+        closed: await within(closed, 8_000, 'the session to end'),
+        status: await within(status, 3_000, 'the call status'),
+      };
+    }
+
+    const register = (nodeId: string): NodeMessage => ({
+      register: {
+        nodeId, name: 'hand-driven', slots: 1,
+        capabilities: { cpuCores: 1, backends: ['cpu'], backendActive: 'cpu', agentVersion: '0.1.0' },
+      },
+    });
+
+    it('a Register naming another node: CLOSE reason 21 (protocol), status FAILED_PRECONDITION ORCH-NET-603', async () => {
+      const { closed, status } = await handDrivenNode((send) => send(register('ab'.repeat(16))));
+      expect(closed.code).toBe('NODE-AUTH-535');
+      expect(closed.data).toMatchObject({ remoteFailure: 'protocol', remoteReason: 21 });
+      expect(closed.message).toContain('ORCH-NET-603');
+      expect(status.code).toBe(grpc.status.FAILED_PRECONDITION);
+      expect(status.details).toMatch(/^ORCH-NET-603 /);
+      expect(status.metadata.get('conclave-error-code')).toEqual(['ORCH-NET-603']);
+    });
+
+    it('a Register sent twice: the same protocol reason and status', async () => {
+      const { closed, status } = await handDrivenNode((send, nodeId) => {
+        send(register(nodeId));
+        send(register(nodeId));
+      });
+      expect(closed.data).toMatchObject({ remoteFailure: 'protocol', remoteReason: 21 });
+      expect(status.code).toBe(grpc.status.FAILED_PRECONDITION);
+    });
+
+    it('a sealed frame that fails authentication: CLOSE reason 17, status UNAUTHENTICATED, ORCH-AUTH-530 logged once', async () => {
+      const mark = orchLog.lines.length;
+      const { closed, status } = await handDrivenNode((send, nodeId, call) => {
+        send(register(nodeId));
+        // Counter 1 follows the Register, as expected, but no key sealed these bytes.
+        const forged = Buffer.alloc(8 + 40, 7);
+        forged.writeBigUInt64BE(1n, 0);
+        setTimeout(() => call.write({ sealed: forged }), 300);
+      });
+      expect(closed.code).toBe('NODE-AUTH-535');
+      expect(closed.data).toMatchObject({ remoteFailure: 'frame-auth', remoteReason: 17 });
+      expect(status.code).toBe(grpc.status.UNAUTHENTICATED);
+      expect(status.details).toMatch(/^ORCH-AUTH-530 /);
+      await sleep(100);
+      // One line logs the failure; the node session's lifecycle lines (info) may name its code.
+      const failureLines = orchLinesSince(mark, /ORCH-AUTH-530/).filter((l) => / (WARN|ERROR) /.test(l));
+      expect(failureLines, orchLog.lines.slice(mark).join('\n')).toHaveLength(1);
     });
   });
 

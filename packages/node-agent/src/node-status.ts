@@ -1,0 +1,42 @@
+import { freemem, totalmem } from 'node:os';
+import type { Capabilities, Heartbeat, Register } from '@conclave/protocol';
+import type { InferenceBackend } from './inference-backend.js';
+import type { JobRunner } from './job-runner.js';
+import type { ModelStore } from './model-store.js';
+import type { Outbox } from './outbox.js';
+
+/** What the node reports about itself, read afresh for every Register and Heartbeat. */
+export interface NodeStatusSources {
+  nodeId: string;
+  name: string;
+  slots: number;
+  capabilities: Capabilities;
+  store: Pick<ModelStore, 'list'>;
+  outbox: Pick<Outbox, 'pending'>;
+  runner: Pick<JobRunner, 'runningJobs'>;
+  backend?: Pick<InferenceBackend, 'name' | 'loadedModels'>;
+  /** @default os.totalmem() - os.freemem() */
+  memoryUsedBytes?: () => number;
+}
+
+/**
+ * The Register of a new session: with the `job_id:attempt` of each job still running (the
+ * orchestrator keeps them assigned here rather than run them again) and of each result waiting for its ack.
+ */
+export async function registerMessage(s: NodeStatusSources): Promise<Register> {
+  return {
+    nodeId: s.nodeId, name: s.name, slots: s.slots, capabilities: s.capabilities,
+    models: s.store.list(),
+    pendingResults: (await s.outbox.pending()).map((r) => `${r.jobId ?? ''}:${r.attempt ?? 0}`),
+    runningJobs: s.runner.runningJobs(),
+  };
+}
+
+/** One heartbeat: load, memory, and the jobs running now (`sentAtMs` is the link's). */
+export function heartbeatMessage(s: NodeStatusSources): Heartbeat {
+  return {
+    slots: s.slots, loadedModels: s.backend?.loadedModels() ?? [],
+    memoryUsedBytes: s.memoryUsedBytes?.() ?? totalmem() - freemem(), backendActive: s.backend?.name ?? '',
+    runningJobs: s.runner.runningJobs(),
+  };
+}
