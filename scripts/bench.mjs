@@ -24,6 +24,10 @@ const SCENARIOS = {
     script: 'packages/model-server/dist/bench/textgen-bench.js',
     about: 'text generation tokens/s vs a bare generation loop',
   },
+  faults: {
+    script: 'packages/testing/dist/bench/faults-bench.js',
+    about: 'failure detection and recovery (node crash/silence, orchestrator restart) vs the targets',
+  },
 };
 
 const scriptPath = (scenario) => fileURLToPath(new URL(scenario.script, ROOT));
