@@ -428,9 +428,14 @@ describe('Dispatcher against a fake fleet', () => {
 
   it('records a result no job waits for (an earlier session\'s, resent from the outbox) and acknowledges it; an older attempt\'s is acknowledged only', async () => {
     const node = new FakeNode('n1');
-    const h = await setup([node]);
+    const stranger = new FakeNode('n2');
+    const h = await setup([node, stranger]);
     const id = randomUUID();
     await h.jobs.create({ ...newRecord(id), state: 'running', node: 'n1', attempts: 2 });
+    // Another enrolled node cannot hand in a result for a job it was never given.
+    stranger.succeed(id, 2, 666);
+    await waitUntil(() => stranger.acks().includes(`${id}:2`), { ...WAIT, what: "stranger's result acknowledged" });
+    expect((await h.jobs.get(id))?.state).toBe('running');
     node.succeed(id, 1, 1);
     await waitUntil(() => node.acks().includes(`${id}:1`), { ...WAIT, what: 'old attempt acknowledged' });
     expect((await h.jobs.get(id))?.state).toBe('running');

@@ -151,10 +151,12 @@ export class Dispatcher {
     const log = this.options.logger.child({ jobId: id, attempt, node: node.id });
     const change = resultChange(node, result);
     try {
-      // Only a result of the job's latest attempt counts: an older attempt's came after a
-      // newer one started, which is that one's to finish.
+      // Only the node the record says runs the job, and only for its latest attempt: an older
+      // attempt's result came after a newer one started, and any other node's is not its to
+      // give (an enrolled node could otherwise complete any job with outputs of its own).
       const current = change ? await this.options.jobs.peek(id) : undefined;
-      const { applied } = change && current && attempt >= current.attempts ? await this.options.jobs.tryUpdate(id, change) : { applied: false };
+      const ours = current !== undefined && current.node === node.id && current.attempts === attempt;
+      const { applied } = change && ours ? await this.options.jobs.tryUpdate(id, change) : { applied: false };
       node.acknowledge(id, attempt);
       if (!applied) {
         log.debug('JOB', 'late or duplicate result ignored', { outcome: result.outcome });
@@ -186,8 +188,8 @@ export class Dispatcher {
   private async processOnce(job: BullJob<JobData>, token: string): Promise<void> {
     const id = job.id ?? '';
     const earlier = this.inFlight.get(id);
-    if (earlier) await earlier.catch(() => undefined);
-    const run = this.process(job, token, earlier !== undefined);
+    // Registered before waiting, so that a third hand-over waits for this one, not the first.
+    const run = (earlier ? earlier.catch(() => undefined) : Promise.resolve()).then(() => this.process(job, token, earlier !== undefined));
     this.inFlight.set(id, run);
     try {
       await run;
@@ -251,11 +253,17 @@ export class Dispatcher {
       }
       if (result && !(reason instanceof NodeReportedError)) {
         // The node's result could not be recorded (Redis): it stays with the session,
-        // unacknowledged, for the job's next run to take (`adopt`) or the node to send again.
+        // unacknowledged, and the job goes back as it is (no attempt spent), for its next run to
+        // adopt the result. If Redis cannot take even that, BullMQ's stalled check does it later.
         node?.releaseResult(id, attempt);
-        throw reason;
+        log.warn('STATE', 'could not record the result; the job goes back to the queue to take it again', { err: reason });
+        return this.handBack(job, token);
       }
-      if (node && !result) node.abandon(id, attempt, reason instanceof Error ? reason.message : 'abandoned');
+      if (node && !result) {
+        node.abandon(id, attempt, reason instanceof Error ? reason.message : 'abandoned');
+        // A result that came in the instant the attempt was given up is not needed: let the node drop it.
+        if (node.resultFor(id, attempt)) node.acknowledge(id, attempt);
+      }
       if (reason instanceof UnrecoverableError) throw reason;
       const toThrow = await this.fail(job, reason, attempt, maxAttempts, log).catch((recordErr: unknown) => {
         if (result) node?.releaseResult(id, attempt);

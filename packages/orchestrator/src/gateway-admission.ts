@@ -61,3 +61,40 @@ export class UnauthenticatedStreams {
     return this.total;
   }
 }
+
+/**
+ * The source a peer counts against, for the handshake rate limit and the caps above: its IPv4
+ * address, or its IPv6 /64 (one host is handed a whole /64, so counting single IPv6 addresses
+ * would give one attacker billions of sources). grpc-js gives peers as `10.0.0.5:1234`,
+ * `::1:1234` (no brackets), `[::1]:1234` or `::ffff:10.0.0.5:1234`.
+ */
+export function sourceOf(peer: string): string {
+  const host = hostOf(peer);
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(host);
+  if (mapped?.[1]) return mapped[1];
+  if (!host.includes(':')) return host;
+  const groups = expandIpv6(host);
+  return groups ? `${groups.slice(0, 4).join(':')}::/64` : host;
+}
+
+function hostOf(peer: string): string {
+  const address = peer.replace(/^(ipv4|ipv6):/, '');
+  const bracket = /^\[(.*)\](?::\d+)?$/.exec(address);
+  if (bracket?.[1] !== undefined) return bracket[1];
+  // grpc-js appends `:port` to every address, IPv6 ones without brackets.
+  const colon = address.lastIndexOf(':');
+  return colon > 0 && /^\d+$/.test(address.slice(colon + 1)) ? address.slice(0, colon) : address;
+}
+
+/** `2001:db8::1` → eight 4-digit groups; undefined when it is no IPv6 address. */
+function expandIpv6(address: string): string[] | undefined {
+  const [head = '', tail, extra] = address.toLowerCase().split('::');
+  if (extra !== undefined) return undefined;
+  const front = head ? head.split(':') : [];
+  const back = tail ? tail.split(':') : [];
+  const missing = 8 - front.length - back.length;
+  if (missing < 0 || (tail === undefined && missing !== 0)) return undefined;
+  const groups = [...front, ...Array<string>(tail === undefined ? 0 : missing).fill('0'), ...back];
+  if (!groups.every((g) => /^[0-9a-f]{1,4}$/.test(g))) return undefined;
+  return groups.map((g) => g.padStart(4, '0'));
+}

@@ -9,7 +9,7 @@ import type {
   EnrollmentHooks, FetchModel__Output, HandshakeRateLimiter, Identity, JobResult__Output, NodeFrame__Output, NodeGatewayHandlers,
   NodeMessage__Output, OrchestratorFrame, OrchestratorMessage, RotationStatement,
 } from '@conclave/protocol';
-import { MAX_HANDSHAKE_MESSAGE_BYTES, UnauthenticatedStreams } from './gateway-admission.js';
+import { MAX_HANDSHAKE_MESSAGE_BYTES, UnauthenticatedStreams, sourceOf } from './gateway-admission.js';
 import { toServiceError } from './grpc-errors.js';
 import { setCallReceiveLimit } from './grpc-message-limit.js';
 import type { ModelRegistry } from './model-registry.js';
@@ -79,7 +79,7 @@ export function createGatewayService(o: GatewayServiceOptions): NodeGatewayHandl
   return {
     Session(call: grpc.ServerDuplexStream<NodeFrame__Output, OrchestratorFrame>) {
       const peer = call.getPeer();
-      const source = peerHost(peer);
+      const source = sourceOf(peer);
       const log = o.logger.child({ peer });
       // Before anything is read: a source over its cap costs the gateway nothing more.
       let releaseAdmission: () => void;
@@ -251,10 +251,3 @@ class Semaphore {
   }
 }
 
-/** `ipv4:1234` → `ipv4`, `[::1]:1234` → `::1`: the rate limiter counts per host, not per connection. */
-function peerHost(peer: string): string {
-  const bracket = /^\[(.*)\]:\d+$/.exec(peer);
-  if (bracket?.[1]) return bracket[1];
-  const colon = peer.lastIndexOf(':');
-  return colon > 0 && peer.indexOf(':') === colon ? peer.slice(0, colon) : peer;
-}

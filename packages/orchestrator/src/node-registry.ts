@@ -21,6 +21,9 @@ export interface Closable {
   close(reason: ConclaveError): void;
 }
 
+/** How long registration waits for Redis to say whether the node is enrolled and drained. */
+const REGISTRATION_READ_TIMEOUT_MS = 5_000;
+
 /** The enrollment status a node must have, read at the moment it registers. */
 const REGISTERABLE_STATUS = 'accepted';
 
@@ -105,7 +108,10 @@ export class NodeRegistry extends EventEmitter<NodeRegistryEvents> {
     let drained: boolean;
     let status: string;
     try {
-      [drained, status] = await Promise.all([this.isDrained(session.id), this.enrollmentStatus(session.id)]);
+      // Bounded: ioredis would hold the reads until Redis is back, and the stream with them.
+      [drained, status] = await withTimeout(
+        Promise.all([this.isDrained(session.id), this.enrollmentStatus(session.id)]), REGISTRATION_READ_TIMEOUT_MS, 'enrollment read',
+      );
     } catch (err) {
       // Not known to be enrolled is not enrolled; the node retries with backoff.
       session.close(new ConclaveError('ORCH-STATE-710', { detail: 'could not read the node\'s enrollment', data: { node: session.id }, cause: err }));
@@ -262,4 +268,12 @@ function toNodeInfo(s: NodeSession): NodeInfo {
     features: [...s.features], address: s.address, draining: s.draining, memoryUsedBytes: s.memoryUsedBytes,
     clockOffsetMs: s.clockOffsetMs,
   };
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} took more than ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timedOut]).finally(() => clearTimeout(timer));
 }

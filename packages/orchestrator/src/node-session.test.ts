@@ -125,10 +125,14 @@ describe('NodeSession lifecycle', () => {
     expect(acks()).toEqual([]);
   });
 
-  it('keeps at most MAX_UNRECORDED_RESULTS_PER_NODE unrecorded results; the rest go unacknowledged, for the node to resend', () => {
+  it('keeps at most MAX_UNRECORDED_RESULTS_PER_NODE unrecorded results; the rest go unacknowledged, for the node to resend', async () => {
     const { s, unmatched } = session();
     for (let i = 0; i < MAX_UNRECORDED_RESULTS_PER_NODE + 10; i++) s.receive(result(`j${i}`));
     expect(unmatched).toHaveLength(MAX_UNRECORDED_RESULTS_PER_NODE);
+    // The cap is for results nobody waits for: a job's own result still gets through.
+    const running = s.assign({ jobId: 'mine', attempt: 1 });
+    s.receive(result('mine'));
+    await expect(running).resolves.toMatchObject({ jobId: 'mine' });
   });
 
   it('gives a node no more slots than the orchestrator allows, whatever it claims, and says so once (ORCH-SCHED-853)', () => {

@@ -287,6 +287,7 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
   adopt(jobId: string, attempt: number): Promise<JobResult__Output> {
     const key = pendingKey(jobId, attempt);
     if (this.isClosed) return Promise.reject(this.lostError());
+    if (this.pending.has(key)) return Promise.reject(new ConclaveError('ORCH-JOB-806', { detail: `${key} is already waited for`, data: { node: this.id } }));
     const waiting = this.received.get(key);
     if (waiting) return Promise.resolve(waiting.result);
     return new Promise<JobResult__Output>((resolve, reject) => {
@@ -401,7 +402,8 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
     if (known?.handling) return;
     const job = this.pending.get(key);
     if (!known) {
-      if (this.received.size >= MAX_UNRECORDED_RESULTS_PER_NODE) {
+      // The cap is for results nobody waits for: one a job waits on is always taken.
+      if (!job && this.received.size >= MAX_UNRECORDED_RESULTS_PER_NODE) {
         this.logger.debug('JOB', 'result dropped unacknowledged: too many waiting to be recorded', { jobId: result.jobId, attempt: result.attempt });
         return;
       }

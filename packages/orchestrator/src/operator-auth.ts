@@ -132,12 +132,6 @@ type AnyHandler = (
   callback?: (err: unknown) => void,
 ) => void;
 
-/**
- * Wraps every Control handler so that a call without the operator token is answered
- * UNAUTHENTICATED (ORCH-AUTH-553) before the handler runs. Unary and client-streaming calls
- * answer through their callback; server-streaming (and bidi) calls end the stream with the status.
- * The refusal is logged with the method, peer and reason; never the token.
- */
 /** How the Control API is reached: over TLS, or plaintext (then loopback only, unless the operator says otherwise). */
 export interface ControlTransport {
   tls: boolean;
@@ -162,6 +156,13 @@ export function isLoopbackPeer(peer: string): boolean {
   return host === '::1' || /^127\./.test(host) || /^::ffff:127\./.test(host) || host === 'localhost';
 }
 
+/**
+ * Wraps every Control handler so that a call without the operator token is answered
+ * UNAUTHENTICATED (ORCH-AUTH-553) before the handler runs (and a plaintext caller off loopback, ORCH-AUTH-571, unless TLS or
+ * `--insecure-control`). Unary and client-streaming calls
+ * answer through their callback; server-streaming (and bidi) calls end the stream with the status.
+ * The refusal is logged with the method, peer and reason; never the token.
+ */
 export function withOperatorAuth<H extends grpc.UntypedServiceImplementation = ControlHandlers>(
   handlers: H,
   token: string,

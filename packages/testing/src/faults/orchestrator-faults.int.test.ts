@@ -3,6 +3,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Drill, DrillLoad, REATTACH_LIMIT_MS, report } from './drill.js';
 import type { DrillOptions } from './drill.js';
 
+/** Jobs (of 300) a kill -9 may leave to run a second time: those between assignment and their running record. */
+const MAX_RUN_TWICE_AFTER_CRASH = 3;
+
 describe('fault drills: the orchestrator lost under load', () => {
   let drill: Drill | undefined;
   afterEach(async () => {
@@ -32,7 +35,11 @@ describe('fault drills: the orchestrator lost under load', () => {
     const records = await load.settled();
     expect(load.problems(records)).toEqual([]);
     expect(await load.changedSince(records)).toEqual([]);
-    report(drill, `kill -9 orchestrator (${redis} redis)`, { ...load.summary(records, drill.nodes), readyAfterKillMs, readyToReattachedMs: reattachMs });
+    const summary = load.summary(records, drill.nodes);
+    report(drill, `kill -9 orchestrator (${redis} redis)`, { ...summary, readyAfterKillMs, readyToReattachedMs: reattachMs });
+    // Adopted, not run again. One window remains: a job assigned in the instant before the kill,
+    // whose `running` record never landed, is run again (at least once still holds).
+    expect(summary.ranTwice).toBeLessThanOrEqual(MAX_RUN_TWICE_AFTER_CRASH);
   }
 
   it('kill -9 and restart on the same data dir and port, external Redis: jobs complete exactly once, nodes re-attach within 10 s', async () => {
@@ -58,6 +65,9 @@ describe('fault drills: the orchestrator lost under load', () => {
     const records = await load.settled();
     expect(load.problems(records)).toEqual([]);
     expect(await load.changedSince(records)).toEqual([]);
-    report(drill, 'SIGTERM orchestrator', { ...load.summary(records, drill.nodes), readyToReattachedMs: reattachMs });
+    const summary = load.summary(records, drill.nodes);
+    report(drill, 'SIGTERM orchestrator', { ...summary, readyToReattachedMs: reattachMs });
+    // A graceful stop hands every job back as it is: each one on a node is adopted, none runs twice.
+    expect(summary.ranTwice).toBe(0);
   });
 });

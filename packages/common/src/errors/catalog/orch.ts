@@ -261,7 +261,7 @@ export const ORCH_ERRORS = defineErrors({
   },
   'ORCH-STATE-710': {
     message: 'state store (Redis) unavailable',
-    recovery: 'The orchestrator runs but cannot reach Redis; it reconnects (and restarts an embedded Redis) on its own. Retry shortly; check the orchestrator log for the Redis error.',
+    recovery: 'The orchestrator runs but cannot reach Redis; it reconnects (and restarts an embedded Redis) on its own. Retry shortly; check the orchestrator log for the Redis error. A call refused because Redis did not answer in time may still have taken effect: retry a submit with the same client_job_id, and read a cancel or revoke back.',
     status: 'UNAVAILABLE',
     retryable: true,
   },
