@@ -1,12 +1,12 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createConnection, createServer, type Server } from 'node:net';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { ConclaveError } from './errors/conclave-error.js';
 import {
-  REDIS_AUTH_CONF_FILE, REDIS_RESTART_CAP_MS, findRedisServer, launchRedis, redisConfigString, redisGuardianPids, sendRedisCommands,
+  REDIS_AUTH_CONF_FILE, REDIS_RESTART_CAP_MS, REDIS_SOCKET_FILE, findFreePort, findRedisServer, launchRedis, redisConfigString, redisGuardianPids, sendRedisCommands,
   type RedisServerHandle,
 } from './redis-launcher.js';
 import { isProcessRunning } from './process-state.js';
@@ -293,6 +293,45 @@ describe('launchRedis', () => {
     expect((err as ConclaveError).message).toMatch(/redis.log tail:[\s\S]*(Address already in use|Could not create server TCP)/);
   });
 
+  it('never hands its password to a process squatting its fixed port', async () => {
+    const password = 'squatter-must-not-see-this';
+    const squatter = await recordingListener(await findFreePort());
+    try {
+      const err = await launchRedis({ dir: freshDir(), port: squatter.port, password }).catch((e: unknown) => e);
+      expect((err as ConclaveError).code).toBe('ORCH-STATE-702');
+    } finally {
+      await squatter.close();
+    }
+    expect(squatter.received()).not.toContain(password);
+  });
+
+  it('checks readiness over a 0700 Unix socket in its dir, which survives no stop()', async () => {
+    const redis = await launch({ password: 'socket-pw' });
+    const socket = join(redis.dir, REDIS_SOCKET_FILE);
+    expect(statSync(socket).isSocket()).toBe(true);
+    expect(statSync(socket).mode & 0o777).toBe(0o700);
+    await redis.stop();
+    expect(await redis.exited).toBe(0);
+    expect(existsSync(socket)).toBe(false);
+  });
+
+  it('puts the socket in a private temp dir when the dir is too deep for a socket path, removed at stop()', async () => {
+    const dir = join(freshDir(), 'd'.repeat(120));
+    const socketDirs = (): string[] =>
+      readdirSync(tmpdir()).filter((name) => existsSync(join(tmpdir(), name, REDIS_SOCKET_FILE)));
+    const before = socketDirs();
+    const redis = await launch({ dir, password: 'deep-pw' });
+    expect(existsSync(join(dir, REDIS_SOCKET_FILE))).toBe(false);
+    expect(await sendRedisCommands(redis.host, redis.port, [['AUTH', 'deep-pw'], ['PING']])).toEqual(['+OK', '+PONG']);
+    const added = socketDirs().filter((name) => !before.includes(name));
+    expect(added).toEqual([expect.stringMatching(/^conclave-redis-/)]);
+    const socketDir = join(tmpdir(), added[0] ?? '');
+    expect(statSync(socketDir).mode & 0o777).toBe(0o700);
+    expect(statSync(join(socketDir, REDIS_SOCKET_FILE)).isSocket()).toBe(true);
+    await redis.stop();
+    await waitFor('the private socket dir removed', () => !existsSync(socketDir));
+  });
+
   it('gives 701 with the install hint when the binary is missing', async () => {
     const err = await launchRedis({ dir: freshDir(), bin: join(root, 'no-such-redis-server') }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ConclaveError);
@@ -340,10 +379,11 @@ describe('launchRedis with restartOnExit', { timeout: 30_000 }, () => {
     expect(redis.restarts).toBe(1);
   });
 
-  it('says ORCH-STATE-709 while another process holds the port, and restarts once it is free', async () => {
+  it('says ORCH-STATE-709 while another process holds the port, never handing it the password, and restarts once it is free', async () => {
     const { logger, lines } = captureLogger('ORCH');
-    const redis = await launch({ restartOnExit: true, logger });
-    let squatter: Server | undefined;
+    const password = 'restart-squatter-must-not-see-this';
+    const redis = await launch({ restartOnExit: true, password, logger });
+    let squatter: Recorder | undefined;
     // The port must be taken between the death and the restart (under 100 ms for the first
     // restart): listen as soon as the port frees, and try again in the rare case Redis won.
     for (let round = 0; round < 5 && squatter === undefined; round += 1) {
@@ -351,10 +391,10 @@ describe('launchRedis with restartOnExit', { timeout: 30_000 }, () => {
       process.kill(redis.pid, 'SIGKILL');
       const deadline = Date.now() + 2_000;
       while (squatter === undefined && redis.restarts === restartsBefore && Date.now() < deadline) {
-        squatter = await listenOn(redis.port);
+        squatter = await recordingListener(redis.port).catch(() => undefined);
       }
       if (squatter !== undefined && redis.restarts !== restartsBefore) {
-        await new Promise((resolve) => squatter?.close(resolve));
+        await squatter.close();
         squatter = undefined;
       }
       if (squatter === undefined) await waitFor('the restart that won the race', () => redis.restarts > restartsBefore);
@@ -366,18 +406,45 @@ describe('launchRedis with restartOnExit', { timeout: 30_000 }, () => {
     const refusal = lines.find((l) => /ORCH-STATE-709/.test(l)) ?? '';
     expect(refusal).toContain(`port=${redis.port}`);
     expect(refusal).toMatch(/delayMs=\d+/);
-    await new Promise((resolve) => squatter?.close(resolve));
+    await squatter?.close();
+    expect(squatter?.received()).not.toContain(password);
     await waitFor('a restart once the port is free', () => redis.restarts === restartsBefore + 1, 3 * REDIS_RESTART_CAP_MS + 5_000);
-    expect(await sendRedisCommands(redis.host, redis.port, [['PING']])).toEqual(['+PONG']);
+    expect(await sendRedisCommands(redis.host, redis.port, [['AUTH', password], ['PING']])).toEqual(['+OK', '+PONG']);
   });
 });
 
-/** A server on 127.0.0.1:port that hangs up on every client, or undefined while the port is taken. */
-function listenOn(port: number): Promise<Server | undefined> {
-  return new Promise((resolve) => {
-    const server = createServer((socket) => socket.destroy());
-    server.once('error', () => resolve(undefined));
-    server.listen(port, '127.0.0.1', () => resolve(server));
+interface Recorder {
+  port: number;
+  /** Everything every client sent, as latin1 text. */
+  received(): string;
+  /** Stops listening and drops the clients still connected. */
+  close(): Promise<void>;
+}
+
+/**
+ * A squatter on 127.0.0.1:port that keeps what each client sends, hanging up after 200 ms (long
+ * enough for a client's first write); rejects while the port is taken.
+ */
+function recordingListener(port: number): Promise<Recorder> {
+  const chunks: Buffer[] = [];
+  const clients = new Set<Socket>();
+  const server: Server = createServer((socket) => {
+    clients.add(socket);
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.on('error', () => undefined);
+    socket.once('close', () => clients.delete(socket));
+    setTimeout(() => socket.destroy(), 200).unref();
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve({
+      port,
+      received: () => Buffer.concat(chunks).toString('latin1'),
+      close: () => new Promise((resolveClose) => {
+        for (const client of clients) client.destroy();
+        server.close(() => resolveClose());
+      }),
+    }));
   });
 }
 

@@ -1,9 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import {
-  accessSync, chmodSync, closeSync, constants as fsConstants, fsyncSync, mkdirSync, openSync, readFileSync, realpathSync,
-  renameSync, rmSync, statSync, unlinkSync, writeSync,
+  accessSync, chmodSync, closeSync, constants as fsConstants, fsyncSync, mkdirSync, mkdtempSync, openSync, readFileSync,
+  realpathSync, renameSync, rmSync, statSync, unlinkSync, writeSync,
 } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
 import { Backoff, sleep } from './backoff.js';
 import { isProcessRunning, pidsWithArgs } from './process-state.js';
@@ -145,8 +146,18 @@ export function sendRedisCommands(
   commands: ReadonlyArray<readonly string[]>,
   timeoutMs: number = PING_TIMEOUT_MS,
 ): Promise<string[]> {
+  return sendCommands({ host, port }, commands, timeoutMs);
+}
+
+/** Over TCP or a Unix socket (`path`); see sendRedisCommands. */
+function sendCommands(
+  target: { host: string; port: number } | { path: string },
+  commands: ReadonlyArray<readonly string[]>,
+  timeoutMs: number = PING_TIMEOUT_MS,
+): Promise<string[]> {
+  const where = 'path' in target ? target.path : `${target.host}:${target.port}`;
   return new Promise((resolveReplies, reject) => {
-    const socket = createConnection({ host, port });
+    const socket = createConnection(target);
     let buffer = Buffer.alloc(0);
     const replies: string[] = [];
     const finish = (err?: Error): void => {
@@ -155,7 +166,7 @@ export function sendRedisCommands(
       if (err) reject(err);
       else resolveReplies(replies);
     };
-    const timer = setTimeout(() => finish(new Error(`no reply from redis at ${host}:${port} in ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(() => finish(new Error(`no reply from redis at ${where} in ${timeoutMs} ms`)), timeoutMs);
     socket.once('connect', () => socket.write(commands.map(encodeCommand).join('')));
     socket.on('data', (chunk: Buffer) => {
       buffer = Buffer.concat([buffer, chunk]);
@@ -186,13 +197,15 @@ function authCommands(password: string | undefined): string[][] {
 }
 
 /**
- * Resolves true when the server answers PONG and is the process we started:
- * when our redis-server lost the port race, another one may be answering there.
+ * Resolves true when the server answers PONG and is the process we started. Asked over the Unix
+ * socket in the 0700 dir, never over TCP: whoever holds the TCP port (a squatter while ours failed
+ * to bind it) would be handed the password by AUTH. Redis binds its TCP port before the socket and
+ * exits when it cannot, so our pid answering on the socket means the port is ours too.
  */
-async function answersPing(port: number, password: string | undefined, pid: number | undefined): Promise<boolean> {
+async function answersPing(socketPath: string, password: string | undefined, pid: number | undefined): Promise<boolean> {
   try {
     const auth = authCommands(password);
-    const replies = await sendRedisCommands(REDIS_HOST, port, [...auth, ['PING'], ['INFO', 'server']]);
+    const replies = await sendCommands({ path: socketPath }, [...auth, ['PING'], ['INFO', 'server']]);
     return replies[auth.length] === '+PONG' && (replies[auth.length + 1] ?? '').includes(`process_id:${String(pid)}\r\n`);
   } catch {
     return false;
@@ -263,6 +276,23 @@ const PID_FILE = 'redis.pid';
 
 /** The config file, in the Redis dir, that hands redis-server its password: argv is world-readable in /proc. */
 export const REDIS_AUTH_CONF_FILE = 'redis-auth.conf';
+
+/** The Unix socket, in the 0700 Redis dir, over which the launcher alone checks readiness and shuts Redis down. */
+export const REDIS_SOCKET_FILE = 'redis.sock';
+
+/** The longest socket path every platform takes: sun_path is 104 bytes on macOS (108 on Linux), NUL included. */
+const MAX_SOCKET_PATH_BYTES = 103;
+
+/**
+ * REDIS_SOCKET_FILE in `dir`, or when that path is too long for a socket, in a fresh 0700 dir
+ * under the system temp dir (`ownDir`, removed by the caller when done).
+ */
+function socketPathFor(dir: string): { socketPath: string; ownDir: string | undefined } {
+  const inDir = join(dir, REDIS_SOCKET_FILE);
+  if (Buffer.byteLength(inDir) <= MAX_SOCKET_PATH_BYTES) return { socketPath: inDir, ownDir: undefined };
+  const ownDir = mkdtempSync(join(tmpdir(), 'conclave-redis-'));
+  return { socketPath: join(ownDir, REDIS_SOCKET_FILE), ownDir };
+}
 
 /**
  * A redis-server still running on `dir` from an earlier run (its orchestrator died before the
@@ -356,6 +386,8 @@ interface StartContext {
   logFile: string;
   /** REDIS_AUTH_CONF_FILE when there is a password. */
   authConf: string | undefined;
+  /** The Unix socket (mode 0700) the launcher talks to; the TCP port is only for clients. */
+  socketPath: string;
   timeoutMs: number;
   options: LaunchRedisOptions;
 }
@@ -372,6 +404,8 @@ function spawnRedis(ctx: StartContext, port: number, stderrTail: string[]): Atte
     '--daemonize', 'no',
     '--logfile', ctx.logFile,
     '--pidfile', join(ctx.dir, PID_FILE),
+    '--unixsocket', ctx.socketPath,
+    '--unixsocketperm', '700',
   ];
   // Its own process group: a Ctrl-C or a closed terminal reaches this process, which stops
   // Redis in order, and not Redis directly, which would vanish under a still-running orchestrator.
@@ -399,16 +433,19 @@ function spawnRedis(ctx: StartContext, port: number, stderrTail: string[]): Atte
 }
 
 /** Waits for PONG; resolves 'exited' if the process dies first. */
-async function waitReady(attempt: Attempt, password: string | undefined, timeoutMs: number): Promise<'ready' | 'exited' | 'timeout'> {
+async function waitReady(attempt: Attempt, ctx: StartContext): Promise<'ready' | 'exited' | 'timeout'> {
   let gone = false;
   void attempt.exited.then(() => {
     gone = true;
   });
-  const deadline = Date.now() + timeoutMs;
+  const deadline = Date.now() + ctx.timeoutMs;
   while (Date.now() < deadline) {
     if (gone) return 'exited';
-    // Raced against the exit: when the port is someone else's, the PING may wait its full timeout.
-    const answered = await Promise.race([answersPing(attempt.port, password, attempt.child.pid), attempt.exited.then(() => false)]);
+    // Raced against the exit: a PING that finds no answer may wait its full timeout.
+    const answered = await Promise.race([
+      answersPing(ctx.socketPath, ctx.options.password, attempt.child.pid),
+      attempt.exited.then(() => false),
+    ]);
     if (answered) return gone ? 'exited' : 'ready';
     await sleep(PING_INTERVAL_MS);
   }
@@ -445,7 +482,7 @@ async function startServer(ctx: StartContext, requestedPort: number): Promise<St
     const stderrTail: string[] = [];
     const logOffset = fileSize(ctx.logFile);
     const attempt = spawnRedis(ctx, port, stderrTail);
-    const outcome = await waitReady(attempt, ctx.options.password, ctx.timeoutMs);
+    const outcome = await waitReady(attempt, ctx);
     if (outcome === 'ready') return { ok: true, attempt };
 
     if (outcome === 'timeout') {
@@ -481,23 +518,32 @@ export async function launchRedis(options: LaunchRedisOptions): Promise<RedisSer
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   chmodSync(dir, 0o700);
   await stopLeftoverRedis(dir, options.logger);
+  const authConf = writeAuthConf(dir, options.password);
+  const { socketPath, ownDir } = socketPathFor(dir);
+  const removeOwnDir = (): void => {
+    if (ownDir !== undefined) rmSync(ownDir, { recursive: true, force: true });
+  };
   const ctx: StartContext = {
-    bin, dir, options,
+    bin, dir, options, socketPath, authConf,
     logFile: join(dir, 'redis.log'),
-    authConf: writeAuthConf(dir, options.password),
     timeoutMs: options.startTimeoutMs ?? DEFAULT_REDIS_START_TIMEOUT_MS,
   };
   const outcome = await startServer(ctx, options.port ?? 0);
-  if (!outcome.ok) throw outcome.error;
-  return makeHandle(ctx, outcome.attempt);
+  if (!outcome.ok) {
+    removeOwnDir();
+    throw outcome.error;
+  }
+  const handle = makeHandle(ctx, outcome.attempt);
+  void handle.exited.then(removeOwnDir);
+  return handle;
 }
 
 /** SHUTDOWN NOSAVE (SIGTERM if that fails; the AOF is flushed either way), SIGKILL after the grace. */
-async function shutdown(attempt: Attempt, password: string | undefined): Promise<void> {
-  const { child, port, exited } = attempt;
+async function shutdown(attempt: Attempt, ctx: StartContext): Promise<void> {
+  const { child, exited } = attempt;
   try {
     // SHUTDOWN closes the connection without a reply when it succeeds.
-    const replies = await sendRedisCommands(REDIS_HOST, port, [...authCommands(password), ['SHUTDOWN', 'NOSAVE']]);
+    const replies = await sendCommands({ path: ctx.socketPath }, [...authCommands(ctx.options.password), ['SHUTDOWN', 'NOSAVE']]);
     if (replies.some((r) => r.startsWith('-'))) child.kill('SIGTERM');
   } catch {
     child.kill('SIGTERM');
@@ -549,7 +595,7 @@ function makeHandle(ctx: StartContext, first: Attempt): RedisServerHandle {
       }
       const outcome = await startServer(ctx, port);
       if (outcome.ok && stopping) {
-        await shutdown(outcome.attempt, password);
+        await shutdown(outcome.attempt, ctx);
         resolveExited(await outcome.attempt.exited);
         return;
       }
@@ -594,7 +640,7 @@ function makeHandle(ctx: StartContext, first: Attempt): RedisServerHandle {
     stopping = true;
     stopRequested.abort();
     const last = current;
-    if (!currentExited) await shutdown(last, password);
+    if (!currentExited) await shutdown(last, ctx);
     await exited;
     logger?.info('STATE', 'redis-server stopped', { pid: last.child.pid, port });
   };

@@ -50,7 +50,7 @@ export async function startNodeAgent(given: NodeAgentOptions): Promise<NodeAgent
 
   const store = new ModelStore({ dir: join(options.dataDir, 'models'), logger });
   await store.verifyAll();
-  const outbox = new Outbox(join(options.dataDir, 'outbox'));
+  const outbox = new Outbox(join(options.dataDir, 'outbox'), { logger });
   await outbox.open();
   let stopResending: () => void = () => undefined;
   const backend = !options.inference ? undefined : (options.backend ?? (await CpuBackend.create({ workers: slots, logger })));
@@ -97,7 +97,9 @@ export async function startNodeAgent(given: NodeAgentOptions): Promise<NodeAgent
       assign: (job) => void parts.runner?.run(job),
       cancel: (cancel) => parts.runner?.cancel(cancel.jobId, cancel.attempt, cancel.reason),
       modelChunk: (chunk) => void parts.fetcher?.onChunk(chunk),
-      resultAck: (ack) => void outbox.ack(ack.jobId, ack.attempt),
+      // Never left to reject: an ack naming no file (`../x`) or a file that cannot be removed
+      // (NODE-STATE-709) is logged, not an unhandled rejection that would end the agent.
+      resultAck: (ack) => void outbox.ack(ack.jobId, ack.attempt).catch((err: unknown) => logger.failure(err, {}, 'warn')),
       connected: () => {
         void credentials.forgetToken();
         // Results that never got their ack (dropped link, reboot) go again, now and then every

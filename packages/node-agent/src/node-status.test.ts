@@ -51,4 +51,29 @@ describe('Register and Heartbeat', () => {
     await second;
     expect(heartbeatMessage(sources).runningJobs).toEqual([]);
   });
+
+  it('Register lists a job that finishes while the outbox reads the disk, as running or as pending', async () => {
+    const send = () => true;
+    const store = new ModelStore({ dir: join(dir, 'models'), logger: nullLogger });
+    const outbox = new Outbox(join(dir, 'outbox'));
+    await outbox.open();
+    let release: () => void = () => undefined;
+    const runner = new JobRunner({
+      fetcher: new ModelFetcher(store, send, nullLogger), outbox, logger: nullLogger, send,
+      extraKinds: { hold: () => new Promise((resolve) => (release = () => resolve({}))) },
+    });
+    const running = runner.run(job('job-c', 2));
+    // The real outbox, whose disk read is slow enough for the job to end during it.
+    const slowOutbox: NodeStatusSources['outbox'] = {
+      pending: async () => {
+        const listed = outbox.pending();
+        release();
+        await running;
+        expect(runner.runningJobs()).toEqual([]);
+        return listed;
+      },
+    };
+    const register = await registerMessage({ nodeId: 'n1', name: 'board', slots: 1, capabilities: {}, store, outbox: slowOutbox, runner });
+    expect([...(register.runningJobs ?? []), ...(register.pendingResults ?? [])]).toEqual(['job-c:2']);
+  });
 });

@@ -24,11 +24,16 @@ export interface NodeStatusSources {
  * orchestrator keeps them assigned here rather than run them again) and of each result waiting for its ack.
  */
 export async function registerMessage(s: NodeStatusSources): Promise<Register> {
+  // Both read now, before the disk is: a job that ends moves from the runner to the outbox's
+  // memory in one synchronous step, so it is in one list or the other. Read after the await, a
+  // job ending meanwhile would be in neither, and the orchestrator would run it again.
+  const runningJobs = s.runner.runningJobs();
+  const pending = s.outbox.pending();
   return {
     nodeId: s.nodeId, name: s.name, slots: s.slots, capabilities: s.capabilities,
     models: s.store.list(),
-    pendingResults: (await s.outbox.pending()).map((r) => `${r.jobId ?? ''}:${r.attempt ?? 0}`),
-    runningJobs: s.runner.runningJobs(),
+    pendingResults: (await pending).map((r) => `${r.jobId ?? ''}:${r.attempt ?? 0}`),
+    runningJobs,
   };
 }
 

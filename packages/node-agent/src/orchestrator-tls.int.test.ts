@@ -130,3 +130,61 @@ describe.skipIf(!OPENSSL)('TLS to the orchestrator (needs openssl)', () => {
     await node.close();
   });
 });
+
+describe.skipIf(!OPENSSL)('TLS to an orchestrator whose certificate a private CA issued (needs openssl)', () => {
+  const cleanups: Array<() => Promise<unknown>> = [];
+  let orchestrator: OrchestratorHandle;
+  let leafPem: string;
+  let caPem: string;
+
+  beforeAll(async () => {
+    const dir = await tempDir('conclave-tls-private-ca-');
+    cleanups.push(dir.remove);
+    const file = (name: string): string => join(dir.path, name);
+    const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+    execFileSync('openssl', ['req', '-x509', ...ec, '-days', '1', '-keyout', file('ca.key'), '-out', file('ca.pem'), '-subj', '/CN=Conclave Test Private CA'], { stdio: 'ignore' });
+    execFileSync('openssl', ['req', ...ec, '-keyout', file('key.pem'), '-out', file('leaf.csr'), '-subj', '/CN=orchestrator.test'], { stdio: 'ignore' });
+    await writeFile(file('leaf.ext'), 'basicConstraints=CA:FALSE\nsubjectAltName=DNS:orchestrator.test,IP:127.0.0.1\n');
+    execFileSync('openssl', [
+      'x509', '-req', '-in', file('leaf.csr'), '-CA', file('ca.pem'), '-CAkey', file('ca.key'), '-CAcreateserial',
+      '-days', '1', '-extfile', file('leaf.ext'), '-out', file('leaf.pem'),
+    ], { stdio: 'ignore' });
+    leafPem = await readFile(file('leaf.pem'), 'utf8');
+    caPem = await readFile(file('ca.pem'), 'utf8');
+    // The orchestrator sends the chain: its --tls-cert holds the leaf, then the CA.
+    await writeFile(file('chain.pem'), leafPem + caPem);
+    const redis = await startRedis();
+    cleanups.push(() => redis.stop());
+    orchestrator = await startTestOrchestrator({
+      redisUrl: redis.url, heartbeatIntervalMs: 250, tls: { certPath: file('chain.pem'), keyPath: file('key.pem') },
+    });
+    cleanups.push(() => orchestrator.close());
+  });
+  afterAll(async () => {
+    for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
+  });
+
+  it('a node joined with the pin registers, keeps leaf and CA, and reconnects from them (or refetches from a leaf alone)', async () => {
+    const joinString = await orchestrator.createJoinString();
+    expect(decodeJoinString(joinString).tlsFingerprint).toBe(tlsCertificateFingerprint(leafPem));
+    const node = await startTestNode({ orchestrator, join: joinString });
+    cleanups.push(() => node.close());
+    await waitUntil(() => node.connected, { what: 'the pinned node to register', timeoutMs: 20_000 });
+    const stored = join(node.dataDir, ORCHESTRATOR_CERT_FILE);
+    expect(await readFile(stored, 'utf8')).toBe(leafPem + caPem);
+    await node.close();
+
+    const again = await startTestNode({ orchestrator, dataDir: node.dataDir });
+    cleanups.push(() => again.close());
+    await waitUntil(() => again.connected, { what: 'the restarted node to register', timeoutMs: 20_000 });
+    await again.close();
+
+    // The leaf alone, as an older agent kept it: the chain is fetched again and kept.
+    await writeFile(stored, leafPem, { mode: 0o600 });
+    const upgraded = await startTestNode({ orchestrator, dataDir: node.dataDir });
+    cleanups.push(() => upgraded.close());
+    await waitUntil(() => upgraded.connected, { what: 'the node with a leaf-only file to register', timeoutMs: 20_000 });
+    expect(await readFile(stored, 'utf8')).toBe(leafPem + caPem);
+    await upgraded.close();
+  }, 60_000);
+});

@@ -2,7 +2,7 @@ import { chmod, mkdtemp, open, readdir, rename, rm, stat } from 'node:fs/promise
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { DurableFs } from '@conclave/common';
+import { captureLogger, type DurableFs } from '@conclave/common';
 import type { JobResult } from '@conclave/protocol';
 import { ACK_GRACE_MS, Outbox, RESEND_INTERVAL_MS } from './outbox.js';
 
@@ -116,5 +116,65 @@ describe('Outbox', () => {
     stop2();
     expect(sent).toContain('late');
     expect(await files()).toEqual(['late.1.json']);
+  });
+
+  describe('when the disk refuses a write (full)', () => {
+    let full = true;
+    /** node:fs, except that opening a file for writing fails with ENOSPC while `full`. */
+    const fs: DurableFs = {
+      open: (async (path: string, flags?: string, mode?: number) => {
+        if (full && flags !== undefined && flags !== 'r') throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
+        return open(path, flags, mode);
+      }) as DurableFs['open'],
+      rename,
+      rm,
+    };
+    beforeEach(() => {
+      full = true;
+    });
+
+    it('keeps a result whose grace-timer write failed in memory, says NODE-STATE-708, and writes it at persistAll once there is room', async () => {
+      const { logger, lines } = captureLogger('NODE');
+      const box = new Outbox(dir, { ackGraceMs: 20, fs, logger });
+      await box.put(result('unwritten'), true);
+      await wait(120);
+      expect(lines).toEqual([expect.stringMatching(/ ERROR NODE-STATE-708 outbox could not write an unacknowledged result jobId=unwritten attempt=1 .*ENOSPC/)]);
+      expect(await files()).toEqual([]);
+      expect((await box.pending()).map((r) => r.jobId)).toEqual(['unwritten']);
+      full = false;
+      await box.persistAll();
+      expect(await files()).toEqual(['unwritten.1.json']);
+      // Read back by the next run: not lost at a restart.
+      expect((await new Outbox(dir).pending()).map((r) => r.jobId)).toEqual(['unwritten']);
+      expect((await box.pending()).map((r) => r.jobId)).toEqual(['unwritten']);
+    });
+
+    it('put() of an unsent result does not reject, logs NODE-STATE-708 and keeps it; persistAll() rejects with it', async () => {
+      const { logger, lines } = captureLogger('NODE');
+      const box = new Outbox(dir, { fs, logger });
+      await box.put(result('offline'), false);
+      expect(lines).toEqual([expect.stringMatching(/ ERROR NODE-STATE-708 .*jobId=offline/)]);
+      expect((await box.pending()).map((r) => r.jobId)).toEqual(['offline']);
+      await expect(box.persistAll()).rejects.toMatchObject({ code: 'NODE-STATE-708', data: { jobId: 'offline', attempt: 1 } });
+      expect((await box.pending()).map((r) => r.jobId)).toEqual(['offline']);
+      const sent: string[] = [];
+      expect(box.resendAll((r) => { sent.push(r.jobId ?? ''); return true; })).toBe(1);
+      expect(sent).toEqual(['offline']);
+    });
+  });
+
+  it('ack() of a job id that is no file name rejects with NODE-STATE-709, and forgets it', async () => {
+    await expect(outbox.ack('../x', 1)).rejects.toMatchObject({ code: 'NODE-STATE-709', data: { jobId: '../x', attempt: 1 } });
+    await outbox.put(result('a'), true);
+    await outbox.ack('a', 1);
+    expect(await outbox.pending()).toEqual([]);
+  });
+
+  it('pending() lists a result being written once, in memory and on disk alike', async () => {
+    await outbox.put(result('both'), true);
+    const written = outbox.persistAll();
+    expect((await outbox.pending()).map((r) => r.jobId)).toEqual(['both']);
+    await written;
+    expect((await outbox.pending()).map((r) => r.jobId)).toEqual(['both']);
   });
 });

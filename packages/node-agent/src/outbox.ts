@@ -1,6 +1,6 @@
 import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ensurePrivateDir, writeFileDurable, type DurableFs } from '@conclave/common';
+import { ConclaveError, ensurePrivateDir, nullLogger, writeFileDurable, type DurableFs, type Logger } from '@conclave/common';
 import type { JobResult, Tensor } from '@conclave/protocol';
 
 type StoredResult = Omit<JobResult, 'outputs'> & {
@@ -26,11 +26,16 @@ export interface OutboxOptions {
   ackGraceMs?: number;
   /** Injected by tests to watch the fsyncs. @default node:fs/promises */
   fs?: DurableFs;
+  /** Where a write that fails after the ack grace is reported (NODE-STATE-708). @default nullLogger */
+  logger?: Logger;
 }
 
 interface Unacked {
   result: JobResult;
+  /** True only once its file is written: until then pending() and persistAll() still see it in memory. */
   persisted: boolean;
+  /** The write under way, shared by the grace timer and persistAll. */
+  writing?: Promise<void>;
   /** When it last went out on a live session; undefined: never (offline, or read back from disk). */
   sentAtMs?: number;
   timer?: NodeJS.Timeout;
@@ -67,17 +72,28 @@ export class Outbox {
     }
   }
 
-  /** Keeps a result until acknowledged; `sent` says whether it went out on a live session. */
+  /**
+   * Keeps a result until acknowledged; `sent` says whether it went out on a live session. Never
+   * rejects: a result that cannot be written is logged (NODE-STATE-708) and kept in memory.
+   */
   async put(result: JobResult, sent: boolean): Promise<void> {
     const key = keyOf(result.jobId ?? '', result.attempt ?? 0);
     const entry: Unacked = { result, persisted: false, ...(sent ? { sentAtMs: Date.now() } : {}) };
     this.unacked.set(key, entry);
     if (!sent) {
-      await this.persist(entry);
+      await this.persistOrLog(entry);
       return;
     }
-    entry.timer = setTimeout(() => void this.persist(entry).catch(() => undefined), this.ackGraceMs);
+    entry.timer = setTimeout(() => void this.persistOrLog(entry), this.ackGraceMs);
     entry.timer.unref();
+  }
+
+  private async persistOrLog(entry: Unacked): Promise<void> {
+    try {
+      await this.persist(entry);
+    } catch (err) {
+      (this.options.logger ?? nullLogger).failure(err);
+    }
   }
 
   /**
@@ -112,34 +128,75 @@ export class Outbox {
     return sent;
   }
 
+  /** Forgets an acknowledged result; rejects with NODE-STATE-709 when its file cannot be removed. */
   async ack(jobId: string, attempt: number): Promise<void> {
     const key = keyOf(jobId, attempt);
     const entry = this.unacked.get(key);
     this.unacked.delete(key);
     clearTimeout(entry?.timer);
-    if (!entry || entry.persisted) await rm(this.pathOf(jobId, attempt), { force: true });
+    // A write under way removes its own file once it sees the ack (persist).
+    if (entry && !entry.persisted) return;
+    let path: string;
+    try {
+      path = this.pathOf(jobId, attempt);
+    } catch (err) {
+      throw new ConclaveError('NODE-STATE-709', { cause: err, data: { jobId, attempt } });
+    }
+    await this.remove(path, jobId, attempt);
   }
 
-  /** The session dropped: everything still unacknowledged goes to disk now. */
+  private async remove(path: string, jobId: string, attempt: number): Promise<void> {
+    try {
+      await rm(path, { force: true });
+    } catch (err) {
+      throw new ConclaveError('NODE-STATE-709', { cause: err, data: { jobId, attempt } });
+    }
+  }
+
+  /**
+   * The session dropped: everything still unacknowledged goes to disk now. Every write is
+   * tried; then rejects with the first failure (NODE-STATE-708), whose results stay in memory.
+   */
   async persistAll(): Promise<void> {
-    await Promise.all([...this.unacked.values()].map((entry) => this.persist(entry)));
+    const outcomes = await Promise.allSettled([...this.unacked.values()].map((entry) => this.persist(entry)));
+    const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 
   private async persist(entry: Unacked): Promise<void> {
     clearTimeout(entry.timer);
     const { jobId = '', attempt = 0 } = entry.result;
     if (entry.persisted || !this.unacked.has(keyOf(jobId, attempt))) return;
-    entry.persisted = true;
-    const path = this.pathOf(jobId, attempt);
-    await writeFileDurable(path, JSON.stringify(toStored(entry.result)), { mode: 0o600, ...(this.options.fs ? { fs: this.options.fs } : {}) });
-    // Acknowledged while it was being written: the file is not needed after all.
-    if (!this.unacked.has(keyOf(jobId, attempt))) await rm(path, { force: true });
+    entry.writing ??= this.write(entry).finally(() => {
+      entry.writing = undefined;
+    });
+    await entry.writing;
   }
 
-  /** Every unacknowledged result: on disk (earlier sessions, reboots) and in memory. */
+  private async write(entry: Unacked): Promise<void> {
+    const { jobId = '', attempt = 0 } = entry.result;
+    let path: string;
+    try {
+      path = this.pathOf(jobId, attempt);
+      await writeFileDurable(path, JSON.stringify(toStored(entry.result)), { mode: 0o600, ...(this.options.fs ? { fs: this.options.fs } : {}) });
+    } catch (err) {
+      // Not persisted: it stays in pending()'s in-memory list and persistAll tries it again.
+      throw new ConclaveError('NODE-STATE-708', { cause: err, data: { jobId, attempt } });
+    }
+    entry.persisted = true;
+    // Acknowledged while it was being written: the file is not needed after all.
+    if (!this.unacked.has(keyOf(jobId, attempt))) await this.remove(path, jobId, attempt);
+  }
+
+  /**
+   * Every unacknowledged result: in memory and on disk (earlier sessions, reboots), each once.
+   * The in-memory part is taken at the call, before the disk is read (registerMessage relies on it).
+   */
   async pending(): Promise<JobResult[]> {
-    const results: JobResult[] = [...this.unacked.values()].filter((e) => !e.persisted).map((e) => e.result);
-    return [...results, ...(await this.readDisk())];
+    const inMemory = [...this.unacked.values()].filter((e) => !e.persisted).map((e) => e.result);
+    const seen = new Set(inMemory.map((r) => keyOf(r.jobId ?? '', r.attempt ?? 0)));
+    const onDisk = (await this.readDisk()).filter((r) => !seen.has(keyOf(r.jobId ?? '', r.attempt ?? 0)));
+    return [...inMemory, ...onDisk];
   }
 
   private async readDisk(): Promise<JobResult[]> {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, constants as fsConstants, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { Backoff, ConclaveError, maskUrlCredentials } from '@conclave/common';
+import { ConclaveError, backoffDelayMs, maskUrlCredentials } from '@conclave/common';
 import type { Logger } from '@conclave/common';
 
 /** File name of the embedded redis-server's password inside the orchestrator's data dir, beside the operator token. */
@@ -122,6 +122,13 @@ function authRefused(err: Error, redisForLog: string): ConclaveError {
 }
 
 /**
+ * The longest wait between two reconnect attempts to Redis. Redis is the fleet's state: once it
+ * is back (an embedded one restarts within 2 s) the orchestrator must be too, not after a
+ * backoff that grew while it was away.
+ */
+export const REDIS_RECONNECT_CAP_MS = 2_000;
+
+/**
  * Opens an ioredis connection suitable for BullMQ (`maxRetriesPerRequest: null`) and waits
  * until Redis answers. ioredis retries with full-jitter backoff; until the first success every
  * retry is logged with the reason of the last failure.
@@ -133,8 +140,12 @@ function authRefused(err: Error, redisForLog: string): ConclaveError {
 export async function connectRedis(options: RedisConnectOptions): Promise<Redis> {
   const { url, logger, signal } = options;
   const redisForLog = urlForLog(url);
-  const backoff = new Backoff();
-  const redis = new Redis(url, { maxRetriesPerRequest: null, retryStrategy: () => backoff.next() });
+  // ioredis counts attempts per connection (`times`, reset when it connects) and BullMQ's
+  // duplicates copy this function: a shared counter would let one connection's retries lengthen
+  // another's wait, up to the cap, after Redis was long back.
+  const redis = new Redis(url, {
+    maxRetriesPerRequest: null, retryStrategy: (times: number) => backoffDelayMs(times - 1, { capMs: REDIS_RECONNECT_CAP_MS }),
+  });
   let everReady = false;
   let lastError = '';
   let failStartup: ((err: ConclaveError) => void) | undefined;
@@ -147,8 +158,8 @@ export async function connectRedis(options: RedisConnectOptions): Promise<Redis>
         return;
       }
       // Once running, Redis refusing us means it restarted with other credentials. The
-      // orchestrator keeps retrying with backoff (ioredis reconnects; no 'ready' means no backoff
-      // reset, so the wait grows to the 30 s cap) and logs every refusal at error level: exiting
+      // orchestrator keeps retrying with backoff (ioredis reconnects, every REDIS_RECONNECT_CAP_MS
+      // at most) and logs every refusal at error level: exiting
       // would drop every node session, and a running orchestrator should come back by itself
       // once the operator puts the old credentials back. A new password needs a restart anyway.
       logger.failure(authRefused(err, redisForLog), {}, 'error');
@@ -168,7 +179,6 @@ export async function connectRedis(options: RedisConnectOptions): Promise<Redis>
   redis.on('ready', () => {
     if (everReady) logger.info('NET', 'reconnected to redis', { redis: redisForLog });
     everReady = true;
-    backoff.reset();
   });
   await new Promise<void>((resolve, reject) => {
     const fail = (err: ConclaveError): void => {

@@ -21,7 +21,7 @@ export const COMMON_ERRORS = defineErrors({
   'ORCH-NET-601': {
     message: 'Redis unreachable',
     recovery:
-      'The connection is retried with exponential backoff and full jitter (base 250 ms, cap 30 s); ' +
+      'The connection is retried with exponential backoff and full jitter (base 250 ms, cap 2 s, per connection); ' +
       'check that Redis is running and that --redis-url points at it.',
     status: 'UNAVAILABLE',
     retryable: true,

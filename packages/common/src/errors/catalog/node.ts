@@ -61,6 +61,24 @@ export const NODE_ERRORS = defineErrors({
     status: 'FAILED_PRECONDITION',
     retryable: false,
   },
+  'NODE-STATE-708': {
+    message: 'outbox could not write an unacknowledged result',
+    recovery:
+      'The result stays in memory, is sent again while connected and written again when the session drops; ' +
+      'free space in (or fix the permissions of) <data-dir>/outbox: a result held only in memory is lost if the ' +
+      'agent restarts, and the orchestrator then runs that job again.',
+    status: 'RESOURCE_EXHAUSTED',
+    retryable: true,
+  },
+  'NODE-STATE-709': {
+    message: 'outbox could not drop an acknowledged result',
+    recovery:
+      'The agent keeps running. A file left in <data-dir>/outbox is sent again at the next start and the ' +
+      'orchestrator records each job:attempt once; an acknowledgement naming a job id that is not a file name ' +
+      'is ignored. Check the permissions of <data-dir>/outbox.',
+    status: 'INTERNAL',
+    retryable: false,
+  },
   'NODE-JOB-801': {
     message: 'job cancelled',
     recovery: 'The orchestrator cancelled the job (timeout or client request); nothing to do.',
