@@ -1,11 +1,12 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { closeSync, constants as fsConstants, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import { ConclaveError } from '@conclave/common';
 import type { Logger } from '@conclave/common';
 import { loadConclaveProtos, type ControlHandlers } from '@conclave/protocol';
 import { toServiceError } from './grpc-errors.js';
+import { writeSecretFileOnce } from './secret-file.js';
 
 /** File name of the operator token inside the orchestrator's data dir. */
 export const OPERATOR_TOKEN_FILE = 'operator-token';
@@ -44,24 +45,7 @@ export function loadOrCreateOperatorToken(options: OperatorTokenOptions): string
   }
   mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
   const token = randomBytes(OPERATOR_TOKEN_BYTES).toString('base64url');
-  // A private temp file linked into place: link fails if another process won the race,
-  // and a crash mid-write never leaves half a token under the real name.
-  const temp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  const fd = openSync(temp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o600);
-  try {
-    writeSync(fd, `${token}\n`);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  try {
-    linkSync(temp, path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    return readOperatorTokenFile(path);
-  } finally {
-    unlinkSync(temp);
-  }
+  if (!writeSecretFileOnce(path, token)) return readOperatorTokenFile(path);
   options.logger?.info('AUTH', 'created operator token', { path });
   return token;
 }

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants as fsConstants, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { ConclaveError, backoffDelayMs, maskUrlCredentials } from '@conclave/common';
 import type { Logger } from '@conclave/common';
+import { writeSecretFileOnce } from './secret-file.js';
 
 /** File name of the embedded redis-server's password inside the orchestrator's data dir, beside the operator token. */
 export const REDIS_PASSWORD_FILE = 'redis-password';
@@ -27,25 +28,7 @@ export function loadOrCreateRedisPassword(dataDir: string): string {
   }
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const password = randomBytes(REDIS_PASSWORD_BYTES).toString('base64url');
-  // A private temp file linked into place: link fails if another process won the race,
-  // and a crash mid-write never leaves half a password under the real name.
-  const temp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  const fd = openSync(temp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o600);
-  try {
-    writeSync(fd, `${password}\n`);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  try {
-    linkSync(temp, path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    return readRedisPasswordFile(path);
-  } finally {
-    unlinkSync(temp);
-  }
-  return password;
+  return writeSecretFileOnce(path, password) ? password : readRedisPasswordFile(path);
 }
 
 function readRedisPasswordFile(path: string): string {
