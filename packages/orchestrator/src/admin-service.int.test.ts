@@ -1,5 +1,5 @@
 // The admin RPCs and the operator token over real gRPC (port 0) and a real Redis: the server
-// wraps the Control service with withOperatorAuth, the client sends the token through
+// guards the Control service with operatorAuthInterceptor, the client sends the token through
 // createControlClient's interceptor, and the CLI's ControlCalls map the answers.
 import * as grpc from '@grpc/grpc-js';
 import { Redis } from 'ioredis';
@@ -19,7 +19,7 @@ import { startRedis, type RedisServerHandle } from '@conclave/testing';
 import { createAdminService } from './admin-service.js';
 import { ControlCallError, controlCallsFromClient, type ControlCalls } from './cli/control-calls.js';
 import { RedisEnrollmentStore } from './enrollment-store.js';
-import { withOperatorAuth } from './operator-auth.js';
+import { operatorAuthInterceptor } from './operator-auth.js';
 
 const OPERATOR_TOKEN = 'test-operator-token-0123456789abcdef';
 const ORCHESTRATOR_FINGERPRINT = fingerprint(generateIdentity().publicKey);
@@ -64,8 +64,8 @@ describe('admin service behind the operator token', () => {
         logger,
       }),
     } as unknown as ControlHandlers;
-    server = new grpc.Server();
-    server.addService(loadConclaveProtos().conclave.v1.Control.service, withOperatorAuth(handlers, OPERATOR_TOKEN, logger));
+    server = new grpc.Server({ interceptors: [operatorAuthInterceptor(OPERATOR_TOKEN, logger)] });
+    server.addService(loadConclaveProtos().conclave.v1.Control.service, handlers);
     const port = await new Promise<number>((resolve, reject) =>
       server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
     );

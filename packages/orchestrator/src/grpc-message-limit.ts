@@ -6,6 +6,8 @@
 interface GrpcCallInternals {
   maxReceiveMessageSize?: unknown;
   decoder?: { maxReadMessageLength?: unknown };
+  /** An interceptor's call wraps the next one, down to the base call. */
+  nextCall?: GrpcCallInternals;
 }
 
 /**
@@ -15,7 +17,8 @@ interface GrpcCallInternals {
  * if this grpc-js does not have the fields (a test pins that it does).
  */
 export function setCallReceiveLimit(call: object, maxBytes: number): boolean {
-  const internals = (call as { call?: GrpcCallInternals }).call;
+  let internals = (call as { call?: GrpcCallInternals }).call;
+  while (internals && !internals.decoder && internals.nextCall) internals = internals.nextCall;
   const decoder = internals?.decoder;
   if (!internals || !decoder || typeof decoder.maxReadMessageLength !== 'number' || typeof internals.maxReceiveMessageSize !== 'number') {
     return false;

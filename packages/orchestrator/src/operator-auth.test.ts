@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConclaveError, captureLogger } from '@conclave/common';
-import type { ControlHandlers } from '@conclave/protocol';
+import { loadConclaveProtos } from '@conclave/protocol';
 import {
-  checkOperatorToken, checkTransport, isLoopbackPeer, loadOrCreateOperatorToken, OPERATOR_TOKEN_FILE, withOperatorAuth,
+  checkOperatorToken, checkTransport, isLoopbackPeer, loadOrCreateOperatorToken, OPERATOR_TOKEN_FILE, operatorAuthInterceptor,
 } from './operator-auth.js';
 
 const TOKEN = 'A'.repeat(20) + 'secret-token-value';
@@ -92,86 +92,81 @@ describe('checkOperatorToken', () => {
   });
 });
 
-describe('withOperatorAuth', () => {
-  interface FakeCall {
-    metadata: grpc.Metadata;
-    request: unknown;
-    getPeer(): string;
-    emit(event: string, err?: Error): void;
-    emitted?: Error & Partial<grpc.StatusObject>;
-  }
-  const fakeCall = (authorization?: string): FakeCall => {
-    const call: FakeCall = {
-      metadata: metadata(authorization),
-      request: {},
-      getPeer: () => 'ipv4:127.0.0.1:5555',
-      emit(_event, err) {
-        call.emitted = err as FakeCall['emitted'];
-      },
-    };
-    return call;
-  };
+describe('operatorAuthInterceptor', () => {
+  const ran: string[] = [];
+  const logs = captureLogger('ORCH');
+  let server: grpc.Server;
+  let client: grpc.Client;
 
-  function handlers(ran: string[]): ControlHandlers {
+  beforeAll(async () => {
     const unary = (name: string) => (_call: unknown, callback: grpc.sendUnaryData<unknown>) => {
       ran.push(name);
       callback(null, {});
     };
-    return {
-      SubmitJob: unary('SubmitJob'),
-      GetJob: unary('GetJob'),
-      CancelJob: unary('CancelJob'),
-      ListNodes: unary('ListNodes'),
-      ListModels: unary('ListModels'),
-      CreateJoinToken: unary('CreateJoinToken'),
-      ListJoinTokens: unary('ListJoinTokens'),
-      RevokeJoinToken: unary('RevokeJoinToken'),
-      ApproveNode: unary('ApproveNode'),
-      RevokeNode: unary('RevokeNode'),
-      AddModel: unary('AddModel'),
+    const handlers = {
+      SubmitJob: unary('SubmitJob'), GetJob: unary('GetJob'), CancelJob: unary('CancelJob'), ListNodes: unary('ListNodes'),
+      ListModels: unary('ListModels'), CreateJoinToken: unary('CreateJoinToken'), ListJoinTokens: unary('ListJoinTokens'),
+      RevokeJoinToken: unary('RevokeJoinToken'), ApproveNode: unary('ApproveNode'), RevokeNode: unary('RevokeNode'),
+      DrainNode: unary('DrainNode'), UndrainNode: unary('UndrainNode'),
+      AddModel: (call: grpc.ServerReadableStream<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+        ran.push('AddModel');
+        call.on('data', () => undefined);
+        call.on('end', () => callback(null, {}));
+      },
       WatchJob: (call: grpc.ServerWritableStream<unknown, unknown>) => {
         ran.push('WatchJob');
         call.end();
       },
-    } as unknown as ControlHandlers;
+    };
+    server = new grpc.Server({ interceptors: [operatorAuthInterceptor(TOKEN, logs.logger)] });
+    server.addService(loadConclaveProtos().conclave.v1.Control.service, handlers as unknown as grpc.UntypedServiceImplementation);
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+    client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  });
+  afterAll(() => {
+    client?.close();
+    server?.forceShutdown();
+  });
+
+  const raw = (b: Buffer) => b;
+  const authorized = (authorization?: string) => metadata(authorization);
+
+  function unaryCall(method: string, authorization?: string, body = Buffer.alloc(0)): Promise<grpc.StatusObject> {
+    return new Promise((resolve) => {
+      const call = client.makeUnaryRequest(`/conclave.v1.Control/${method}`, raw, raw, body, authorized(authorization), () => undefined);
+      call.on('status', resolve);
+    });
   }
 
-  it('answers UNAUTHENTICATED before a unary or client-streaming handler runs', () => {
-    const ran: string[] = [];
-    const { logger, lines } = captureLogger('ORCH');
-    const wrapped = withOperatorAuth(handlers(ran), TOKEN, logger);
-    for (const name of ['SubmitJob', 'ListNodes', 'CreateJoinToken', 'RevokeNode', 'AddModel'] as const) {
-      let answered: Partial<grpc.StatusObject> | undefined;
-      (wrapped[name] as (call: unknown, cb: (err: unknown) => void) => void)(fakeCall(), (err) => {
-        answered = err as Partial<grpc.StatusObject>;
-      });
-      expect(answered?.code).toBe(grpc.status.UNAUTHENTICATED);
-      expect(answered?.details).toMatch(/^ORCH-AUTH-553 /);
+  it('answers UNAUTHENTICATED on the headers: no handler runs, and a large request body is not waited for', async () => {
+    ran.length = 0;
+    for (const method of ['SubmitJob', 'ListNodes', 'CreateJoinToken', 'RevokeNode']) {
+      const status = await unaryCall(method, undefined, method === 'SubmitJob' ? Buffer.alloc(3 * 1024 * 1024) : Buffer.alloc(0));
+      expect(status.code).toBe(grpc.status.UNAUTHENTICATED);
+      expect(status.details).toMatch(/^ORCH-AUTH-553 /);
     }
-    expect(ran).toEqual([]);
-    expect(lines.some((line) => line.includes('ORCH-AUTH-553') && line.includes('method=SubmitJob') && line.includes('reason=missing'))).toBe(true);
-    expect(lines.join('\n')).not.toContain(TOKEN);
-  });
-
-  it('ends a server-streaming call with UNAUTHENTICATED', () => {
-    const ran: string[] = [];
-    const wrapped = withOperatorAuth(handlers(ran), TOKEN, captureLogger('ORCH').logger);
-    const call = fakeCall(`Bearer wrong-token-wrong-token`);
-    (wrapped.WatchJob as unknown as (call: unknown) => void)(call);
-    expect(ran).toEqual([]);
-    expect(call.emitted?.code).toBe(grpc.status.UNAUTHENTICATED);
-  });
-
-  it('lets a call with the token through to the handler', () => {
-    const ran: string[] = [];
-    const wrapped = withOperatorAuth(handlers(ran), TOKEN, captureLogger('ORCH').logger);
-    let error: unknown = 'not called';
-    (wrapped.GetJob as unknown as (call: unknown, cb: (err: unknown) => void) => void)(fakeCall(`Bearer ${TOKEN}`), (err) => {
-      error = err;
+    const upload = await new Promise<grpc.StatusObject>((resolve) => {
+      const call = client.makeClientStreamRequest('/conclave.v1.Control/AddModel', raw, raw, authorized('Bearer wrong-token-wrong-token'), () => undefined);
+      call.on('status', resolve);
+      call.write(Buffer.alloc(1024));
     });
-    (wrapped.WatchJob as unknown as (call: unknown) => void)({ ...fakeCall(`Bearer ${TOKEN}`), end: () => undefined });
-    expect(error).toBeNull();
-    expect(ran).toEqual(['GetJob', 'WatchJob']);
+    expect(upload.code).toBe(grpc.status.UNAUTHENTICATED);
+    const watch = await new Promise<grpc.StatusObject>((resolve) => {
+      const call = client.makeServerStreamRequest('/conclave.v1.Control/WatchJob', raw, raw, Buffer.alloc(0), authorized());
+      call.on('error', () => undefined);
+      call.on('status', resolve);
+    });
+    expect(watch.code).toBe(grpc.status.UNAUTHENTICATED);
+    expect(ran).toEqual([]);
+    expect(logs.lines.some((line) => line.includes('ORCH-AUTH-553') && line.includes('method=SubmitJob') && line.includes('reason=missing'))).toBe(true);
+    expect(logs.lines.join('\n')).not.toContain(TOKEN);
+  });
+
+  it('lets a call with the token through to the handler', async () => {
+    ran.length = 0;
+    expect((await unaryCall('GetJob', `Bearer ${TOKEN}`)).code).toBe(grpc.status.OK);
+    expect(ran).toEqual(['GetJob']);
   });
 });
 
@@ -192,13 +187,5 @@ describe('Control API transport', () => {
     expect(() => checkTransport('10.0.0.5:5000', { tls: true, insecureControl: false })).not.toThrow();
     expect(() => checkTransport('10.0.0.5:5000', { tls: false, insecureControl: true })).not.toThrow();
 
-    const logs = captureLogger('ORCH');
-    let answered: unknown;
-    const wrapped = withOperatorAuth({ GetJob: () => undefined } as unknown as ControlHandlers, TOKEN, logs.logger, plaintext);
-    (wrapped.GetJob as unknown as (call: unknown, cb: (err: unknown) => void) => void)(
-      { metadata: new grpc.Metadata(), request: {}, getPeer: () => '10.0.0.5:5000' },
-      (err) => (answered = err),
-    );
-    expect(answered).toMatchObject({ code: grpc.status.PERMISSION_DENIED, details: expect.stringMatching(/^ORCH-AUTH-571 /) });
   });
 });

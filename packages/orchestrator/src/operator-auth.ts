@@ -1,10 +1,9 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type * as grpc from '@grpc/grpc-js';
+import * as grpc from '@grpc/grpc-js';
 import { ConclaveError } from '@conclave/common';
 import type { Logger } from '@conclave/common';
-import { loadConclaveProtos, type ControlHandlers } from '@conclave/protocol';
 import { toServiceError } from './grpc-errors.js';
 import { writeSecretFileOnce } from './secret-file.js';
 
@@ -111,11 +110,6 @@ function digest(text: string): Buffer {
   return createHash('sha256').update(text, 'utf8').digest();
 }
 
-type AnyHandler = (
-  call: { metadata: grpc.Metadata; getPeer(): string; emit?(event: 'error', err: Error): unknown },
-  callback?: (err: unknown) => void,
-) => void;
-
 /** How the Control API is reached: over TLS, or plaintext (then loopback only, unless the operator says otherwise). */
 export interface ControlTransport {
   tls: boolean;
@@ -140,45 +134,35 @@ export function isLoopbackPeer(peer: string): boolean {
   return host === '::1' || /^127\./.test(host) || /^::ffff:127\./.test(host) || host === 'localhost';
 }
 
+/** Every Control method's path starts with this; the node gateway's do not. */
+const CONTROL_PATH_PREFIX = '/conclave.v1.Control/';
+
 /**
- * Wraps every Control handler so that a call without the operator token is answered
- * UNAUTHENTICATED (ORCH-AUTH-553) before the handler runs (and a plaintext caller off loopback, ORCH-AUTH-571, unless TLS or
- * `--insecure-control`). Unary and client-streaming calls
- * answer through their callback; server-streaming (and bidi) calls end the stream with the status.
- * The refusal is logged with the method, peer and reason; never the token.
+ * A server interceptor that answers every Control call without the operator token
+ * UNAUTHENTICATED (ORCH-AUTH-553), and a plaintext one from off this host PERMISSION_DENIED
+ * (ORCH-AUTH-571, unless TLS or `--insecure-control`), on its headers: the handler never runs,
+ * and not a byte of the request is read, so a stranger cannot make the orchestrator buffer
+ * request bodies. The refusal is logged with the method, peer and reason; never the token.
+ * NodeGateway calls pass through: they authenticate in their own handshake.
  */
-export function withOperatorAuth<H extends grpc.UntypedServiceImplementation = ControlHandlers>(
-  handlers: H,
-  token: string,
-  logger: Logger,
-  transport: ControlTransport = { tls: false, insecureControl: false },
-): H {
-  const definition = loadConclaveProtos().conclave.v1.Control.service as grpc.ServiceDefinition;
-  const wrapped: Record<string, unknown> = {};
-  for (const [name, handler] of Object.entries(handlers)) {
-    if (typeof handler !== 'function') {
-      wrapped[name] = handler;
-      continue;
-    }
-    const method = definition[name];
-    // Unary and client-streaming handlers take a callback; streaming responses do not.
-    const hasCallback = method ? !method.responseStream : handler.length >= 2;
-    const original = handler as AnyHandler;
-    wrapped[name] = (call: Parameters<AnyHandler>[0], callback?: (err: unknown) => void): void => {
-      try {
-        checkTransport(call.getPeer(), transport);
-        checkOperatorToken(call.metadata, token);
-      } catch (err) {
-        logger.failure(err, { method: name, peer: call.getPeer(), reason: (err as ConclaveError).data.reason }, 'warn');
-        const status = toServiceError(err, logger);
-        if (hasCallback && callback) callback(status);
-        // grpc-js turns an 'error' event into the call's status and ends the stream; destroy() would
-        // end it without sending any status, leaving the client waiting.
-        else call.emit?.('error', Object.assign(new Error(status.details), status));
-        return;
-      }
-      original(call, callback);
-    };
-  }
-  return wrapped as H;
+export function operatorAuthInterceptor(token: string, logger: Logger, transport: ControlTransport = { tls: false, insecureControl: false }): grpc.ServerInterceptor {
+  return (method, call) => {
+    if (!method.path.startsWith(CONTROL_PATH_PREFIX)) return new grpc.ServerInterceptingCall(call);
+    return new grpc.ServerInterceptingCall(call, {
+      start: (next) => next({
+        onReceiveMetadata: (metadata, passOn) => {
+          try {
+            checkTransport(call.getPeer(), transport);
+            checkOperatorToken(metadata, token);
+          } catch (err) {
+            const name = method.path.slice(CONTROL_PATH_PREFIX.length);
+            logger.failure(err, { method: name, peer: call.getPeer(), reason: (err as ConclaveError).data.reason }, 'warn');
+            call.sendStatus(toServiceError(err, logger) as grpc.StatusObject);
+            return;
+          }
+          passOn(metadata);
+        },
+      }),
+    });
+  };
 }

@@ -23,7 +23,7 @@ import { ModelRegistry } from './model-registry.js';
 import { RedisEnrollmentStore } from './enrollment-store.js';
 import { NodeRegistry } from './node-registry.js';
 import { resolveOrchestratorOptions, type OrchestratorOptions } from './orchestrator-options.js';
-import { loadOrCreateOperatorToken, withOperatorAuth } from './operator-auth.js';
+import { loadOrCreateOperatorToken, operatorAuthInterceptor } from './operator-auth.js';
 import { connectRedis, loadOrCreateRedisPassword, redisAvailable } from './redis-connection.js';
 import { stateStoreGuard } from './state-store-guard.js';
 import { BULL_PREFIX, JOB_QUEUE_NAME } from './redis-keys.js';
@@ -147,7 +147,11 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
     registry.setEnrollment(enrollment);
 
     const protos = loadConclaveProtos().conclave.v1;
-    const server = new grpc.Server(SERVER_CHANNEL_OPTIONS);
+    const server = new grpc.Server({
+      ...SERVER_CHANNEL_OPTIONS,
+      // Control calls are refused on their headers, before any of the request is read.
+      interceptors: [operatorAuthInterceptor(operatorToken, logger, { tls: Boolean(o.tls), insecureControl: o.insecureControl })],
+    });
     server.addService(protos.NodeGateway.service, createGatewayService({
       registry, models, logger, heartbeatIntervalMs: o.heartbeatIntervalMs, version: ORCHESTRATOR_VERSION,
       identity, enrollment, rateLimiter: new HandshakeRateLimiter(), rotations, maxSlotsPerNode: o.maxSlotsPerNode,
@@ -171,7 +175,7 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
         tlsFingerprint,
       }),
     };
-    server.addService(protos.Control.service, withOperatorAuth(controlHandlers, operatorToken, logger, { tls: Boolean(o.tls), insecureControl: o.insecureControl }));
+    server.addService(protos.Control.service, controlHandlers);
     if (!o.tls && !isLoopback(o.grpcHost)) {
       logger.warn('AUTH', o.insecureControl
         ? 'Control API in plaintext open to the network (--insecure-control): operator tokens cross it in the clear'
