@@ -104,7 +104,9 @@ describe('restarts', () => {
     // The same node from a copy of its data dir (a board rebooted, or restored onto new hardware,
     // while its old session lingers): a second process on the very same dir is refused by its lock.
     const copyDir = await nodeDir();
-    await cp(dataDir, copyDir, { recursive: true, filter: (src) => basename(src) !== DATA_DIR_LOCK_FILE });
+    // Not the lock, nor a file the running node is writing (a durable write's temp file may be
+    // gone by the time cp reads it: CI caught it).
+    await cp(dataDir, copyDir, { recursive: true, filter: (src) => basename(src) !== DATA_DIR_LOCK_FILE && !src.endsWith('.tmp') });
     const fresh = spawnNode(NODE_AGENT_MAIN, nodeAgentStartArgv({
       orchestrator: orchestrator.address, dataDir: copyDir, httpPort: 0, name: 'twin', slots: 1,
     }));
