@@ -31,11 +31,6 @@ export const MAX_FETCHES_PER_NODE = 4;
  */
 export const MAX_FETCHES = 64;
 
-/**
- * How long a transfer waits for the node to take the next chunk before it is abandoned and its
- * file closed (ORCH-LOAD-105): a node that stops reading must not hold files open for ever.
- */
-export const FETCH_STALL_TIMEOUT_MS = 30_000;
 
 /** The largest message the gateway reads from an authenticated node: a sealed frame of the largest plaintext. */
 export const MAX_SEALED_MESSAGE_BYTES = DEFAULT_MAX_PLAINTEXT_BYTES + 1024;
@@ -58,6 +53,11 @@ export interface GatewayServiceOptions {
   maxSlotsPerNode: number;
   /** A result no job of the node's session waits for (the dispatcher records it). */
   onUnmatchedResult: (session: NodeSession, result: JobResult__Output) => void;
+  /**
+   * How long a model transfer waits for the node to take the next chunk before it is abandoned
+   * and its file closed (ORCH-LOAD-105): a node that stops reading must not hold files open for ever.
+   */
+  modelTransferStallMs: number;
   /** Per-source and total caps on handshakes in progress. @default the gateway's limits */
   unauthenticated?: UnauthenticatedStreams;
 }
@@ -200,8 +200,8 @@ export function createGatewayService(o: GatewayServiceOptions): NodeGatewayHandl
         const last = chunk.offset + chunk.data.byteLength >= chunk.totalSize;
         session.send({ modelChunk: { sha256, offset: chunk.offset, data: chunk.data, totalSize: chunk.totalSize, last } });
         sent += chunk.data.byteLength;
-        if (!(await drainedWithin(session, FETCH_STALL_TIMEOUT_MS))) {
-          throw new ConclaveError('ORCH-LOAD-105', { detail: `no progress for ${FETCH_STALL_TIMEOUT_MS} ms after ${sent} bytes`, data: { sha256 } });
+        if (!(await drainedWithin(session, o.modelTransferStallMs))) {
+          throw new ConclaveError('ORCH-LOAD-105', { detail: `no progress for ${o.modelTransferStallMs} ms after ${sent} bytes`, data: { sha256 } });
         }
       }
       if (sent === 0) session.send({ modelChunk: { sha256, offset, data: Buffer.alloc(0), totalSize: offset, last: true } });

@@ -51,6 +51,11 @@ export interface OrchestratorOptions {
    * the network in the clear); true lets plaintext callers from anywhere in. @default false
    */
   insecureControl?: boolean;
+  /**
+   * How long a model transfer waits for its node to take the next chunk before it is abandoned
+   * and its file closed (ORCH-LOAD-105). @default 30_000
+   */
+  modelTransferStallMs?: number;
 }
 
 // The options whose default is known before start; the others are found at start (see their docs).
@@ -67,7 +72,8 @@ type DefaultedKey =
   | 'approval'
   | 'defaultTokenTtlMs'
   | 'maxSlotsPerNode'
-  | 'insecureControl';
+  | 'insecureControl'
+  | 'modelTransferStallMs';
 
 export interface ResolvedOrchestratorOptions extends Required<Pick<OrchestratorOptions, DefaultedKey | 'dataDir' | 'logger'>> {
   /** Absent: startOrchestrator launches an embedded redis-server. */
@@ -97,6 +103,7 @@ export const ORCHESTRATOR_DEFAULTS: Readonly<Pick<ResolvedOrchestratorOptions, D
   defaultTokenTtlMs: 3_600_000,
   maxSlotsPerNode: 16,
   insecureControl: false,
+  modelTransferStallMs: 30_000,
 });
 
 export function resolveOrchestratorOptions(options: OrchestratorOptions): ResolvedOrchestratorOptions {
@@ -121,5 +128,6 @@ export function resolveOrchestratorOptions(options: OrchestratorOptions): Resolv
     tls: options.tls,
     maxSlotsPerNode: options.maxSlotsPerNode ?? d.maxSlotsPerNode,
     insecureControl: options.insecureControl ?? d.insecureControl,
+    modelTransferStallMs: options.modelTransferStallMs ?? d.modelTransferStallMs,
   };
 }

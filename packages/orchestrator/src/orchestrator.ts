@@ -155,6 +155,7 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
     server.addService(protos.NodeGateway.service, createGatewayService({
       registry, models, logger, heartbeatIntervalMs: o.heartbeatIntervalMs, version: ORCHESTRATOR_VERSION,
       identity, enrollment, rateLimiter: new HandshakeRateLimiter(), rotations, maxSlotsPerNode: o.maxSlotsPerNode,
+      modelTransferStallMs: o.modelTransferStallMs,
       onUnmatchedResult: (session, result) => void dispatcher.recordUnmatchedResult(session, result),
     }));
     // Filled in after binding (with port 0 the port is known only then); join tokens read it later.

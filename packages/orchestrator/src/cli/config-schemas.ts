@@ -50,6 +50,7 @@ export const startConfigSchema = z.object({
   maxSlotsPerNode: z.number().int().positive().max(4096).default(defaults.maxSlotsPerNode),
   /** Without TLS the Control API answers loopback callers only, unless this is set. */
   insecureControl: z.boolean().default(defaults.insecureControl),
+  modelTransferStallMs: z.number().int().positive().default(defaults.modelTransferStallMs),
   approval: z.enum(['auto', 'manual']).default(defaults.approval),
   /** Absent: 127.0.0.1:<port> on loopback, else <hostname>:<port>, found at start. */
   advertiseAddress: z.string().refine(isValidAddress, 'must be HOST:PORT (IPv6 in brackets)').optional(),

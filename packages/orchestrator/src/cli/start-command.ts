@@ -100,6 +100,7 @@ export function toOrchestratorOptions(config: StartConfig, dataDir: string, logg
     jobAttempts: config.jobAttempts,
     maxSlotsPerNode: config.maxSlotsPerNode,
     insecureControl: config.insecureControl,
+    modelTransferStallMs: config.modelTransferStallMs,
     approval: config.approval,
     ...(advertiseAddress !== undefined ? { advertiseAddress } : {}),
     ...(tlsCert !== undefined && tlsKey !== undefined ? { tls: { certPath: resolve(tlsCert), keyPath: resolve(tlsKey) } } : {}),

@@ -16,6 +16,7 @@ import { createTestControl } from '../control.js';
 import type { TestControl } from '../control.js';
 import { startTestOrchestrator } from '../fleet.js';
 import { affineModel } from '../onnx/affine-model.js';
+import { heavyModel } from '../onnx/heavy-model.js';
 import { startRedis } from '../redis.js';
 import { waitUntil } from '../wait-until.js';
 import { Cleanup, within } from './e2e-support.js';
@@ -24,6 +25,8 @@ type NodeSecureSession = SecureSession<NodeMessage, OrchestratorMessage__Output>
 
 interface HandDrivenSession {
   session: NodeSecureSession;
+  /** The gRPC call under it: pausing it makes the node stop reading its stream. */
+  call: grpc.ClientDuplexStream<unknown, unknown>;
   /** Resolves once the handshake is done (the Register is the caller's to send, or not). */
   established: Promise<void>;
   closed: Promise<ConclaveError>;
@@ -41,11 +44,15 @@ describe('gateway limits', () => {
   let orchestrator: OrchestratorHandle;
   let control: TestControl;
   let modelSha = '';
+  const orchLog = captureLogger('ORCH');
+  const STALL_MS = 500;
 
   beforeAll(async () => {
     redis = await startRedis();
     cleanup.add(() => redis.stop());
-    orchestrator = await startTestOrchestrator({ redisUrl: redis.url, heartbeatIntervalMs: 250 });
+    orchestrator = await startTestOrchestrator({
+      redisUrl: redis.url, heartbeatIntervalMs: 250, logger: orchLog.logger, modelTransferStallMs: STALL_MS,
+    });
     cleanup.add(() => orchestrator.close());
     control = createTestControl(orchestrator);
     cleanup.add(() => control.close());
@@ -62,9 +69,10 @@ describe('gateway limits', () => {
     let established!: () => void;
     const done = new Promise<void>((resolve) => (established = resolve));
     let session!: NodeSecureSession;
+    const call = client.Session();
     const closed = new Promise<ConclaveError>((resolve) => {
       session = new SecureSession({
-        stream: grpcFrameStream(client.Session()),
+        stream: grpcFrameStream(call),
         side: { role: 'initiator', handshake: createInitiator({ identity, pins: new PinSet([orchestrator.fingerprint]), ...(token ? { token } : {}) }) },
         encode: encodeNodeMessage,
         decode: decodeOrchestratorMessage,
@@ -77,7 +85,7 @@ describe('gateway limits', () => {
       });
     });
     perTest.add(() => session.close(new ConclaveError('NODE-NET-602', { detail: 'test over' })));
-    return { session, established: done, closed, messages };
+    return { session, call: call as unknown as grpc.ClientDuplexStream<unknown, unknown>, established: done, closed, messages };
   }
 
   /** A node enrolled with a fresh join token and registered on its first session. */
@@ -158,5 +166,21 @@ describe('gateway limits', () => {
     expect(refused.length).toBeGreaterThan(0);
     expect(ends().filter((c) => !c.error).length).toBeGreaterThanOrEqual(4);
     expect(refused[0]?.error?.retryable).toBe(true);
+  });
+
+  it('abandons a model transfer whose node stops reading, closing its file (ORCH-LOAD-105), and the node stays connected', async () => {
+    // 16 MiB: more than the stream's buffers and flow-control windows hold.
+    const big = (await control.addModel('big', heavyModel({ size: 2048, layers: 2 }).bytes)).sha256;
+    const { first, nodeId } = await enrolledNode();
+    // The node keeps sending heartbeats (it is alive), but reads nothing more.
+    const heartbeats = setInterval(() => first.session.send({
+      heartbeat: { slots: 1, loadedModels: [], memoryUsedBytes: 0, backendActive: 'cpu', sentAtMs: Date.now(), runningJobs: [] },
+    }), 100);
+    perTest.add(() => clearInterval(heartbeats));
+    const mark = orchLog.lines.length;
+    first.session.send({ fetchModel: { sha256: big, offset: 0 } });
+    first.call.pause();
+    await waitUntil(() => orchLog.lines.slice(mark).some((l) => l.includes('ORCH-LOAD-105')), { what: 'the transfer abandoned', timeoutMs: 10_000, intervalMs: 20 });
+    expect((await control.listNodes()).find((n) => n.id === nodeId)?.state).toBe('connected');
   });
 });
