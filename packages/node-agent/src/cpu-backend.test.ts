@@ -250,8 +250,10 @@ describe('CpuBackend', () => {
       expect(control.maxLagMs, figures).toBeGreaterThanOrEqual(0.8 * runMs);
       // The pool ran work of the same size while the loop was watched.
       expect(median(pool.runMs), figures).toBeGreaterThanOrEqual(0.5 * runMs);
-      // And meanwhile the loop never stalled for even half a run.
-      expect(pool.maxLagMs, figures).toBeLessThan(Math.max(LAG_FLOOR_MS, runMs / 2));
+      // And meanwhile the loop never stalled as a run on it would (the control: at least 0.8 of a
+      // run). Not half a run: on 2 busy cores the two workers and the loop share them, and CI saw
+      // a 33 ms lag beside 64 ms runs with the loop plainly free.
+      expect(pool.maxLagMs, figures).toBeLessThan(Math.max(LAG_FLOOR_MS, 0.7 * runMs));
     } finally {
       await session.release();
     }
