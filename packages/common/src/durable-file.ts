@@ -36,12 +36,12 @@ export async function writeFileDurable(path: string, data: string | Uint8Array, 
     } finally {
       await handle.close();
     }
-    await fs.rename(temp, path);
+    await renameDurable(temp, path, fs);
   } catch (err) {
+    // A no-op once the rename happened (only the directory's fsync failed).
     await fs.rm(temp, { force: true }).catch(() => undefined);
     throw err;
   }
-  await fsyncDir(dirname(path), fs);
 }
 
 /** Renames `from` to `to` (same directory or file system) and fsyncs the target's directory. The caller has fsync'd the file. */

@@ -1,12 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import {
-  accessSync, chmodSync, closeSync, constants as fsConstants, fsyncSync, mkdirSync, mkdtempSync, openSync, readFileSync,
-  realpathSync, renameSync, rmSync, statSync, unlinkSync, writeSync,
-} from 'node:fs';
+import { accessSync, chmodSync, constants as fsConstants, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
 import { Backoff, sleep } from './backoff.js';
+import { writeFileDurable } from './durable-file.js';
 import { isProcessRunning, pidsWithArgs } from './process-state.js';
 import { ConclaveError } from './errors/conclave-error.js';
 import { maskUrlCredentials } from './log-format.js';
@@ -354,28 +352,19 @@ export function redisConfigString(value: string): string {
 }
 
 /**
- * Writes REDIS_AUTH_CONF_FILE with mode 0600 (a private temp file renamed into place: no reader
+ * Writes REDIS_AUTH_CONF_FILE with mode 0600 (durably, through a private temp file: no reader
  * ever sees it half written or with wider bits), or removes it when there is no password.
  */
-function writeAuthConf(dir: string, password: string | undefined): string | undefined {
+async function writeAuthConf(dir: string, password: string | undefined): Promise<string | undefined> {
   const path = join(dir, REDIS_AUTH_CONF_FILE);
   if (password === undefined) {
     rmSync(path, { force: true });
     return undefined;
   }
-  const temp = `${path}.${process.pid}.tmp`;
-  rmSync(temp, { force: true });
-  const fd = openSync(temp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o600);
-  try {
-    writeSync(fd, `# Rewritten at each start by the Conclave redis launcher; mode 0600, it holds the password.\nrequirepass ${redisConfigString(password)}\n`);
-    fsyncSync(fd);
-  } catch (err) {
-    closeSync(fd);
-    unlinkSync(temp);
-    throw err;
-  }
-  closeSync(fd);
-  renameSync(temp, path);
+  await writeFileDurable(
+    path, `# Rewritten at each start by the Conclave redis launcher; mode 0600, it holds the password.\nrequirepass ${redisConfigString(password)}\n`,
+    { mode: 0o600 },
+  );
   return path;
 }
 
@@ -518,7 +507,7 @@ export async function launchRedis(options: LaunchRedisOptions): Promise<RedisSer
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   chmodSync(dir, 0o700);
   await stopLeftoverRedis(dir, options.logger);
-  const authConf = writeAuthConf(dir, options.password);
+  const authConf = await writeAuthConf(dir, options.password);
   const { socketPath, ownDir } = socketPathFor(dir);
   const removeOwnDir = (): void => {
     if (ownDir !== undefined) rmSync(ownDir, { recursive: true, force: true });

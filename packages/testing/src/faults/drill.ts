@@ -134,6 +134,12 @@ export class Drill {
     return DEAD_AFTER_MISSED_HEARTBEATS * this.options.heartbeatIntervalMs;
   }
 
+  /** Waits until twice the dead timeout has passed since `faultAt` (a `performance.now()`): the fault outlasts it. */
+  async holdPastDeadTimeout(faultAt: number): Promise<void> {
+    const leftMs = 2 * this.deadTimeoutMs - (performance.now() - faultAt);
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, leftMs)));
+  }
+
   /** The gRPC port, the same across restarts. */
   get port(): number {
     return Number(this.orchestrator.address.split(':').pop());
@@ -462,6 +468,15 @@ export class DrillLoad {
       }
     }
     return changed;
+  }
+
+  /**
+   * Like `changedSince`, after the time a woken or reconnected node needs to finish what it held
+   * and resend its outbox (three heartbeats and a second): a late result must change nothing.
+   */
+  async changedByLateResults(first: ReadonlyMap<string, Job__Output>): Promise<string[]> {
+    await new Promise((resolve) => setTimeout(resolve, 3 * this.drill.heartbeatIntervalMs + 1_000));
+    return this.changedSince(first);
   }
 
   /** A one-line account for the drill's report: how many moved, how many ran twice. */
