@@ -31,4 +31,9 @@ export interface Logger {
   failure(err: unknown, meta?: LogMeta, level?: 'error' | 'warn'): void;
   /** A logger whose lines all carry `bindings` (e.g. `{ jobId }`). */
   child(bindings: LogMeta): Logger;
+  /**
+   * The same outputs, bindings and level under another prefix: the orchestrator's and the
+   * agents' chat components write `CHAT-` lines beside their own.
+   */
+  withPrefix(prefix: LogPrefix): Logger;
 }

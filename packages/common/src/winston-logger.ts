@@ -93,6 +93,10 @@ class RecordLogger implements Logger {
     return new RecordLogger(this.prefix, { ...this.bindings, ...bindings }, this.threshold, this.now, this.emit);
   }
 
+  withPrefix(prefix: LogPrefix): Logger {
+    return new RecordLogger(prefix, this.bindings, this.threshold, this.now, this.emit);
+  }
+
   private log(level: LogLevel, section: Section, message: string, meta: LogMeta = {}, failureCode?: string): void {
     if (LEVEL_RANK[level] > this.threshold) return;
     const { code, ...rest } = { ...this.bindings, ...meta };
@@ -259,4 +263,5 @@ export const nullLogger: Logger = {
   debug: () => {},
   failure: () => {},
   child: () => nullLogger,
+  withPrefix: () => nullLogger,
 };

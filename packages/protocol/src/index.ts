@@ -24,3 +24,7 @@ export * from './secure/index.js';
 export {
   MessageDecodeError, decodeNodeMessage, decodeOrchestratorMessage, encodeNodeMessage, encodeOrchestratorMessage,
 } from './message-codec.js';
+export {
+  chatClaimJson, chatContextJson, chatMessageJson, chatPostedJson, chatReleasedJson, chatResyncJson, chatRoomJson, formatChatMessage,
+} from './chat-json.js';
+export type { ChatMessageJson } from './chat-json.js';
