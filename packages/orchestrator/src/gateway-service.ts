@@ -15,6 +15,8 @@ import { setCallReceiveLimit } from './grpc-message-limit.js';
 import type { ModelRegistry } from './model-registry.js';
 import type { NodeRegistry } from './node-registry.js';
 import { NodeSession } from './node-session.js';
+import type { ChatApi } from './chat/chat-api.js';
+import { NodeChatEndpoint } from './chat/node-chat-endpoint.js';
 
 /** After the handshake, the node's first sealed message must be its Register, within this long. */
 export const REGISTER_TIMEOUT_MS = 5_000;
@@ -58,6 +60,10 @@ export interface GatewayServiceOptions {
    * and its file closed (ORCH-LOAD-105): a node that stops reading must not hold files open for ever.
    */
   modelTransferStallMs: number;
+  /** The group chat: each registered node joins `fleet` and speaks it over its session. */
+  chat?: ChatApi;
+  /** Whether Redis is connected now: chat requests are refused at once when not. @default always */
+  redisAvailable?: () => boolean;
   /** Per-source and total caps on handshakes in progress. @default the gateway's limits */
   unauthenticated?: UnauthenticatedStreams;
 }
@@ -150,6 +156,7 @@ export function createGatewayService(o: GatewayServiceOptions): NodeGatewayHandl
           return;
         }
         clearTimeout(registerTimer);
+        let chatEndpoint: NodeChatEndpoint | undefined;
         const session = new NodeSession({
           link: secure,
           register: request,
@@ -170,7 +177,15 @@ export function createGatewayService(o: GatewayServiceOptions): NodeGatewayHandl
             });
           },
           onUnmatchedResult: o.onUnmatchedResult,
+          onChat: (chatMessage) => chatEndpoint?.receive(chatMessage),
         });
+        if (o.chat) {
+          const endpoint = new NodeChatEndpoint({
+            chat: o.chat, session, logger: session.logger.withPrefix('CHAT'), redisAvailable: o.redisAvailable ?? (() => true),
+          });
+          chatEndpoint = endpoint;
+          session.once('closed', () => endpoint.close());
+        }
         // Known to onClosed before anything is awaited: a stream that ends during the registry's
         // Redis calls closes this session, and the registry then leaves it out.
         node = session;
@@ -180,6 +195,7 @@ export function createGatewayService(o: GatewayServiceOptions): NodeGatewayHandl
         untrack?.();
         if (!listed) return;
         session.send({ registered: { nodeId: session.id, heartbeatIntervalMs: o.heartbeatIntervalMs, orchestratorVersion: o.version } });
+        void chatEndpoint?.start();
         session.logger.info('NET', 'node registered', {
           name: session.name, slots: session.slots, backends: session.backends.join(','), models: session.storedModels.size,
           pendingResults: request.pendingResults.length, fingerprint: session.fingerprint,

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { ConclaveError } from '@conclave/common';
 import type { Logger } from '@conclave/common';
 import type {
-  AssignJob, FetchModel__Output, Heartbeat__Output, JobResult__Output, NodeMessage__Output, OrchestratorMessage, Register__Output,
+  AssignJob, ChatAck__Output, ChatRequests__Output, FetchModel__Output, Heartbeat__Output, JobResult__Output, NodeMessage__Output, OrchestratorMessage, Register__Output,
 } from '@conclave/protocol';
 import type { NodeSnapshot } from './scheduling/scheduler.js';
 
@@ -34,7 +34,12 @@ export interface NodeSessionOptions {
   onUnmatchedResult: (session: NodeSession, result: JobResult__Output) => void;
   /** The most slots the node is given, whatever it claims (ORCH-SCHED-853). */
   maxSlots: number;
+  /** Chat requests and acknowledgements (the gateway's NodeChatEndpoint for this session). */
+  onChat?: (message: ChatFromNode) => void;
 }
+
+/** What a node sends the chat: requests, or an acknowledgement of deliveries. */
+export type ChatFromNode = { requests: ChatRequests__Output } | { ack: ChatAck__Output };
 
 interface PendingJob {
   resolve: (result: JobResult__Output) => void;
@@ -338,6 +343,12 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
         return;
       case 'fetchModel':
         if (message.fetchModel) this.o.onFetchModel(this, message.fetchModel);
+        return;
+      case 'chat':
+        if (message.chat) this.o.onChat?.({ requests: message.chat });
+        return;
+      case 'chatAck':
+        if (message.chatAck) this.o.onChat?.({ ack: message.chatAck });
         return;
       case 'goodbye':
         this.close(new ConclaveError('ORCH-NET-602', { detail: `node said goodbye: ${message.goodbye?.reason ?? ''}`, data: { node: this.id } }));

@@ -1,4 +1,5 @@
 import type { Logger } from '@conclave/common';
+import type { ChatLimits } from './chat/chat.js';
 
 // Types and plain values only: the CLI's schema reads ORCHESTRATOR_DEFAULTS, and client commands
 // must not load what startOrchestrator needs (BullMQ, onnxruntime).
@@ -56,6 +57,8 @@ export interface OrchestratorOptions {
    * and its file closed (ORCH-LOAD-105). @default 30_000
    */
   modelTransferStallMs?: number;
+  /** The group chat's bounds: message size, log length, context window. @default DEFAULT_CHAT_LIMITS (chat/chat.ts) */
+  chat?: Partial<ChatLimits>;
 }
 
 // The options whose default is known before start; the others are found at start (see their docs).
@@ -83,6 +86,7 @@ export interface ResolvedOrchestratorOptions extends Required<Pick<OrchestratorO
   /** Absent: `<dataDir>/operator-token`. */
   operatorToken: string | undefined;
   tls: { certPath: string; keyPath: string } | undefined;
+  chat: Partial<ChatLimits>;
 }
 
 /**
@@ -129,5 +133,6 @@ export function resolveOrchestratorOptions(options: OrchestratorOptions): Resolv
     maxSlotsPerNode: options.maxSlotsPerNode ?? d.maxSlotsPerNode,
     insecureControl: options.insecureControl ?? d.insecureControl,
     modelTransferStallMs: options.modelTransferStallMs ?? d.modelTransferStallMs,
+    chat: options.chat ?? {},
   };
 }

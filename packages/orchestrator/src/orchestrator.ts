@@ -11,6 +11,7 @@ import {
   DEFAULT_CHANNEL_OPTIONS, HandshakeRateLimiter, tlsCertificateFingerprint, encodeJoinString, fingerprint, loadConclaveProtos, loadOrCreateIdentity,
 } from '@conclave/protocol';
 import { createAdminService } from './admin-service.js';
+import { Chat } from './chat/chat.js';
 import { createControlService } from './control-service.js';
 import type { JobData } from './dispatcher.js';
 import { Dispatcher } from './dispatcher.js';
@@ -134,6 +135,9 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
     cleanups.push(async () => registry.stop());
     const dispatcher = new Dispatcher({ redis, registry, jobs, logger });
     cleanups.push(() => dispatcher.close());
+    const chat = new Chat(redis, logger, o.chat);
+    cleanups.push(async () => chat.close());
+    await chat.ensureFleet();
     // Ready means ready: a stop right after start must not find BullMQ still connecting.
     await queue.waitUntilReady();
     await dispatcher.ready();
@@ -157,6 +161,7 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
       identity, enrollment, rateLimiter: new HandshakeRateLimiter(), rotations, maxSlotsPerNode: o.maxSlotsPerNode,
       modelTransferStallMs: o.modelTransferStallMs,
       onUnmatchedResult: (session, result) => void dispatcher.recordUnmatchedResult(session, result),
+      chat, redisAvailable: () => redisAvailable(redis),
     }));
     // Filled in after binding (with port 0 the port is known only then); join tokens read it later.
     let advertiseAddress = o.advertiseAddress ?? '';

@@ -33,4 +33,31 @@ export const redisKeys = {
   enrolledNode: (nodeId: string) => `${KEY_PREFIX}{enroll}:node:${nodeId}`,
   /** Set of every enrolled node id. */
   enrolledNodes: () => `${KEY_PREFIX}{enroll}:nodes`,
+  // Group chat (chat/). Every key of one room carries the `{chat:<room>}` hash tag, so that the
+  // room's scripts (append, claim, release) touch one Redis Cluster slot.
+  /** Set of every room name (its own slot: never touched by a room's scripts). */
+  chatRooms: () => `${KEY_PREFIX}chat-rooms`,
+  /** Hash: a room's record (epoch, createdAtMs, createdBy). Its absence means "no such room". */
+  chatMeta: (room: string) => `${chatRoom(room)}:meta`,
+  /** String: the room's last seq (INCR). */
+  chatSeq: (room: string) => `${chatRoom(room)}:seq`,
+  /** Stream: the room's log; entry ids are `<seq>-0`, trimmed with MAXLEN ~. */
+  chatLog: (room: string) => `${chatRoom(room)}:log`,
+  /** Set of member ids. */
+  chatMembers: (room: string) => `${chatRoom(room)}:members`,
+  /** String: the seq and time of a sender's client_msg_id; expires (idempotency window). */
+  chatMessageId: (room: string, sender: string, clientMsgId: string) => `${chatRoom(room)}:msg:${sender}:${clientMsgId}`,
+  /** String `fence|seq|expiresAtMs|holder`, with the claim's TTL: the resource is held while it exists. */
+  chatClaim: (room: string, resource: string) => `${chatRoom(room)}:claim:${resource}`,
+  /** Hash resource → `fence|holder` of the last claim not released: tells an expiry from a release. */
+  chatHolders: (room: string) => `${chatRoom(room)}:holders`,
+  /** String: the room's fencing-token counter (INCR): strictly increasing across all its claims. */
+  chatFence: (room: string) => `${chatRoom(room)}:fence`,
+  /** Hash: the rolling summary (text, throughSeq). */
+  chatSummary: (room: string) => `${chatRoom(room)}:summary`,
 } as const;
+
+/** A room's key stem, with its hash tag. Room names are checked ([a-z0-9._-]) before they get here. */
+function chatRoom(room: string): string {
+  return `${KEY_PREFIX}{chat:${room}}`;
+}

@@ -76,6 +76,8 @@ export interface ChatApi {
   /** Compare-and-delete by fencing token: CHAT-STATE-701 (stale), CHAT-STATE-704 (not claimed). */
   release(member: ChatMember, release: ChatRelease): Promise<ChatReleased>;
   context(room: string, member: ChatMember): Promise<ChatContext>;
+  /** Up to `limit` messages after `afterSeq`; a snapshot first (resync_reason "trimmed") when they are no longer kept. */
+  history(member: ChatMember, room: string, afterSeq: number, limit: number): Promise<ChatDelivery>;
   /** Validates the room and membership before it resolves; deliveries then go to `sink` in seq order. */
   subscribe(member: ChatMember, options: ChatSubscribeOptions, sink: ChatSink): Promise<ChatSubscription>;
 }

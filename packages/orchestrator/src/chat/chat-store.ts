@@ -1,0 +1,238 @@
+import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import type { ChatMessage, ChatRoom } from '@conclave/protocol';
+import { redisKeys } from '../redis-keys.js';
+import { CLAIM_SCRIPT, CREATE_ROOM_SCRIPT, MEMBERSHIP_SCRIPT, POST_SCRIPT, RELEASE_SCRIPT, SYSTEM_POST_SCRIPT } from './chat-scripts.js';
+
+/** What the scripts answer, as the store hands it on; Chat turns the refusals into coded errors. */
+export type PostOutcome =
+  | { status: 'ok' | 'dup'; seq: number; atMs: number }
+  | { status: 'no-room' | 'not-member' }
+  | { status: 'stale'; fence: number; holder: string };
+
+export type ClaimOutcome =
+  | { status: 'ok' | 'held'; fence: number; seq: number; expiresAtMs: number; holder: string; expired?: { seq: number; fence: number; holder: string } }
+  | { status: 'no-room' }
+  | { status: 'not-member' };
+
+export type ReleaseOutcome =
+  | { status: 'ok'; seq: number }
+  | { status: 'no-room' }
+  | { status: 'not-claimed' }
+  | { status: 'stale'; fence: number; holder: string };
+
+export interface PostInput {
+  room: string;
+  sender: string;
+  senderName: string;
+  text: string;
+  clientMsgId: string;
+  resource: string;
+  fence: number;
+  atMs: number;
+  requireMember: boolean;
+  /** `text` for members' posts; the orchestrator's own members also write `summary`. */
+  kind?: 'text' | 'summary';
+}
+
+export interface ChatStoreLimits {
+  /** MAXLEN ~ of every room's stream. */
+  logMaxLen: number;
+  /** How long a client_msg_id is remembered. */
+  idempotencySeconds: number;
+}
+
+type ScriptReply = Array<string | number>;
+
+interface RedisWithChatScripts extends Redis {
+  conclaveChatPost(...args: Array<string | number>): Promise<ScriptReply>;
+  conclaveChatSystemPost(...args: Array<string | number>): Promise<ScriptReply>;
+  conclaveChatMembership(...args: Array<string | number>): Promise<ScriptReply>;
+  conclaveChatClaim(...args: Array<string | number>): Promise<ScriptReply>;
+  conclaveChatRelease(...args: Array<string | number>): Promise<ScriptReply>;
+  conclaveChatCreateRoom(...args: Array<string | number>): Promise<number>;
+}
+
+/** A room's record as Redis holds it. */
+export interface RoomRecord {
+  name: string;
+  epoch: string;
+  createdAtMs: number;
+  createdBy: string;
+}
+
+/**
+ * The chat's Redis side: the scripts (chat-scripts.ts), reads of a room's log and record, and
+ * nothing else. It knows keys and replies, not who may do what (chat.ts decides that).
+ */
+export class ChatStore {
+  private readonly redis: RedisWithChatScripts;
+
+  constructor(redis: Redis, private readonly limits: ChatStoreLimits) {
+    const scripts: Array<[string, number, string]> = [
+      ['conclaveChatPost', 6, POST_SCRIPT],
+      ['conclaveChatSystemPost', 6, SYSTEM_POST_SCRIPT],
+      ['conclaveChatMembership', 4, MEMBERSHIP_SCRIPT],
+      ['conclaveChatClaim', 7, CLAIM_SCRIPT],
+      ['conclaveChatRelease', 5, RELEASE_SCRIPT],
+      ['conclaveChatCreateRoom', 1, CREATE_ROOM_SCRIPT],
+    ];
+    for (const [name, numberOfKeys, lua] of scripts) {
+      if (!(name in redis)) redis.defineCommand(name, { numberOfKeys, lua });
+    }
+    this.redis = redis as RedisWithChatScripts;
+  }
+
+  /** True when created; false when a room of that name exists. */
+  async createRoom(name: string, createdBy: string, atMs: number): Promise<boolean> {
+    const created = await this.redis.conclaveChatCreateRoom(redisKeys.chatMeta(name), randomBytes(8).toString('hex'), atMs, createdBy);
+    // The index lives in another slot, so it is a second command; a room missing from it is
+    // still found by name, and listRooms skips names whose record is gone.
+    await this.redis.sadd(redisKeys.chatRooms(), name);
+    return created === 1;
+  }
+
+  async roomNames(): Promise<string[]> {
+    return (await this.redis.smembers(redisKeys.chatRooms())).sort();
+  }
+
+  async roomRecord(name: string): Promise<RoomRecord | undefined> {
+    const meta = await this.redis.hgetall(redisKeys.chatMeta(name));
+    if (!meta.epoch) return undefined;
+    return { name, epoch: meta.epoch, createdAtMs: Number(meta.createdAtMs ?? 0), createdBy: meta.createdBy ?? '' };
+  }
+
+  /** The record, head, first kept seq and members in one round trip; undefined for no such room. */
+  async room(name: string): Promise<ChatRoom | undefined> {
+    const results = await this.redis.multi()
+      .hgetall(redisKeys.chatMeta(name))
+      .get(redisKeys.chatSeq(name))
+      .xrange(redisKeys.chatLog(name), '-', '+', 'COUNT', 1)
+      .smembers(redisKeys.chatMembers(name))
+      .exec();
+    if (!results) return undefined;
+    const [meta, head, first, members] = results.map(([err, value]) => {
+      if (err) throw err;
+      return value;
+    }) as [Record<string, string>, string | null, Array<[string, string[]]>, string[]];
+    if (!meta.epoch) return undefined;
+    return {
+      name, epoch: meta.epoch, headSeq: Number(head ?? 0), members: members.sort(),
+      createdAtMs: Number(meta.createdAtMs ?? 0), createdBy: meta.createdBy ?? '',
+      firstSeq: first[0] ? seqOfId(first[0][0]) : 0,
+    };
+  }
+
+  async membership(room: string, member: string, name: string, change: 'join' | 'leave', atMs: number): Promise<{ status: 'ok'; seq: number } | { status: 'no-room' }> {
+    const reply = await this.redis.conclaveChatMembership(
+      ...roomKeys(room), redisKeys.chatMembers(room), member, name, change, atMs, this.limits.logMaxLen,
+    );
+    if (reply[0] === 'no-room') return { status: 'no-room' };
+    return { status: 'ok', seq: Number(reply[1]) };
+  }
+
+  async isMember(room: string, member: string): Promise<boolean> {
+    return (await this.redis.sismember(redisKeys.chatMembers(room), member)) === 1;
+  }
+
+  async post(p: PostInput): Promise<PostOutcome> {
+    const run = p.kind === 'summary' ? this.redis.conclaveChatSystemPost.bind(this.redis) : this.redis.conclaveChatPost.bind(this.redis);
+    const reply = await run(
+      ...roomKeys(p.room), redisKeys.chatMembers(p.room),
+      redisKeys.chatMessageId(p.room, p.sender, p.clientMsgId), redisKeys.chatClaim(p.room, p.resource),
+      p.sender, p.senderName, p.text, p.clientMsgId, p.resource ? String(p.fence) : '', p.resource, p.atMs,
+      this.limits.logMaxLen, p.requireMember ? '1' : '0', this.limits.idempotencySeconds, p.kind ?? 'text',
+    );
+    switch (reply[0]) {
+      case 'ok':
+      case 'dup':
+        return { status: reply[0], seq: Number(reply[1]), atMs: Number(reply[2]) };
+      case 'stale':
+        return { status: 'stale', fence: Number(reply[1] || 0), holder: String(reply[2] ?? '') };
+      case 'not-member':
+        return { status: 'not-member' };
+      default:
+        return { status: 'no-room' };
+    }
+  }
+
+  async claim(room: string, claimant: string, name: string, resource: string, ttlMs: number, atMs: number, requireMember: boolean): Promise<ClaimOutcome> {
+    const reply = await this.redis.conclaveChatClaim(
+      ...roomKeys(room), redisKeys.chatMembers(room), redisKeys.chatClaim(room, resource), redisKeys.chatFence(room), redisKeys.chatHolders(room),
+      claimant, name, resource, ttlMs, atMs, this.limits.logMaxLen, requireMember ? '1' : '0',
+    );
+    if (reply[0] === 'ok' || reply[0] === 'held') {
+      const outcome: ClaimOutcome = { status: reply[0], fence: Number(reply[1]), seq: Number(reply[2]), expiresAtMs: Number(reply[3]), holder: String(reply[4]) };
+      if (Number(reply[5] ?? 0) > 0) outcome.expired = { seq: Number(reply[5]), fence: Number(reply[6]), holder: String(reply[7] ?? '') };
+      return outcome;
+    }
+    return reply[0] === 'not-member' ? { status: 'not-member' } : { status: 'no-room' };
+  }
+
+  async release(room: string, sender: string, name: string, resource: string, fence: number, atMs: number): Promise<ReleaseOutcome> {
+    const reply = await this.redis.conclaveChatRelease(
+      ...roomKeys(room), redisKeys.chatClaim(room, resource), redisKeys.chatHolders(room),
+      sender, name, resource, fence, atMs, this.limits.logMaxLen,
+    );
+    switch (reply[0]) {
+      case 'ok':
+        return { status: 'ok', seq: Number(reply[1]) };
+      case 'stale':
+        return { status: 'stale', fence: Number(reply[1] || 0), holder: String(reply[2] ?? '') };
+      case 'not-claimed':
+        return { status: 'not-claimed' };
+      default:
+        return { status: 'no-room' };
+    }
+  }
+
+  /** Up to `limit` messages after `afterSeq`, oldest first. */
+  async range(room: string, afterSeq: number, limit: number): Promise<ChatMessage[]> {
+    const entries = await this.redis.xrange(redisKeys.chatLog(room), `(${afterSeq}-0`, '+', 'COUNT', limit);
+    return entries.map(([id, fields]) => toChatMessage(room, id, fields));
+  }
+
+  /** The newest `limit` messages, oldest first. */
+  async newest(room: string, limit: number): Promise<ChatMessage[]> {
+    const entries = await this.redis.xrevrange(redisKeys.chatLog(room), '+', '-', 'COUNT', limit);
+    return entries.reverse().map(([id, fields]) => toChatMessage(room, id, fields));
+  }
+
+  /** A new epoch for a room whose log went back: cursors of the old one are void. */
+  async renewEpoch(room: string, epoch: string): Promise<void> {
+    await this.redis.hset(redisKeys.chatMeta(room), 'epoch', epoch);
+  }
+
+  async summary(room: string): Promise<{ text: string; throughSeq: number }> {
+    const summary = await this.redis.hgetall(redisKeys.chatSummary(room));
+    return { text: summary.text ?? '', throughSeq: Number(summary.throughSeq ?? 0) };
+  }
+
+  async setSummary(room: string, text: string, throughSeq: number): Promise<void> {
+    await this.redis.hset(redisKeys.chatSummary(room), 'text', text, 'throughSeq', throughSeq);
+  }
+}
+
+/** The first keys of every room script: meta, seq, log. */
+function roomKeys(room: string): [string, string, string] {
+  return [redisKeys.chatMeta(room), redisKeys.chatSeq(room), redisKeys.chatLog(room)];
+}
+
+function seqOfId(id: string): number {
+  return Number(id.slice(0, id.indexOf('-')));
+}
+
+/** A stream entry (`<seq>-0`, flat field list) as the wire's ChatMessage. */
+export function toChatMessage(room: string, id: string, fields: string[]): ChatMessage {
+  const f: Record<string, string> = {};
+  for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i] as string] = fields[i + 1] as string;
+  const message: ChatMessage = {
+    room, seq: seqOfId(id), sender: f.s ?? '', kind: f.k ?? 'text', text: f.t ?? '', atMs: Number(f.a ?? 0),
+  };
+  if (f.n) message.senderName = f.n;
+  if (f.c) message.clientMsgId = f.c;
+  if (f.r) message.resource = f.r;
+  if (f.f) message.fence = Number(f.f);
+  if (f.l) message.ttlMs = Number(f.l);
+  return message;
+}
