@@ -85,109 +85,7 @@ export function createControlService(o: ControlServiceOptions): JobControlHandle
   const guard = o.stateStore ?? UNGUARDED;
   /** A unary handler that needs Redis: refused at once while Redis is away, never left hanging. */
   const stateful = <Req, Res>(handler: (request: Req) => Promise<Res>) => unary(logger, (request: Req) => guard(() => handler(request)));
-  const queueDepth = new CachedValue(() => o.queue.count(), QUEUE_DEPTH_MAX_AGE_MS);
-
-  async function submitJob(request: SubmitJobRequest__Output): Promise<Job> {
-    if (request.clientJobId) {
-      const existing = await o.redis.get(redisKeys.clientJob(request.clientJobId));
-      if (existing) return getJob({ id: existing });
-    }
-    const data = await buildJobData(request);
-    const waiting = await queueDepth.read();
-    if (waiting >= o.maxQueuedJobs) {
-      throw new ConclaveError('ORCH-REQ-204', { detail: `${waiting} jobs waiting (limit ${o.maxQueuedJobs})` });
-    }
-    const id = randomUUID();
-    if (request.clientJobId) {
-      const claimed = await o.redis.set(redisKeys.clientJob(request.clientJobId), id, 'EX', 86_400, 'NX');
-      if (claimed !== 'OK') return getJob({ id: (await o.redis.get(redisKeys.clientJob(request.clientJobId))) ?? '' });
-    }
-    const record: JobRecord = {
-      id, state: 'queued', kind: data.kind, model: data.model?.name ?? '', node: '', attempts: 0,
-      createdAtMs: Date.now(), finishedAtMs: 0, runMs: 0,
-    };
-    // The record and the queue entry go out together: one round trip on every submit. Both use
-    // this connection and Redis runs a connection's commands in order, so the record exists
-    // before any worker can pick the job.
-    await Promise.all([o.jobs.create(record), o.queue.add(data.kind, data, {
-      jobId: id,
-      attempts: o.jobAttempts,
-      // Full jitter, as DESIGN.md asks for every retry: base 250 ms.
-      backoff: { type: 'exponential', delay: 250, jitter: 1 },
-      removeOnComplete: true,
-      removeOnFail: true,
-      // Always a BullMQ priority, 0 included: BullMQ takes its unprioritized wait list before every
-      // prioritized job, so a priority-0 job left unprioritized would run before priority 10.
-      priority: Math.max(1, BULL_LOWEST_PRIORITY - request.priority),
-    })]);
-    logger.debug('JOB', 'job queued', { jobId: id, model: record.model, kind: data.kind });
-    return toWireJob(record);
-  }
-
-  async function buildJobData(request: SubmitJobRequest__Output): Promise<JobData> {
-    const data = await jobDataOf(request);
-    assertDeliverable(data);
-    return data;
-  }
-
-  async function jobDataOf(request: SubmitJobRequest__Output): Promise<JobData> {
-    if (request.timeoutMs > MAX_JOB_TIMEOUT_MS) outOfRange('timeout_ms', request.timeoutMs, `0 (the default) to ${MAX_JOB_TIMEOUT_MS}`);
-    const timeoutMs = request.timeoutMs > 0 ? request.timeoutMs : o.defaultJobTimeoutMs;
-    const requirements = request.requirements;
-    if (request.payload === 'generate' && request.generate) {
-      if (!request.generate.prompt) throw new ConclaveError('ORCH-REQ-203', { detail: 'generate needs a prompt' });
-      const { temperature, maxTokens } = request.generate;
-      if (!Number.isFinite(temperature) || temperature < 0 || temperature > MAX_TEMPERATURE) {
-        outOfRange('generate.temperature', temperature, `0 to ${MAX_TEMPERATURE}`);
-      }
-      if (maxTokens > MAX_GENERATE_TOKENS) outOfRange('generate.max_tokens', maxTokens, `0 (the model's default) to ${MAX_GENERATE_TOKENS}`);
-      return {
-        kind: 'generate', generate: request.generate, timeoutMs,
-        needs: { capability: 'text-generation', ...(requirements?.accelerator ? { accelerator: requirements.accelerator } : {}) },
-      };
-    }
-    if (request.payload !== 'infer' || !request.infer) {
-      throw new ConclaveError('ORCH-REQ-203', { detail: 'a job needs "infer" (model + inputs) or "generate"' });
-    }
-    const model = await o.models.require(request.infer.model);
-    const inputs = request.infer.inputs as Record<string, WireTensor>;
-    const problem = checkInputs(model.inputs, inputs);
-    if (problem) throw new ConclaveError('ORCH-REQ-201', { detail: problem, data: { model: model.name } });
-    return {
-      kind: 'infer',
-      model: { name: model.name, sha256: model.sha256, size: model.size, inputs: model.inputs, outputs: model.outputs },
-      inputs: storeTensors(inputs),
-      timeoutMs,
-      needs: {
-        modelSha256: model.sha256,
-        ...(requirements?.accelerator ? { accelerator: requirements.accelerator } : {}),
-        ...(requirements?.capability ? { capability: requirements.capability } : {}),
-      },
-    };
-  }
-
-  /**
-   * A job goes to its node in one sealed frame: one that cannot be sealed would be accepted,
-   * then fail every attempt at delivery. Checked exactly (the AssignJob as it will be encoded)
-   * only when the inputs come near the limit, so small jobs cost nothing.
-   */
-  function assertDeliverable(data: JobData): void {
-    const approximate = Object.values(data.inputs ?? {}).reduce((sum, t) => sum + (t.raw.length * 3) / 4, 0) + (data.generate?.prompt?.length ?? 0) * 4;
-    if (approximate < DEFAULT_MAX_PLAINTEXT_BYTES - 64 * 1024) return;
-    const bytes = encodeOrchestratorMessage({
-      assign: {
-        jobId: '00000000-0000-0000-0000-000000000000', attempt: 1, kind: data.kind, timeoutMs: data.timeoutMs,
-        ...(data.model ? { model: data.model } : {}),
-        ...(data.inputs ? { inputs: loadTensors(data.inputs) } : {}),
-        ...(data.generate ? { generate: data.generate } : {}),
-      },
-    }).byteLength;
-    if (bytes > DEFAULT_MAX_PLAINTEXT_BYTES) {
-      throw new ConclaveError('ORCH-REQ-206', {
-        detail: `${bytes} bytes to send, limit ${DEFAULT_MAX_PLAINTEXT_BYTES}`, data: { bytes, limit: DEFAULT_MAX_PLAINTEXT_BYTES },
-      });
-    }
-  }
+  const submitJob = createJobSubmitter(o);
 
   async function getJob(request: { id: string }): Promise<Job> {
     const record = await o.jobs.get(request.id);
@@ -299,6 +197,125 @@ export function createControlService(o: ControlServiceOptions): JobControlHandle
     AddModel: addModel,
     ListModels: stateful(async () => ({ models: (await o.models.list()).map(toModelInfo) })),
   };
+}
+
+/**
+ * Validates a job and queues it: the Control API's SubmitJob, and the orchestrator's own jobs
+ * (the chat assistant's generations) through the same checks and limits.
+ */
+export function createJobSubmitter(o: Pick<ControlServiceOptions, 'redis' | 'queue' | 'jobs' | 'models' | 'logger' | 'defaultJobTimeoutMs' | 'maxQueuedJobs' | 'jobAttempts'>): (request: SubmitJobRequest__Output) => Promise<Job> {
+  const { logger } = o;
+  const queueDepth = new CachedValue(() => o.queue.count(), QUEUE_DEPTH_MAX_AGE_MS);
+
+  async function getJob(request: { id: string }): Promise<Job> {
+    const record = await o.jobs.get(request.id);
+    if (!record) throw new ConclaveError('ORCH-JOB-801', { detail: request.id });
+    return toWireJob(record);
+  }
+
+  async function submitJob(request: SubmitJobRequest__Output): Promise<Job> {
+    if (request.clientJobId) {
+      const existing = await o.redis.get(redisKeys.clientJob(request.clientJobId));
+      if (existing) return getJob({ id: existing });
+    }
+    const data = await buildJobData(request);
+    const waiting = await queueDepth.read();
+    if (waiting >= o.maxQueuedJobs) {
+      throw new ConclaveError('ORCH-REQ-204', { detail: `${waiting} jobs waiting (limit ${o.maxQueuedJobs})` });
+    }
+    const id = randomUUID();
+    if (request.clientJobId) {
+      const claimed = await o.redis.set(redisKeys.clientJob(request.clientJobId), id, 'EX', 86_400, 'NX');
+      if (claimed !== 'OK') return getJob({ id: (await o.redis.get(redisKeys.clientJob(request.clientJobId))) ?? '' });
+    }
+    const record: JobRecord = {
+      id, state: 'queued', kind: data.kind, model: data.model?.name ?? '', node: '', attempts: 0,
+      createdAtMs: Date.now(), finishedAtMs: 0, runMs: 0,
+    };
+    // The record and the queue entry go out together: one round trip on every submit. Both use
+    // this connection and Redis runs a connection's commands in order, so the record exists
+    // before any worker can pick the job.
+    await Promise.all([o.jobs.create(record), o.queue.add(data.kind, data, {
+      jobId: id,
+      attempts: o.jobAttempts,
+      // Full jitter, as DESIGN.md asks for every retry: base 250 ms.
+      backoff: { type: 'exponential', delay: 250, jitter: 1 },
+      removeOnComplete: true,
+      removeOnFail: true,
+      // Always a BullMQ priority, 0 included: BullMQ takes its unprioritized wait list before every
+      // prioritized job, so a priority-0 job left unprioritized would run before priority 10.
+      priority: Math.max(1, BULL_LOWEST_PRIORITY - request.priority),
+    })]);
+    logger.debug('JOB', 'job queued', { jobId: id, model: record.model, kind: data.kind });
+    return toWireJob(record);
+  }
+
+  async function buildJobData(request: SubmitJobRequest__Output): Promise<JobData> {
+    const data = await jobDataOf(request);
+    assertDeliverable(data);
+    return data;
+  }
+
+  async function jobDataOf(request: SubmitJobRequest__Output): Promise<JobData> {
+    if (request.timeoutMs > MAX_JOB_TIMEOUT_MS) outOfRange('timeout_ms', request.timeoutMs, `0 (the default) to ${MAX_JOB_TIMEOUT_MS}`);
+    const timeoutMs = request.timeoutMs > 0 ? request.timeoutMs : o.defaultJobTimeoutMs;
+    const requirements = request.requirements;
+    if (request.payload === 'generate' && request.generate) {
+      if (!request.generate.prompt) throw new ConclaveError('ORCH-REQ-203', { detail: 'generate needs a prompt' });
+      const { temperature, maxTokens } = request.generate;
+      if (!Number.isFinite(temperature) || temperature < 0 || temperature > MAX_TEMPERATURE) {
+        outOfRange('generate.temperature', temperature, `0 to ${MAX_TEMPERATURE}`);
+      }
+      if (maxTokens > MAX_GENERATE_TOKENS) outOfRange('generate.max_tokens', maxTokens, `0 (the model's default) to ${MAX_GENERATE_TOKENS}`);
+      return {
+        kind: 'generate', generate: request.generate, timeoutMs,
+        needs: { capability: 'text-generation', ...(requirements?.accelerator ? { accelerator: requirements.accelerator } : {}) },
+      };
+    }
+    if (request.payload !== 'infer' || !request.infer) {
+      throw new ConclaveError('ORCH-REQ-203', { detail: 'a job needs "infer" (model + inputs) or "generate"' });
+    }
+    const model = await o.models.require(request.infer.model);
+    const inputs = request.infer.inputs as Record<string, WireTensor>;
+    const problem = checkInputs(model.inputs, inputs);
+    if (problem) throw new ConclaveError('ORCH-REQ-201', { detail: problem, data: { model: model.name } });
+    return {
+      kind: 'infer',
+      model: { name: model.name, sha256: model.sha256, size: model.size, inputs: model.inputs, outputs: model.outputs },
+      inputs: storeTensors(inputs),
+      timeoutMs,
+      needs: {
+        modelSha256: model.sha256,
+        ...(requirements?.accelerator ? { accelerator: requirements.accelerator } : {}),
+        ...(requirements?.capability ? { capability: requirements.capability } : {}),
+      },
+    };
+  }
+
+  /**
+   * A job goes to its node in one sealed frame: one that cannot be sealed would be accepted,
+   * then fail every attempt at delivery. Checked exactly (the AssignJob as it will be encoded)
+   * only when the inputs come near the limit, so small jobs cost nothing.
+   */
+  function assertDeliverable(data: JobData): void {
+    const approximate = Object.values(data.inputs ?? {}).reduce((sum, t) => sum + (t.raw.length * 3) / 4, 0) + (data.generate?.prompt?.length ?? 0) * 4;
+    if (approximate < DEFAULT_MAX_PLAINTEXT_BYTES - 64 * 1024) return;
+    const bytes = encodeOrchestratorMessage({
+      assign: {
+        jobId: '00000000-0000-0000-0000-000000000000', attempt: 1, kind: data.kind, timeoutMs: data.timeoutMs,
+        ...(data.model ? { model: data.model } : {}),
+        ...(data.inputs ? { inputs: loadTensors(data.inputs) } : {}),
+        ...(data.generate ? { generate: data.generate } : {}),
+      },
+    }).byteLength;
+    if (bytes > DEFAULT_MAX_PLAINTEXT_BYTES) {
+      throw new ConclaveError('ORCH-REQ-206', {
+        detail: `${bytes} bytes to send, limit ${DEFAULT_MAX_PLAINTEXT_BYTES}`, data: { bytes, limit: DEFAULT_MAX_PLAINTEXT_BYTES },
+      });
+    }
+  }
+
+  return submitJob;
 }
 
 function outOfRange(field: string, value: number, range: string): never {

@@ -12,7 +12,9 @@ import {
 } from '@conclave/protocol';
 import { createAdminService } from './admin-service.js';
 import { Chat } from './chat/chat.js';
-import { createControlService } from './control-service.js';
+import { ChatAssistant } from './chat/chat-assistant.js';
+import { runGenerateJob } from './internal-jobs.js';
+import { createControlService, createJobSubmitter } from './control-service.js';
 import type { JobData } from './dispatcher.js';
 import { Dispatcher } from './dispatcher.js';
 import { MAX_SEALED_MESSAGE_BYTES, createGatewayService } from './gateway-service.js';
@@ -64,6 +66,8 @@ export interface OrchestratorHandle {
   dataDir: string;
   /** The Control API's bearer token. */
   operatorToken: string;
+  /** The group chat (tests and benchmarks drive it in process). */
+  chat: Chat;
   /** A single-use join string (`orchestrator token create`), for tests and the local fleet. */
   createJoinString(ttlMs?: number): Promise<string>;
   close(): Promise<void>;
@@ -182,6 +186,17 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
       }),
     };
     server.addService(protos.Control.service, controlHandlers);
+    // The assistant's generations are jobs like an operator's: same checks, queue and limits.
+    const submitInternal = createJobSubmitter({
+      redis, queue, jobs, models, logger, defaultJobTimeoutMs: o.defaultJobTimeoutMs, maxQueuedJobs: o.maxQueuedJobs, jobAttempts: o.jobAttempts,
+    });
+    const assistant = new ChatAssistant({
+      chat, logger,
+      textModelPresent: () => registry.live().some((node) => node.schedulable && node.features.includes('text-generation')),
+      generate: (prompt, maxTokens) => runGenerateJob({ submit: submitInternal, jobs, timeoutMs: o.defaultJobTimeoutMs }, prompt, maxTokens),
+    });
+    assistant.start();
+    cleanups.push(async () => assistant.stop());
     if (!o.tls && !isLoopback(o.grpcHost)) {
       logger.warn('AUTH', o.insecureControl
         ? 'Control API in plaintext open to the network (--insecure-control): operator tokens cross it in the clear'
@@ -225,6 +240,7 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
       fingerprint: orchestratorFingerprint,
       dataDir: o.dataDir,
       operatorToken,
+      chat,
       async createJoinString(ttlMs = o.defaultTokenTtlMs) {
         const created = await enrollment.createToken(ttlMs);
         return encodeJoinString({

@@ -211,6 +211,11 @@ export class Chat extends EventEmitter<ChatEvents> implements ChatApi {
     return { room, epoch: info.epoch, messages };
   }
 
+  /** The rolling summary now covers the messages up to `throughSeq` (the assistant keeps it). */
+  async setSummary(room: string, text: string, throughSeq: number): Promise<void> {
+    await this.store.setSummary(room, truncateUtf8(text, this.limits.maxMessageBytes), throughSeq);
+  }
+
   async subscribe(member: ChatMember, options: ChatSubscribeOptions, sink: ChatSink): Promise<ChatSubscription> {
     const info = await this.getRoom(options.room);
     this.assertMember(info, member);
