@@ -24,6 +24,10 @@ const SCENARIOS = {
     script: 'packages/model-server/dist/bench/textgen-bench.js',
     about: 'text generation tokens/s vs a bare generation loop',
   },
+  chat: {
+    script: 'packages/testing/dist/bench/chat-bench.js',
+    about: 'sequenced chat messages/s vs raw XADD, fan-out to 100 members, claim round trip',
+  },
   faults: {
     script: 'packages/testing/dist/bench/faults-bench.js',
     about: 'failure detection and recovery (node crash/silence, orchestrator restart) vs the targets',

@@ -7,5 +7,7 @@ export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 /** Bad input caught before anything started or was sent: the command line, configuration, files. */
 export const EXIT_USAGE = 2;
+/** `chat claim`: the resource is held by another member (CHAT-STATE-702); the answer names the holder. */
+export const EXIT_CLAIM_HELD = 3;
 /** A second shutdown signal during shutdown: 128 + SIGINT, as shells report it. */
 export const EXIT_FORCED = 130;

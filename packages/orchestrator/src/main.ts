@@ -32,5 +32,6 @@ const exitCode = await runOrchestratorCli(process.argv.slice(2), {
   startOrchestrator: async (options) => (await import('./orchestrator.js')).startOrchestrator(options),
   // Started by another process with an IPC channel (tests, a supervisor): its end is a shutdown request too.
   shutdownSignal: () => shutdownRequested(),
+  interruptSignal: () => shutdownRequested(),
 });
 exitWhenIdle(exitCode);

@@ -12,7 +12,9 @@ import {
 } from '@conclave/protocol';
 import { createAdminService } from './admin-service.js';
 import { Chat } from './chat/chat.js';
+import type { ChatApi } from './chat/chat-api.js';
 import { ChatAssistant } from './chat/chat-assistant.js';
+import { createChatControlService } from './chat/chat-control-service.js';
 import { runGenerateJob } from './internal-jobs.js';
 import { createControlService, createJobSubmitter } from './control-service.js';
 import type { JobData } from './dispatcher.js';
@@ -67,7 +69,7 @@ export interface OrchestratorHandle {
   /** The Control API's bearer token. */
   operatorToken: string;
   /** The group chat (tests and benchmarks drive it in process). */
-  chat: Chat;
+  chat: ChatApi;
   /** A single-use join string (`orchestrator token create`), for tests and the local fleet. */
   createJoinString(ttlMs?: number): Promise<string>;
   close(): Promise<void>;
@@ -184,6 +186,7 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
         stateStore,
         tlsFingerprint,
       }),
+      ...createChatControlService({ chat, logger, stateStore }),
     };
     server.addService(protos.Control.service, controlHandlers);
     // The assistant's generations are jobs like an operator's: same checks, queue and limits.

@@ -52,6 +52,8 @@ export interface ChatSubscription {
   readonly room: string;
   /** Everything up to the head at subscribe time has been delivered (follow false: the end). */
   readonly caughtUp: Promise<void>;
+  /** Resolves when the subscription ends: closed by its owner, or by the orchestrator's shutdown. */
+  readonly closed: Promise<void>;
   /** The member applied every message up to `seq` (acks: true). */
   ack(seq: number): void;
   close(): void;

@@ -233,7 +233,10 @@ export class Chat extends EventEmitter<ChatEvents> implements ChatApi {
     let cursor = afterSeq;
     let resync: ResyncReason | undefined;
     if (options.epoch && options.epoch !== info.epoch) resync = 'epoch';
-    else if (afterSeq > head) {
+    else if (afterSeq > head && !options.epoch) {
+      // No epoch, no position to lose: `tail --from 99999` waits for that seq, and proves nothing.
+      cursor = afterSeq;
+    } else if (afterSeq > head) {
       resync = 'regressed';
       // The member holds seqs the log no longer has, and new messages will reuse them: a new
       // epoch tells every other member that its cursor is void too.

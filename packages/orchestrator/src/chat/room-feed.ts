@@ -219,14 +219,16 @@ export interface FeedSubscriptionOptions {
  */
 export class FeedSubscription implements ChatSubscription {
   readonly caughtUp: Promise<void>;
+  readonly closed: Promise<void>;
   private resolveCaughtUp!: () => void;
+  private resolveClosed!: () => void;
   private cursor: number;
   private acked: number;
   private pendingResync: ResyncReason | undefined;
   /** A Redis read or a snapshot is under way: it pumps again when it returns. */
   private reading = false;
   private waitingForSink = false;
-  private closed = false;
+  private isClosed = false;
   private caughtUpDone = false;
   private retryTimer: NodeJS.Timeout | undefined;
 
@@ -238,6 +240,9 @@ export class FeedSubscription implements ChatSubscription {
   ) {
     this.caughtUp = new Promise((resolve) => {
       this.resolveCaughtUp = resolve;
+    });
+    this.closed = new Promise((resolve) => {
+      this.resolveClosed = resolve;
     });
     this.cursor = o.cursor;
     this.acked = o.cursor;
@@ -265,18 +270,19 @@ export class FeedSubscription implements ChatSubscription {
   }
 
   close(): void {
-    if (this.closed) return;
-    this.closed = true;
+    if (this.isClosed) return;
+    this.isClosed = true;
     clearTimeout(this.retryTimer);
     this.feed.remove(this);
     // A follower whose subscription ends is not left waiting for a head it will never reach.
     this.resolveCaughtUp();
+    this.resolveClosed();
     this.o.onClose(this);
   }
 
   /** Delivers whatever is due now; called on every publish, ack, and when the sink drains. */
   wake(): void {
-    if (this.closed || this.reading || this.waitingForSink) return;
+    if (this.isClosed || this.reading || this.waitingForSink) return;
     for (;;) {
       if (this.pendingResync) {
         this.sendSnapshot(this.pendingResync);
@@ -326,7 +332,7 @@ export class FeedSubscription implements ChatSubscription {
     this.feed.read(this.cursor, limit).then(
       (messages) => {
         this.reading = false;
-        if (this.closed || this.cursor + 1 !== from || this.pendingResync) return this.wake();
+        if (this.isClosed || this.cursor + 1 !== from || this.pendingResync) return this.wake();
         const first = messages[0];
         if (!first) {
           // The feed knows of messages Redis does not have: Redis lost its tail.
@@ -354,7 +360,7 @@ export class FeedSubscription implements ChatSubscription {
     this.feed.snapshot().then(
       (snapshot) => {
         this.reading = false;
-        if (this.closed) return;
+        if (this.isClosed) return;
         // A reason that came while the snapshot was read is answered by this snapshot.
         this.pendingResync = undefined;
         const headSeq = Number(snapshot.headSeq);

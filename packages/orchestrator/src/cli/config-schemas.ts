@@ -1,6 +1,7 @@
 import { ConclaveError, z } from '@conclave/common';
 import { isValidAddress } from '@conclave/protocol';
 import { ORCHESTRATOR_DEFAULTS } from '../orchestrator-options.js';
+import { DEFAULT_CLAIM_TTL_MS } from './chat-command.js';
 import { DURATION_PATTERN, parseDurationMs } from './duration.js';
 
 const UINT32_MAX = 4_294_967_295;
@@ -94,6 +95,34 @@ export const submitFlagsSchema = z.object({
   capability: z.string().min(1).optional(),
   clientJobId: z.string().min(1).optional(),
   wait: z.boolean().default(false),
+  json: z.boolean().default(false),
+});
+
+/** A chat seq or fencing token: a whole number from 1 (the wire's uint64, within JavaScript's exact range). */
+const positiveSeq = z.coerce.number({ error: 'must be a whole number from 1' }).int().min(1).max(Number.MAX_SAFE_INTEGER);
+
+/** `chat send` flags. */
+export const chatSendFlagsSchema = z.object({
+  clientMsgId: z.string().min(1).optional(),
+  json: z.boolean().default(false),
+});
+
+/** `chat tail` flags: `--from` is the first seq printed. */
+export const chatTailFlagsSchema = z.object({
+  from: positiveSeq.optional(),
+  follow: z.boolean().default(false),
+  json: z.boolean().default(false),
+});
+
+/** `chat claim` flags; the orchestrator bounds the TTL (100 ms to 24 h, CHAT-REQ-205). */
+export const chatClaimFlagsSchema = z.object({
+  ttl: durationMs.default(DEFAULT_CLAIM_TTL_MS),
+  json: z.boolean().default(false),
+});
+
+/** `chat release` flags: the fence the claim answered with is required. */
+export const chatReleaseFlagsSchema = z.object({
+  fence: positiveSeq,
   json: z.boolean().default(false),
 });
 

@@ -2,6 +2,16 @@ import { once } from 'node:events';
 import { ConclaveError, statusNameOfGrpc, type StatusName } from '@conclave/common';
 import type {
   AddModelHeader,
+  ChatClaim,
+  ChatClaimResult__Output,
+  ChatContext__Output,
+  ChatDelivery__Output,
+  ChatPost,
+  ChatPosted__Output,
+  ChatRelease,
+  ChatReleased__Output,
+  ChatRoom__Output,
+  ChatRooms__Output,
   ControlClient,
   Job__Output,
   JoinToken__Output,
@@ -37,7 +47,43 @@ export interface ControlCalls {
   revokeNode(id: string): Promise<NodeInfo__Output>;
   drainNode(id: string): Promise<NodeInfo__Output>;
   undrainNode(id: string): Promise<NodeInfo__Output>;
+  /** CHAT-REQ-206 (ALREADY_EXISTS) when it exists. */
+  createRoom(room: string): Promise<ChatRoom__Output>;
+  listRooms(): Promise<ChatRoom__Output[]>;
+  /** Posts as the operator; a repeated `clientMsgId` answers the first post's seq (`duplicate`). */
+  postMessage(post: ChatPost): Promise<ChatPosted__Output>;
+  /** A claim held by someone else is an answer (`ok: false`, the holder), not a rejection. */
+  claimResource(claim: ChatClaim): Promise<ChatClaimResult__Output>;
+  releaseResource(release: ChatRelease): Promise<ChatReleased__Output>;
+  getRoomContext(room: string): Promise<ChatContext__Output>;
+  /**
+   * Streams a room's log after `afterSeq` to `onDelivery`, in seq order; with `follow` until
+   * `cancel()`, else until the head the orchestrator had when the call started.
+   */
+  followRoom(request: FollowRoomRequest, onDelivery: (delivery: ChatDelivery__Output) => void): RoomFollow;
   close(): void;
+}
+
+export interface FollowRoomRequest {
+  room: string;
+  /** Deliver the messages after this seq; 0: from the start of what the log holds. */
+  afterSeq: number;
+  /** The epoch `afterSeq` belongs to; absent for a first read. */
+  epoch?: string;
+  /** Keep the call open for new messages until cancelled. */
+  follow: boolean;
+}
+
+/** A running FollowRoom call. */
+export interface RoomFollow {
+  /**
+   * Resolves when the call ends without an error: the orchestrator ended it (at the head, without
+   * follow), or `cancel()` did. Rejects with the mapped error otherwise, a server that went away
+   * while following included.
+   */
+  readonly done: Promise<void>;
+  /** Ends the call; `done` then resolves. Idempotent. */
+  cancel(): void;
 }
 
 export interface ControlCallsOptions {
@@ -158,6 +204,41 @@ export function controlCallsFromClient(client: ControlClient, options: ControlCa
     revokeNode: (id) => unary<NodeInfo__Output>((o, cb) => client.RevokeNode({ id }, o, cb)),
     drainNode: (id) => unary<NodeInfo__Output>((o, cb) => client.DrainNode({ id }, o, cb)),
     undrainNode: (id) => unary<NodeInfo__Output>((o, cb) => client.UndrainNode({ id }, o, cb)),
+    createRoom: (room) => unary<ChatRoom__Output>((o, cb) => client.CreateRoom({ room }, o, cb)),
+    listRooms: async () => (await unary<ChatRooms__Output>((o, cb) => client.ListRooms({}, o, cb))).rooms,
+    postMessage: (post) => unary<ChatPosted__Output>((o, cb) => client.PostMessage(post, o, cb)),
+    claimResource: (claim) => unary<ChatClaimResult__Output>((o, cb) => client.ClaimResource(claim, o, cb)),
+    releaseResource: (release) => unary<ChatReleased__Output>((o, cb) => client.ReleaseResource(release, o, cb)),
+    getRoomContext: (room) => unary<ChatContext__Output>((o, cb) => client.GetRoomContext({ room }, o, cb)),
+
+    followRoom(request, onDelivery) {
+      // No deadline: a follower stays as long as the operator wants; without follow the server
+      // ends the call at the head.
+      const call = client.FollowRoom({
+        room: request.room, afterSeq: request.afterSeq, follow: request.follow, ...(request.epoch ? { epoch: request.epoch } : {}),
+      });
+      let cancelled = false;
+      const done = new Promise<void>((resolve, reject) => {
+        call.on('data', (delivery: ChatDelivery__Output) => {
+          if (!cancelled) onDelivery(delivery);
+        });
+        call.on('error', (err: unknown) => {
+          if (cancelled) resolve();
+          else reject(fromServiceError(err, address));
+        });
+        // After the last 'data' (grpc-js emits 'status' at once, possibly before buffered data);
+        // an error status came as 'error' first, and the promise is settled by then.
+        call.on('end', () => resolve());
+      });
+      return {
+        done,
+        cancel: () => {
+          if (cancelled) return;
+          cancelled = true;
+          call.cancel();
+        },
+      };
+    },
 
     watchJob(id, onUpdate) {
       return new Promise<Job__Output>((resolve, reject) => {

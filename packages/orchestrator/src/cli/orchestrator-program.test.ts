@@ -175,12 +175,26 @@ class FakeCalls implements ControlCalls {
     this.admin.push(['undrainNode', id]);
     return { ...NODE, id, draining: false };
   }
+  // The chat commands have their own fake (chat-command.test.ts).
+  createRoom = notUsedHere;
+  listRooms = notUsedHere;
+  postMessage = notUsedHere;
+  claimResource = notUsedHere;
+  releaseResource = notUsedHere;
+  getRoomContext = notUsedHere;
+  followRoom = (): never => {
+    throw new Error('not used in these tests');
+  };
   close(): void {
     this.closed = true;
   }
   private check(): void {
     if (this.failWith) throw this.failWith;
   }
+}
+
+async function notUsedHere(): Promise<never> {
+  throw new Error('not used in these tests');
 }
 
 interface Run {
@@ -213,6 +227,7 @@ async function run(
       return { address: `127.0.0.1:${o.grpcPort ?? 0}`, httpPort: o.httpPort ?? 0, fingerprint: 'SHA256:fake', close: async () => {} };
     },
     shutdownSignal: () => Promise.resolve('SIGTERM'),
+    interruptSignal: () => new Promise<string>(() => undefined),
     createLogger: () => Object.assign(captureLogger('ORCH').logger, { close: async () => {} }) as ClosableLogger,
     // No lock files under the data dirs these fake starts name (/from/flag, ./.conclave/…).
     lockDataDir: async () => ({ release: async () => {} }),

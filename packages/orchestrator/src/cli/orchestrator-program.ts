@@ -3,10 +3,17 @@ import { resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { ConclaveError, EXIT_OK, EXIT_USAGE, describeUsageError, loadConfig, z, type ClosableLogger, type LoggerOptions } from '@conclave/common';
 import { OPERATOR_TOKEN_FILE } from '../operator-auth.js';
+import {
+  claimCommand, contextCommand, createRoomCommand, listRoomsCommand, releaseCommand, sendCommand, tailRoomCommand,
+} from './chat-command.js';
 import type { CliIo } from './cli-io.js';
 import { describeFailure } from './cli-failure.js';
 import {
   DEFAULT_DATA_DIR,
+  chatClaimFlagsSchema,
+  chatReleaseFlagsSchema,
+  chatSendFlagsSchema,
+  chatTailFlagsSchema,
   clientConfigSchema,
   dropUndefined,
   parseFlags,
@@ -53,6 +60,11 @@ export interface OrchestratorCliDeps {
   startOrchestrator: StartDeps['startOrchestrator'];
   /** Called only by `start`, so that client commands leave signals alone. */
   shutdownSignal(): Promise<string>;
+  /**
+   * Called only by commands that run until the operator stops them (`chat tail -f`): resolves at
+   * the first SIGINT or SIGTERM, which ends the command cleanly (exit 0).
+   */
+  interruptSignal(): Promise<string>;
   readText?: ReadText;
   createLogger?: (options: LoggerOptions) => ClosableLogger;
   lockDataDir?: StartDeps['lockDataDir'];
@@ -307,6 +319,63 @@ export function buildOrchestratorProgram(deps: OrchestratorCliDeps, setExitCode:
     .action(async (id: string, opts: ClientFlags & { json?: boolean }) => {
       const { json } = parseFlags(readFlagsSchema, { json: opts.json });
       await withCalls(opts, (calls) => cancelJobCommand(calls, io, id, { json }));
+    });
+
+  const chat = program.command('chat').description('The group chat: rooms, messages, claims (as the operator).');
+  clientCommand(chat, 'rooms', 'List the rooms with their head seq and members.').action(async (opts: ClientFlags & { json?: boolean }) => {
+    const { json } = parseFlags(readFlagsSchema, { json: opts.json });
+    await withCalls(opts, (calls) => listRoomsCommand(calls, io, { json }));
+  });
+  clientCommand(chat, 'create', 'Create a room (CHAT-REQ-206 if it exists).')
+    .argument('<room>', 'room name: 1-64 of [a-z0-9._-], starting with a letter or digit')
+    .action(async (room: string, opts: ClientFlags & { json?: boolean }) => {
+      const { json } = parseFlags(readFlagsSchema, { json: opts.json });
+      await withCalls(opts, (calls) => createRoomCommand(calls, io, room, { json }));
+    });
+  clientCommand(chat, 'send', 'Post TEXT to ROOM as the operator; prints the seq it got.')
+    .argument('<room>', 'room name')
+    .argument('<text>', 'the message')
+    .option('--client-msg-id <id>', 'idempotency key: sending again with it appends nothing and prints the first seq')
+    .action(async (room: string, text: string, opts: ClientFlags & { clientMsgId?: string; json?: boolean }) => {
+      const flags = parseFlags(chatSendFlagsSchema, { clientMsgId: opts.clientMsgId, json: opts.json });
+      await withCalls(opts, (calls) => sendCommand(calls, io, { room, text, ...flags }));
+    });
+  clientCommand(chat, 'tail', "Print ROOM's messages in seq order, one a line; -f keeps following until Ctrl-C.")
+    .argument('<room>', 'room name')
+    .option('--from <seq>', 'first seq to print (default: the oldest the log holds)')
+    .option('-f, --follow', 'keep printing new messages until SIGINT or SIGTERM (then exit 0)')
+    .action(async (room: string, opts: ClientFlags & { from?: string; follow?: boolean; json?: boolean }) => {
+      const flags = parseFlags(chatTailFlagsSchema, { from: opts.from, follow: opts.follow, json: opts.json });
+      await withCalls(opts, (calls) =>
+        tailRoomCommand(calls, io, {
+          room, fromSeq: flags.from, follow: flags.follow, json: flags.json,
+          // Signals are taken only while following: a plain tail leaves them alone.
+          ...(flags.follow ? { interrupted: deps.interruptSignal() } : {}),
+        }),
+      );
+    });
+  clientCommand(chat, 'claim', 'Claim RESOURCE in ROOM, first come first served: exit 0 with a fence when won, 3 when held.')
+    .argument('<room>', 'room name')
+    .argument('<resource>', 'resource key: 1-128 printable characters without spaces')
+    .option('--ttl <duration>', 'how long the claim holds unless released, e.g. 500ms, 30s, 2m (default 30s; 100ms to 24h)')
+    .action(async (room: string, resource: string, opts: ClientFlags & { ttl?: string; json?: boolean }) => {
+      const { ttl, json } = parseFlags(chatClaimFlagsSchema, { ttl: opts.ttl, json: opts.json });
+      await withCalls(opts, (calls) => claimCommand(calls, io, { room, resource, ttlMs: ttl, json }));
+    });
+  clientCommand(chat, 'release', 'Release a claim with the fence it answered with.')
+    .argument('<room>', 'room name')
+    .argument('<resource>', 'resource key')
+    .option('--fence <n>', 'the fencing token of the claim (required)')
+    .action(async (room: string, resource: string, opts: ClientFlags & { fence?: string; json?: boolean }) => {
+      if (opts.fence === undefined) throw new ConclaveError('ORCH-REQ-253', { detail: '--fence is required: the fence `chat claim` answered with' });
+      const { fence, json } = parseFlags(chatReleaseFlagsSchema, { fence: opts.fence, json: opts.json });
+      await withCalls(opts, (calls) => releaseCommand(calls, io, { room, resource, fence, json }));
+    });
+  clientCommand(chat, 'context', "Show ROOM's context window: the summary and the newest messages the orchestrator keeps.")
+    .argument('<room>', 'room name')
+    .action(async (room: string, opts: ClientFlags & { json?: boolean }) => {
+      const { json } = parseFlags(readFlagsSchema, { json: opts.json });
+      await withCalls(opts, (calls) => contextCommand(calls, io, room, { json }));
     });
 
   return program;
