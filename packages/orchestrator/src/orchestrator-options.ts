@@ -1,5 +1,5 @@
 import type { Logger } from '@conclave/common';
-import type { ChatLimits } from './chat/chat.js';
+import { DEFAULT_CHAT_LIMITS, type ChatLimits } from './chat/chat-limits.js';
 
 // Types and plain values only: the CLI's schema reads ORCHESTRATOR_DEFAULTS, and client commands
 // must not load what startOrchestrator needs (BullMQ, onnxruntime).
@@ -86,7 +86,7 @@ export interface ResolvedOrchestratorOptions extends Required<Pick<OrchestratorO
   /** Absent: `<dataDir>/operator-token`. */
   operatorToken: string | undefined;
   tls: { certPath: string; keyPath: string } | undefined;
-  chat: Partial<ChatLimits>;
+  chat: ChatLimits;
 }
 
 /**
@@ -133,6 +133,6 @@ export function resolveOrchestratorOptions(options: OrchestratorOptions): Resolv
     maxSlotsPerNode: options.maxSlotsPerNode ?? d.maxSlotsPerNode,
     insecureControl: options.insecureControl ?? d.insecureControl,
     modelTransferStallMs: options.modelTransferStallMs ?? d.modelTransferStallMs,
-    chat: options.chat ?? {},
+    chat: { ...DEFAULT_CHAT_LIMITS, ...options.chat },
   };
 }

@@ -11,7 +11,10 @@ import { ORCHESTRATOR_MEMBER } from './chat-api.js';
 import { ChatStore } from './chat-store.js';
 import type { PostOutcome } from './chat-store.js';
 import { estimateTokens, selectWindow } from './context-window.js';
+import { DEFAULT_CHAT_LIMITS, type ChatLimits } from './chat-limits.js';
 import { FeedSubscription, RoomFeed, type ResyncReason } from './room-feed.js';
+
+export { DEFAULT_CHAT_LIMITS, type ChatLimits } from './chat-limits.js';
 
 /** The room every node joins at its first session. */
 export const FLEET_ROOM = 'fleet';
@@ -23,27 +26,6 @@ export const MIN_CLAIM_TTL_MS = 100;
 export const MAX_CLAIM_TTL_MS = 24 * 60 * 60 * 1000;
 /** The most messages one history read returns. */
 export const MAX_HISTORY_PAGE = 256;
-
-export interface ChatLimits {
-  /** Largest text of one message, in UTF-8 bytes. @default 16384 */
-  maxMessageBytes: number;
-  /** Entries a room's log keeps (MAXLEN ~): older ones are trimmed, their gist kept in the summary. @default 10000 */
-  logMaxLen: number;
-  /** The context window: at most this many messages… @default 50 */
-  contextMessages: number;
-  /** …within this many estimated tokens, summary included. @default 2048 */
-  contextTokens: number;
-  /** How long a client_msg_id is remembered. @default 86400 */
-  idempotencySeconds: number;
-}
-
-export const DEFAULT_CHAT_LIMITS: Readonly<ChatLimits> = Object.freeze({
-  maxMessageBytes: 16 * 1024,
-  logMaxLen: 10_000,
-  contextMessages: 50,
-  contextTokens: 2_048,
-  idempotencySeconds: 86_400,
-});
 
 export interface ChatEvents {
   /** A message was appended (in seq order per room): the assistant listens. */

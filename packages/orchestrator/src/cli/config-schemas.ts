@@ -1,5 +1,6 @@
 import { ConclaveError, z } from '@conclave/common';
 import { isValidAddress } from '@conclave/protocol';
+import { DEFAULT_CHAT_LIMITS } from '../chat/chat-limits.js';
 import { ORCHESTRATOR_DEFAULTS } from '../orchestrator-options.js';
 import { DEFAULT_CLAIM_TTL_MS } from './chat-command.js';
 import { DURATION_PATTERN, parseDurationMs } from './duration.js';
@@ -52,6 +53,11 @@ export const startConfigSchema = z.object({
   /** Without TLS the Control API answers loopback callers only, unless this is set. */
   insecureControl: z.boolean().default(defaults.insecureControl),
   modelTransferStallMs: z.number().int().positive().default(defaults.modelTransferStallMs),
+  // The group chat's bounds (docs/chat.md); defaults: DEFAULT_CHAT_LIMITS.
+  chatMaxMessageBytes: z.number().int().min(1).max(1024 * 1024).default(DEFAULT_CHAT_LIMITS.maxMessageBytes),
+  chatLogMaxLen: z.number().int().min(100).default(DEFAULT_CHAT_LIMITS.logMaxLen),
+  chatContextMessages: z.number().int().min(1).max(1000).default(DEFAULT_CHAT_LIMITS.contextMessages),
+  chatContextTokens: z.number().int().min(16).default(DEFAULT_CHAT_LIMITS.contextTokens),
   approval: z.enum(['auto', 'manual']).default(defaults.approval),
   /** Absent: 127.0.0.1:<port> on loopback, else <hostname>:<port>, found at start. */
   advertiseAddress: z.string().refine(isValidAddress, 'must be HOST:PORT (IPv6 in brackets)').optional(),

@@ -101,6 +101,10 @@ export function toOrchestratorOptions(config: StartConfig, dataDir: string, logg
     maxSlotsPerNode: config.maxSlotsPerNode,
     insecureControl: config.insecureControl,
     modelTransferStallMs: config.modelTransferStallMs,
+    chat: {
+      maxMessageBytes: config.chatMaxMessageBytes, logMaxLen: config.chatLogMaxLen,
+      contextMessages: config.chatContextMessages, contextTokens: config.chatContextTokens,
+    },
     approval: config.approval,
     ...(advertiseAddress !== undefined ? { advertiseAddress } : {}),
     ...(tlsCert !== undefined && tlsKey !== undefined ? { tls: { certPath: resolve(tlsCert), keyPath: resolve(tlsKey) } } : {}),
