@@ -12,3 +12,11 @@ export type { NodeAgentStartArgs } from './launch.js';
 export { FIRST_CONNECTION_POLL_MS, onFirstConnection } from './first-connection.js';
 export { ORCHESTRATOR_CERT_FILE } from './orchestrator-tls.js';
 export { RECONNECT_BASE_MS, RECONNECT_CAP_MS } from './orchestrator-link.js';
+// For benchmarks and tests that drive a bare session (no job runner, no chat client).
+export { OrchestratorLink } from './orchestrator-link.js';
+export type { OrchestratorLinkOptions, OrchestratorMessageHandler } from './orchestrator-link.js';
+export { NodeCredentials } from './node-credentials.js';
+// A board's programs (and tests) reach the chat through the agent's socket.
+export { CHAT_SOCKET_FILE } from './chat/chat-socket.js';
+export { ChatSocketClient, type SocketAnswer } from './chat/chat-socket-client.js';
+export { ChatReplyError, type ChatErrorJson } from './chat/chat-error.js';

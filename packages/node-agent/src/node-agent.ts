@@ -16,6 +16,10 @@ import { pinnedTls, readTlsCa } from './orchestrator-tls.js';
 import { resolveNodeAgentOptions, type NodeAgentOptions } from './node-agent-options.js';
 import { OrchestratorLink } from './orchestrator-link.js';
 import { Outbox } from './outbox.js';
+import { ChatClient } from './chat/chat-client.js';
+import { ChatCursors } from './chat/chat-cursors.js';
+import { ChatOutbox } from './chat/chat-outbox.js';
+import { CHAT_SOCKET_FILE, ChatSocketServer } from './chat/chat-socket.js';
 
 export const AGENT_VERSION = '0.1.0';
 
@@ -53,6 +57,9 @@ export async function startNodeAgent(given: NodeAgentOptions): Promise<NodeAgent
   const outbox = new Outbox(join(options.dataDir, 'outbox'), { logger });
   await outbox.open();
   let stopResending: () => void = () => undefined;
+  const chatLogger = logger.withPrefix('CHAT');
+  const chatOutbox = await ChatOutbox.open(join(options.dataDir, 'chat-outbox'), { logger: chatLogger });
+  const chatCursors = await ChatCursors.open(join(options.dataDir, 'chat', 'cursors.json'), { logger: chatLogger });
   const backend = !options.inference ? undefined : (options.backend ?? (await CpuBackend.create({ workers: slots, logger })));
   const backends = backend ? [backend.name] : [];
 
@@ -100,6 +107,8 @@ export async function startNodeAgent(given: NodeAgentOptions): Promise<NodeAgent
       // Never left to reject: an ack naming no file (`../x`) or a file that cannot be removed
       // (NODE-STATE-709) is logged, not an unhandled rejection that would end the agent.
       resultAck: (ack) => void outbox.ack(ack.jobId, ack.attempt).catch((err: unknown) => logger.failure(err, {}, 'warn')),
+      chatReplies: (replies) => chat.receiveReplies(replies),
+      chatDelivery: (delivery) => chat.receiveDelivery(delivery),
       connected: () => {
         void credentials.forgetToken();
         // Results that never got their ack (dropped link, reboot) go again, now and then every
@@ -110,14 +119,27 @@ export async function startNodeAgent(given: NodeAgentOptions): Promise<NodeAgent
         if (count) logger.info('NET', 'resent unacknowledged results', { count });
         stopResending();
         stopResending = outbox.startResending(send);
+        chat.connected();
       },
       disconnected: () => {
         stopResending();
+        chat.disconnected();
         void parts.fetcher?.abortAll('session lost');
         void outbox.persistAll().catch((err: unknown) => logger.failure(err, { section: 'STATE' }));
       },
       fatal: (err) => reportFatal(err),
     },
+  });
+  const chat: ChatClient = new ChatClient({
+    transport: {
+      send: (message) => link.send(message),
+      get connected() {
+        return link.state === 'connected';
+      },
+    },
+    outbox: chatOutbox,
+    cursors: chatCursors,
+    logger: chatLogger,
   });
   const fetcher = new ModelFetcher(store, (m) => link.send(m), logger);
   const jobRunner: JobRunner = new JobRunner({
@@ -148,6 +170,13 @@ export async function startNodeAgent(given: NodeAgentOptions): Promise<NodeAgent
     httpServer = http.server;
   }
 
+  // The board's programs reach the chat through it; without it the agent still runs its jobs.
+  const chatSocket = await ChatSocketServer.start({ path: join(options.dataDir, CHAT_SOCKET_FILE), chat, logger: chatLogger })
+    .catch((err: unknown) => {
+      chatLogger.failure(err, {}, 'warn');
+      return undefined;
+    });
+
   link.start();
   logger.info('STATE', 'node agent started', { name, slots, orchestrator, backend: backend?.name ?? 'none', models: store.list().length });
 
@@ -160,7 +189,10 @@ export async function startNodeAgent(given: NodeAgentOptions): Promise<NodeAgent
     },
     async close() {
       stopResending();
+      await chatSocket?.close();
       await link.close();
+      // After the link: nothing more arrives; every pending post goes to disk, the cursors are written.
+      await chat.close();
       jobRunner.cancelAll('node shutting down');
       await backend?.dispose();
       await outbox.persistAll();

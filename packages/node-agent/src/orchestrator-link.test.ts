@@ -37,6 +37,8 @@ function harness() {
     cancel: (c) => calls.push(`cancel ${c.jobId}`),
     modelChunk: (c) => calls.push(`chunk ${c.sha256}`),
     resultAck: (a) => calls.push(`ack ${a.jobId}`),
+    chatReplies: (r) => calls.push(`chat replies ${r.replies.map((x) => x.requestId).join(',')}`),
+    chatDelivery: (d) => calls.push(`chat delivery ${d.room} ${d.messages.map((m) => m.seq).join(',')}`),
     connected: () => calls.push('connected'),
     disconnected: (e) => calls.push(`disconnected ${e.code}`),
     fatal: (e) => calls.push(`fatal ${String(e.data['failure'])}`),
@@ -106,8 +108,10 @@ describe('OrchestratorLink', () => {
     orch?.send({ cancel: { jobId: 'j1', attempt: 1, reason: 'x' } });
     orch?.send({ modelChunk: { sha256: 'abc', offset: 0, last: true } });
     orch?.send({ resultAck: { jobId: 'j0', attempt: 1 } });
-    await until(() => h.calls.length === 5);
-    expect(h.calls).toEqual(['connected', 'assign j1', 'cancel j1', 'chunk abc', 'ack j0']);
+    orch?.send({ chatReplies: { replies: [{ requestId: 7, room: { name: 'fleet' } }, { requestId: 8, posted: { seq: 3 } }] } });
+    orch?.send({ chatDelivery: { room: 'fleet', epoch: 'e', messages: [{ room: 'fleet', seq: 4 }, { room: 'fleet', seq: 5 }] } });
+    await until(() => h.calls.length === 7);
+    expect(h.calls).toEqual(['connected', 'assign j1', 'cancel j1', 'chunk abc', 'ack j0', 'chat replies 7,8', 'chat delivery fleet 4,5']);
   });
 
   it('reconnects with a new session when the orchestrator ends it, and tells the handler', async () => {
@@ -165,7 +169,8 @@ describe('OrchestratorLink', () => {
       };
       const orchestrator = generateIdentity();
       const idle: OrchestratorMessageHandler = {
-        assign: () => {}, cancel: () => {}, modelChunk: () => {}, resultAck: () => {}, connected: () => {}, disconnected: () => {}, fatal: () => {},
+        assign: () => {}, cancel: () => {}, modelChunk: () => {}, resultAck: () => {}, chatReplies: () => {}, chatDelivery: () => {},
+        connected: () => {}, disconnected: () => {}, fatal: () => {},
       };
       const link = new OrchestratorLink({
         address: 'down:7400', logger: logs.logger, handler: idle, identity: generateIdentity(),

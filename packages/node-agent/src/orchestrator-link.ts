@@ -4,7 +4,8 @@ import {
   SecureSession, createGatewayClient, createInitiator, decodeOrchestratorMessage, encodeNodeMessage, failureOf, grpcFrameStream,
 } from '@conclave/protocol';
 import type {
-  AssignJob__Output, AuthFailure, CancelJob__Output, ClientOptions, FrameStream, Heartbeat, Identity, ModelChunk__Output,
+  AssignJob__Output, AuthFailure, CancelJob__Output, ChatDelivery__Output, ChatReplies__Output, ClientOptions, FrameStream, Heartbeat,
+  Identity, ModelChunk__Output,
   NodeGatewayClient, NodeMessage, OrchestratorMessage__Output, PinSet, Register, Registered__Output, ResultAck__Output,
 } from '@conclave/protocol';
 
@@ -52,6 +53,10 @@ export interface OrchestratorMessageHandler {
   cancel(cancel: CancelJob__Output): void;
   modelChunk(chunk: ModelChunk__Output): void;
   resultAck(ack: ResultAck__Output): void;
+  /** Answers to the chat requests this session sent, by request id. */
+  chatReplies(replies: ChatReplies__Output): void;
+  /** Messages of a room this session subscribed to, in seq order. */
+  chatDelivery(delivery: ChatDelivery__Output): void;
   /** The session is registered: resend what waits for an ack, forget a used token. */
   connected(registered: Registered__Output): void;
   /** A registered session was lost; the link reconnects on its own. */
@@ -248,6 +253,12 @@ export class OrchestratorLink {
         return;
       case 'resultAck':
         if (message.resultAck) handler.resultAck(message.resultAck);
+        return;
+      case 'chatReplies':
+        if (message.chatReplies) handler.chatReplies(message.chatReplies);
+        return;
+      case 'chatDelivery':
+        if (message.chatDelivery) handler.chatDelivery(message.chatDelivery);
         return;
       case undefined:
         return;

@@ -10,10 +10,11 @@ import {
 } from '@conclave/common';
 import { nodeAgentConfigSchema } from './start-config.js';
 import { runNodeAgentStart, type NodeAgentStartDeps, type TextOut } from './start-command.js';
+import { addChatCommands } from './chat-command.js';
 
 /** Everything the CLI takes from the process; main.ts passes the real ones, tests their own. */
 export interface NodeAgentCliDeps {
-  /** The environment, read only through the config schema (CONCLAVE_*). */
+  /** The environment, read only through the config schema (CONCLAVE_*) and, by `chat`, CONCLAVE_DATA_DIR. */
   env: Record<string, string | undefined>;
   io: { stdout: TextOut; stderr: TextOut };
   startNodeAgent: NodeAgentStartDeps['startNodeAgent'];
@@ -75,6 +76,13 @@ export async function runNodeAgentCli(argv: readonly string[], deps: NodeAgentCl
         ...(deps.lockDataDir ? { lockDataDir: deps.lockDataDir } : {}),
       });
     });
+
+  addChatCommands(program, {
+    env, io, shutdownSignal: () => deps.shutdownSignal(),
+    setExitCode: (code) => {
+      exitCode = code;
+    },
+  });
 
   try {
     await program.parseAsync([...argv], { from: 'user' });

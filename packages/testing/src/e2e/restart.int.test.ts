@@ -3,7 +3,7 @@ import { cp } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DATA_DIR_LOCK_FILE, type RedisServerHandle } from '@conclave/common';
-import { NODE_AGENT_MAIN, nodeAgentStartArgv } from '@conclave/node-agent';
+import { CHAT_SOCKET_FILE, NODE_AGENT_MAIN, nodeAgentStartArgv } from '@conclave/node-agent';
 import { spawnNode } from '../child-process.js';
 import type { ChildHandle } from '../child-process.js';
 import { createTestControl } from '../control.js';
@@ -105,8 +105,10 @@ describe('restarts', () => {
     // while its old session lingers): a second process on the very same dir is refused by its lock.
     const copyDir = await nodeDir();
     // Not the lock, nor a file the running node is writing (a durable write's temp file may be
-    // gone by the time cp reads it: CI caught it).
-    await cp(dataDir, copyDir, { recursive: true, filter: (src) => basename(src) !== DATA_DIR_LOCK_FILE && !src.endsWith('.tmp') });
+    // gone by the time cp reads it: CI caught it), nor its chat socket (cp cannot copy a socket).
+    await cp(dataDir, copyDir, {
+      recursive: true, filter: (src) => basename(src) !== DATA_DIR_LOCK_FILE && basename(src) !== CHAT_SOCKET_FILE && !src.endsWith('.tmp'),
+    });
     const fresh = spawnNode(NODE_AGENT_MAIN, nodeAgentStartArgv({
       orchestrator: orchestrator.address, dataDir: copyDir, httpPort: 0, name: 'twin', slots: 1,
     }));
