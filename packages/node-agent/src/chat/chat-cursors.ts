@@ -115,7 +115,7 @@ export class ChatCursors {
       await writeFileDurable(this.path, `${JSON.stringify(file)}\n`, { mode: 0o600 });
     } catch (err) {
       // Kept in memory and written with the next change: a cursor behind only repeats messages.
-      this.logger.failure(new ConclaveError('CHAT-STATE-705', { detail: `cursors ${this.path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, cause: err }), {}, 'warn');
+      this.logger.failure(new ConclaveError('CHAT-STATE-707', { detail: `cursors ${this.path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, cause: err }), {}, 'warn');
     }
   }
 
@@ -125,7 +125,7 @@ export class ChatCursors {
       text = await readFile(this.path, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-      throw new ConclaveError('CHAT-STATE-705', { detail: `cursors ${this.path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, cause: err });
+      throw new ConclaveError('CHAT-STATE-707', { detail: `cursors ${this.path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, cause: err });
     }
     let parsed: unknown;
     try {

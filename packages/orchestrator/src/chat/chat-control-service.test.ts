@@ -258,6 +258,17 @@ describe('FollowRoom', () => {
     expect(stream.ends()).toBe(0);
   });
 
+  it('a subscription the orchestrator ends (its shutdown) ends the call UNAVAILABLE, so that the follower resumes', async () => {
+    const chat = new FakeChat();
+    const stream = fakeStream({ room: 'ops', follow: true });
+    service(chat).follow(stream);
+    await tick();
+    chat.subscriptions[0]!.end();
+    await tick();
+    expect(stream.errors).toEqual([expect.objectContaining({ code: 14, details: expect.stringMatching(/^CHAT-NET-601 /) as unknown })]);
+    expect(stream.ends()).toBe(0);
+  });
+
   it('fails with ORCH-STATE-710 while Redis is away, without subscribing', async () => {
     const chat = new FakeChat();
     const away: StateStoreGuard = () => Promise.reject(new ConclaveError('ORCH-STATE-710', { detail: 'Redis connection is reconnecting' }));

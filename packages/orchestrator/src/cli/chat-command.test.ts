@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { captureLogger, type ClosableLogger } from '@conclave/common';
+import { waitUntil } from '@conclave/testing';
 import type {
   ChatClaim, ChatClaimResult__Output, ChatContext__Output, ChatDelivery__Output, ChatMessage__Output, ChatPost, ChatPosted__Output,
   ChatRelease, ChatReleased__Output, ChatRoom__Output,
@@ -47,6 +48,8 @@ class FakeChatCalls implements ControlCalls {
   deliveries: ChatDelivery__Output[] = [];
   /** With follow: the stream fails with this after its deliveries instead of waiting. */
   followFailure: Error | undefined;
+  /** The failure (and the deliveries) come with the first followRoom only, as from a restarted orchestrator. */
+  failOnce = false;
   cancelled = 0;
   claimHeld = false;
   failWith: Error | undefined;
@@ -92,7 +95,12 @@ class FakeChatCalls implements ControlCalls {
       // Deliveries arrive after the call started, as from a stream.
       setImmediate(() => {
         for (const d of this.deliveries) onDelivery(d);
-        if (this.followFailure) reject(this.followFailure);
+        const failure = this.followFailure;
+        if (this.failOnce) {
+          this.followFailure = undefined;
+          this.deliveries = [];
+        }
+        if (failure) reject(failure);
         else if (!request.follow) resolve();
       });
     });
@@ -326,6 +334,30 @@ describe('orchestrator chat tail', () => {
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/^#1 /);
     expect(r.stderr).toBe('CHAT-REQ-201 unknown room: ops\n');
+  });
+
+  it('-f through an orchestrator restart (UNAVAILABLE) follows again from its last seq and epoch, printing nothing twice', async () => {
+    let interrupt: (signal: string) => void = () => undefined;
+    const fakes: FakeChatCalls[] = [];
+    const running = run(['chat', 'tail', 'ops', '-f', '--json'], {
+      interrupt: new Promise((resolve) => (interrupt = resolve)),
+      setup: (c) => {
+        c.deliveries = [delivery([chatMessage(1), chatMessage(2)])];
+        c.followFailure = new ControlCallError('UNAVAILABLE', 'CHAT-NET-601', 'orchestrator unreachable for a chat request: the orchestrator is shutting down');
+        c.failOnce = true;
+        fakes.push(c);
+      },
+    });
+    await waitUntil(() => fakes.flatMap((c) => c.requests).length >= 2, { timeoutMs: 5_000 });
+    interrupt('SIGINT');
+    const r = await running;
+    expect(r.code).toBe(0);
+    expect(requestsOf(r)).toEqual([
+      ['followRoom', { room: 'ops', afterSeq: 0, epoch: '', follow: true }],
+      ['followRoom', { room: 'ops', afterSeq: 2, epoch: 'e1', follow: true }],
+    ]);
+    expect(jsonLines(r.stdout).map((m) => m.seq)).toEqual([1, 2]);
+    expect(r.stderr).toMatch(/^CHAT-NET-601 .*: following again from #3 in 250 ms\n$/);
   });
 
   it('a --from that is no seq is ORCH-REQ-253, exit 2, and nothing is sent', async () => {

@@ -85,10 +85,12 @@ class ScriptedChat implements ChatApi {
 
 class ScriptedSubscription implements ChatSubscription {
   readonly caughtUp: Promise<void>;
+  readonly closed: Promise<void>;
   private reachHead!: () => void;
+  private ended!: () => void;
   private cursor: number;
   private waiting = false;
-  closed = false;
+  isClosed = false;
 
   constructor(
     private readonly chat: ScriptedChat,
@@ -98,19 +100,21 @@ class ScriptedSubscription implements ChatSubscription {
   ) {
     this.cursor = o.afterSeq;
     this.caughtUp = new Promise((resolve) => (this.reachHead = resolve));
+    this.closed = new Promise((resolve) => (this.ended = resolve));
   }
   get room(): string {
     return this.o.room;
   }
   ack(): void {}
   close(): void {
-    this.closed = true;
+    this.isClosed = true;
     this.chat.open.delete(this);
     this.reachHead();
+    this.ended();
   }
   pump(): void {
     const messages = this.chat.messages(this.o.room);
-    while (!this.closed && !this.waiting) {
+    while (!this.isClosed && !this.waiting) {
       const until = this.o.follow ? messages.length : this.target;
       if (this.cursor >= until) break;
       const batch = messages.slice(this.cursor, Math.min(until, this.cursor + 64));

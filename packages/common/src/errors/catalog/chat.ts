@@ -92,6 +92,12 @@ export const CHAT_ERRORS = defineErrors({
     status: 'RESOURCE_EXHAUSTED',
     retryable: true,
   },
+  'CHAT-STATE-707': {
+    message: 'chat cursors could not be written',
+    recovery: 'The node keeps following from memory; after a restart it would resume from an older seq and get the messages since then again. Check the data dir\'s disk (space, permissions).',
+    status: 'INTERNAL',
+    retryable: true,
+  },
   'CHAT-NET-601': {
     message: 'orchestrator unreachable for a chat request',
     recovery: 'Claims, releases, joins and context need the orchestrator; retry when the node is connected (posts are queued and sent on reconnect).',
