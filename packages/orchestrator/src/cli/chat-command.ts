@@ -136,13 +136,19 @@ export async function tailRoomCommand(calls: ControlCalls, io: CliIo, options: T
       return EXIT_OK;
     } catch (err) {
       // Without -f, or for an error retrying cannot fix, the tail ends with it.
-      if (!follow || interrupted || !(err instanceof ControlCallError) || err.status !== 'UNAVAILABLE') throw err;
+      if (!follow || interrupted || !orchestratorAway(err)) throw err;
       const delayMs = Math.min(FOLLOW_RETRY_CAP_MS, FOLLOW_RETRY_BASE_MS * 2 ** Math.min(attempt, 4));
-      io.stderr.write(`${err.message}: following again from #${lastSeq + 1} in ${delayMs} ms\n`);
+      io.stderr.write(`${(err as Error).message}: following again from #${lastSeq + 1} in ${delayMs} ms\n`);
       await Promise.race([new Promise((resolve) => setTimeout(resolve, delayMs)), options.interrupted ?? new Promise(() => undefined)]);
       if (interrupted) return EXIT_OK;
     }
   }
+}
+
+/** The orchestrator went away (a restart, a dropped connection): what a follow waits out. */
+function orchestratorAway(err: unknown): boolean {
+  if (err instanceof ControlCallError) return err.status === 'UNAVAILABLE';
+  return err instanceof ConclaveError && err.entry.status === 'UNAVAILABLE';
 }
 
 /** `tail -f` after a lost orchestrator: tries again from 250 ms, doubling, at most every 2 s. */
