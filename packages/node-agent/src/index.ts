@@ -20,3 +20,4 @@ export { NodeCredentials } from './node-credentials.js';
 export { CHAT_SOCKET_FILE } from './chat/chat-socket.js';
 export { ChatSocketClient, type SocketAnswer } from './chat/chat-socket-client.js';
 export { ChatReplyError, type ChatErrorJson } from './chat/chat-error.js';
+export { CHAT_ACK_DELAY_MS } from './chat/chat-client.js';

@@ -141,7 +141,12 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
     cleanups.push(async () => registry.stop());
     const dispatcher = new Dispatcher({ redis, registry, jobs, logger });
     cleanups.push(() => dispatcher.close());
-    const chat = new Chat(redis, logger, o.chat);
+    // Its own connection, auto-pipelined: the posts of one turn (a node's batch, many nodes'
+    // requests) go to Redis in one write instead of one syscall each, without touching how
+    // BullMQ's commands travel on the main connection.
+    const chatRedis = redis.duplicate({ enableAutoPipelining: true });
+    cleanups.push(async () => (redisAvailable(chatRedis) ? chatRedis.quit() : chatRedis.disconnect()));
+    const chat = new Chat(chatRedis, logger, o.chat);
     cleanups.push(async () => chat.close());
     await chat.ensureFleet();
     // Ready means ready: a stop right after start must not find BullMQ still connecting.
@@ -167,7 +172,7 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
       identity, enrollment, rateLimiter: new HandshakeRateLimiter(), rotations, maxSlotsPerNode: o.maxSlotsPerNode,
       modelTransferStallMs: o.modelTransferStallMs,
       onUnmatchedResult: (session, result) => void dispatcher.recordUnmatchedResult(session, result),
-      chat, redisAvailable: () => redisAvailable(redis),
+      chat, redisAvailable: () => redisAvailable(chatRedis),
     }));
     // Filled in after binding (with port 0 the port is known only then); join tokens read it later.
     let advertiseAddress = o.advertiseAddress ?? '';

@@ -18,11 +18,14 @@ export function spawnNode(
   env: NodeJS.ProcessEnv = {},
   /** Called with each output line as it arrives (e.g. to pass a child's logs through). */
   onOutputLine?: (line: string) => void,
+  /** Node's own flags, before the script (a benchmark's `--cpu-prof`). */
+  nodeArgs?: string[],
 ): ChildHandle {
   const lines: string[] = [];
   const waiters = new Set<{ pattern: RegExp; resolve: (m: RegExpMatchArray) => void }>();
   const child = spawnChild(script, args, {
     env,
+    ...(nodeArgs ? { nodeArgs } : {}),
     onOutputLine: (line) => {
       lines.push(line);
       onOutputLine?.(line);

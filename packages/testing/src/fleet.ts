@@ -104,6 +104,8 @@ export async function spawnOrchestrator(options: {
   grpcPort?: number;
   args?: string[];
   env?: NodeJS.ProcessEnv;
+  /** Node's own flags (a benchmark's `--cpu-prof`). */
+  nodeArgs?: string[];
 }): Promise<ChildHandle & JoinSource & { operatorToken: string }> {
   const args = [
     ...orchestratorStartArgv({
@@ -111,7 +113,7 @@ export async function spawnOrchestrator(options: {
     }),
     ...(options.args ?? []),
   ];
-  const child = spawnNode(ORCHESTRATOR_MAIN, args, options.env);
+  const child = spawnNode(ORCHESTRATOR_MAIN, args, options.env, undefined, options.nodeArgs);
   const { grpc: address } = await readyOrStopped(child, 'orchestrator');
   const operatorToken = (await readFile(join(options.dataDir, 'operator-token'), 'utf8')).trim();
   return Object.assign(child, {

@@ -90,6 +90,11 @@ interface Subscription {
   retry?: NodeJS.Timeout;
 }
 
+/** How long an acknowledgement waits to share a frame with the next ones. */
+export const CHAT_ACK_DELAY_MS = 25;
+/** Messages of one room that may wait for their acknowledgement before it goes at once. */
+export const CHAT_ACK_EAGER_AFTER = 256;
+
 /**
  * The node's side of the group chat, over its session with the orchestrator. Requests are
  * batched and matched by RequestChannel; posts go through the outbox (memory, and disk when a
@@ -114,7 +119,10 @@ export class ChatClient {
   private readonly subs = new Map<string, Subscription>();
   private readonly listeners = new Map<string, Set<RoomListener>>();
   private readonly acks = new Map<string, number>();
-  private ackScheduled = false;
+  private ackTimer: NodeJS.Timeout | undefined;
+  private ackImmediate: NodeJS.Immediate | undefined;
+  /** The last seq acknowledged per room: how far behind the orchestrator's view the acks are. */
+  private readonly ackedSeq = new Map<string, number>();
   /** Per room, queued posts delivered since the last reconnect: logged once the outbox is empty. */
   private readonly delivered = new Map<string, { count: number; seq: number }>();
   private closed = false;
@@ -275,7 +283,7 @@ export class ChatClient {
       clearTimeout(sub.retry);
       sub.state = 'idle';
     }
-    this.acks.clear();
+    this.cancelAcks();
     void this.persistAndTell([...this.tickets.values()]);
   }
 
@@ -335,6 +343,7 @@ export class ChatClient {
     this.closed = true;
     clearTimeout(this.pumpTimer);
     clearTimeout(this.deadlineTimer);
+    this.cancelAcks();
     for (const sub of this.subs.values()) clearTimeout(sub.retry);
     this.channel.close();
     await this.persistAndTell([...this.tickets.values()]);
@@ -621,16 +630,43 @@ export class ChatClient {
     this.subscribe(sub.room);
   }
 
+  /**
+   * Acknowledgements wait CHAT_ACK_DELAY_MS to share one frame (a room of 100 messages a second is
+   * then 40 acks a second, not 100), or go in the next turn once CHAT_ACK_EAGER_AFTER messages of a
+   * room wait for theirs: well inside the orchestrator's window of 1,024.
+   */
   private queueAck(room: string, seq: number): void {
     this.acks.set(room, seq);
-    if (this.ackScheduled) return;
-    this.ackScheduled = true;
-    setImmediate(() => {
-      this.ackScheduled = false;
-      const acks = [...this.acks];
+    if (seq - (this.ackedSeq.get(room) ?? 0) >= CHAT_ACK_EAGER_AFTER) {
+      clearTimeout(this.ackTimer);
+      this.ackTimer = undefined;
+      this.ackImmediate ??= setImmediate(() => this.flushAcks());
+    } else if (!this.ackTimer && !this.ackImmediate) {
+      this.ackTimer = setTimeout(() => this.flushAcks(), CHAT_ACK_DELAY_MS);
+      this.ackTimer.unref();
+    }
+  }
+
+  private flushAcks(): void {
+    this.cancelAcks(false);
+    const acks = [...this.acks];
+    this.acks.clear();
+    for (const [room, seq] of acks) {
+      this.ackedSeq.set(room, seq);
+      this.o.transport.send({ chatAck: { room, seq } });
+    }
+  }
+
+  /** Pending acks are dropped with the session (the next one resumes from the cursor anyway). */
+  private cancelAcks(dropPending = true): void {
+    clearTimeout(this.ackTimer);
+    this.ackTimer = undefined;
+    if (this.ackImmediate) clearImmediate(this.ackImmediate);
+    this.ackImmediate = undefined;
+    if (dropPending) {
       this.acks.clear();
-      for (const [ackRoom, ackSeq] of acks) this.o.transport.send({ chatAck: { room: ackRoom, seq: ackSeq } });
-    });
+      this.ackedSeq.clear();
+    }
   }
 }
 

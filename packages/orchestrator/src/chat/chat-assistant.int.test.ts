@@ -4,7 +4,7 @@ import { captureLogger } from '@conclave/common';
 import { startRedis, waitUntil } from '@conclave/testing';
 import type { RedisServerHandle } from '@conclave/testing';
 import { OPERATOR_MEMBER } from './chat-api.js';
-import { ChatAssistant, SUMMARY_BATCH } from './chat-assistant.js';
+import { ChatAssistant, SUMMARY_BATCH, SUMMARY_CHECK_EVERY } from './chat-assistant.js';
 import { Chat } from './chat.js';
 
 describe('the chat assistant', () => {
@@ -76,7 +76,7 @@ describe('the chat assistant', () => {
       },
     });
     assistant.start();
-    for (let i = 1; i <= 5 + SUMMARY_BATCH + 1; i += 1) await chat.post(OPERATOR_MEMBER, { room: 'long', text: `m${i}` });
+    for (let i = 1; i <= 5 + SUMMARY_BATCH + SUMMARY_CHECK_EVERY; i += 1) await chat.post(OPERATOR_MEMBER, { room: 'long', text: `m${i}` });
     await waitUntil(async () => (await chat.context('long', OPERATOR_MEMBER)).summary);
     await assistant.idle('long');
     const context = await chat.context('long', OPERATOR_MEMBER);

@@ -17,6 +17,11 @@ export const SUMMARY_MAX_TOKENS = 200;
  * summary is made: one generation per this many messages, not one per message.
  */
 export const SUMMARY_BATCH = 20;
+/**
+ * How many messages of a room pass between two looks at whether a summary is due: a look reads
+ * the room's context, which every message would make one read per post.
+ */
+export const SUMMARY_CHECK_EVERY = 10;
 
 export interface ChatAssistantOptions {
   chat: Chat;
@@ -36,6 +41,8 @@ export interface ChatAssistantOptions {
  */
 export class ChatAssistant {
   private readonly rooms = new Map<string, Promise<void>>();
+  /** Messages per room since the last look at its summary. */
+  private readonly sinceSummaryCheck = new Map<string, number>();
   private readonly log: Logger;
   private readonly onMessage = (message: ChatMessage) => this.consider(message);
   private stopped = false;
@@ -61,8 +68,17 @@ export class ChatAssistant {
   private consider(message: ChatMessage): void {
     if (this.stopped || message.sender === ASSISTANT_MEMBER.id) return;
     const room = message.room ?? '';
-    if (message.kind === 'text' && ASSISTANT_MENTION.test(message.text ?? '')) this.enqueue(room, () => this.answer(message));
-    else if (message.kind === 'text') this.enqueue(room, () => this.summariseIfDue(room));
+    if (message.kind === 'text' && ASSISTANT_MENTION.test(message.text ?? '')) {
+      this.enqueue(room, () => this.answer(message));
+      return;
+    }
+    const count = (this.sinceSummaryCheck.get(room) ?? 0) + 1;
+    if (count < SUMMARY_CHECK_EVERY) {
+      this.sinceSummaryCheck.set(room, count);
+      return;
+    }
+    this.sinceSummaryCheck.delete(room);
+    this.enqueue(room, () => this.summariseIfDue(room));
   }
 
   private enqueue(room: string, work: () => Promise<void>): void {

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { ChatMessage, ChatRoom } from '@conclave/protocol';
 import { redisKeys } from '../redis-keys.js';
@@ -44,13 +44,26 @@ export interface ChatStoreLimits {
 
 type ScriptReply = Array<string | number>;
 
-interface RedisWithChatScripts extends Redis {
-  conclaveChatPost(...args: Array<string | number>): Promise<ScriptReply>;
-  conclaveChatSystemPost(...args: Array<string | number>): Promise<ScriptReply>;
-  conclaveChatMembership(...args: Array<string | number>): Promise<ScriptReply>;
-  conclaveChatClaim(...args: Array<string | number>): Promise<ScriptReply>;
-  conclaveChatRelease(...args: Array<string | number>): Promise<ScriptReply>;
-  conclaveChatCreateRoom(...args: Array<string | number>): Promise<number>;
+/**
+ * One Lua script, run by its SHA1 (EVALSHA). Not ioredis's defineCommand: on an auto-pipelined
+ * connection that sends the whole script (EVAL) with every call, and Redis hashes it each time.
+ * A Redis that lost its script cache (a restart) answers NOSCRIPT: the script is loaded and the
+ * call sent again at once, in the same turn, so calls keep the order they were made in.
+ */
+class LuaScript {
+  readonly sha: string;
+
+  constructor(private readonly redis: Redis, private readonly lua: string, private readonly numberOfKeys: number) {
+    this.sha = createHash('sha1').update(lua).digest('hex');
+  }
+
+  run(...args: Array<string | number>): Promise<ScriptReply> {
+    return (this.redis.evalsha(this.sha, this.numberOfKeys, ...args) as Promise<ScriptReply>).catch((err: unknown) => {
+      if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
+      void this.redis.script('LOAD', this.lua).catch(() => undefined);
+      return this.redis.evalsha(this.sha, this.numberOfKeys, ...args) as Promise<ScriptReply>;
+    });
+  }
 }
 
 /** A room's record as Redis holds it. */
@@ -66,26 +79,24 @@ export interface RoomRecord {
  * nothing else. It knows keys and replies, not who may do what (chat.ts decides that).
  */
 export class ChatStore {
-  private readonly redis: RedisWithChatScripts;
+  private readonly scripts: {
+    post: LuaScript; systemPost: LuaScript; membership: LuaScript; claim: LuaScript; release: LuaScript; createRoom: LuaScript;
+  };
 
-  constructor(redis: Redis, private readonly limits: ChatStoreLimits) {
-    const scripts: Array<[string, number, string]> = [
-      ['conclaveChatPost', 6, POST_SCRIPT],
-      ['conclaveChatSystemPost', 6, SYSTEM_POST_SCRIPT],
-      ['conclaveChatMembership', 4, MEMBERSHIP_SCRIPT],
-      ['conclaveChatClaim', 7, CLAIM_SCRIPT],
-      ['conclaveChatRelease', 5, RELEASE_SCRIPT],
-      ['conclaveChatCreateRoom', 1, CREATE_ROOM_SCRIPT],
-    ];
-    for (const [name, numberOfKeys, lua] of scripts) {
-      if (!(name in redis)) redis.defineCommand(name, { numberOfKeys, lua });
-    }
-    this.redis = redis as RedisWithChatScripts;
+  constructor(private readonly redis: Redis, private readonly limits: ChatStoreLimits) {
+    this.scripts = {
+      post: new LuaScript(redis, POST_SCRIPT, 6),
+      systemPost: new LuaScript(redis, SYSTEM_POST_SCRIPT, 6),
+      membership: new LuaScript(redis, MEMBERSHIP_SCRIPT, 4),
+      claim: new LuaScript(redis, CLAIM_SCRIPT, 7),
+      release: new LuaScript(redis, RELEASE_SCRIPT, 5),
+      createRoom: new LuaScript(redis, CREATE_ROOM_SCRIPT, 1),
+    };
   }
 
   /** True when created; false when a room of that name exists. */
   async createRoom(name: string, createdBy: string, atMs: number): Promise<boolean> {
-    const created = await this.redis.conclaveChatCreateRoom(redisKeys.chatMeta(name), randomBytes(8).toString('hex'), atMs, createdBy);
+    const created = Number(await this.scripts.createRoom.run(redisKeys.chatMeta(name), randomBytes(8).toString('hex'), atMs, createdBy));
     // The index lives in another slot, so it is a second command; a room missing from it is
     // still found by name, and listRooms skips names whose record is gone.
     await this.redis.sadd(redisKeys.chatRooms(), name);
@@ -124,7 +135,7 @@ export class ChatStore {
   }
 
   async membership(room: string, member: string, name: string, change: 'join' | 'leave', atMs: number): Promise<{ status: 'ok'; seq: number } | { status: 'no-room' }> {
-    const reply = await this.redis.conclaveChatMembership(
+    const reply = await this.scripts.membership.run(
       ...roomKeys(room), redisKeys.chatMembers(room), member, name, change, atMs, this.limits.logMaxLen,
     );
     if (reply[0] === 'no-room') return { status: 'no-room' };
@@ -136,8 +147,8 @@ export class ChatStore {
   }
 
   async post(p: PostInput): Promise<PostOutcome> {
-    const run = p.kind === 'summary' ? this.redis.conclaveChatSystemPost.bind(this.redis) : this.redis.conclaveChatPost.bind(this.redis);
-    const reply = await run(
+    const script = p.kind === 'summary' ? this.scripts.systemPost : this.scripts.post;
+    const reply = await script.run(
       ...roomKeys(p.room), redisKeys.chatMembers(p.room),
       redisKeys.chatMessageId(p.room, p.sender, p.clientMsgId), redisKeys.chatClaim(p.room, p.resource),
       p.sender, p.senderName, p.text, p.clientMsgId, p.resource ? String(p.fence) : '', p.resource, p.atMs,
@@ -157,7 +168,7 @@ export class ChatStore {
   }
 
   async claim(room: string, claimant: string, name: string, resource: string, ttlMs: number, atMs: number, requireMember: boolean): Promise<ClaimOutcome> {
-    const reply = await this.redis.conclaveChatClaim(
+    const reply = await this.scripts.claim.run(
       ...roomKeys(room), redisKeys.chatMembers(room), redisKeys.chatClaim(room, resource), redisKeys.chatFence(room), redisKeys.chatHolders(room),
       claimant, name, resource, ttlMs, atMs, this.limits.logMaxLen, requireMember ? '1' : '0',
     );
@@ -170,7 +181,7 @@ export class ChatStore {
   }
 
   async release(room: string, sender: string, name: string, resource: string, fence: number, atMs: number): Promise<ReleaseOutcome> {
-    const reply = await this.redis.conclaveChatRelease(
+    const reply = await this.scripts.release.run(
       ...roomKeys(room), redisKeys.chatClaim(room, resource), redisKeys.chatHolders(room),
       sender, name, resource, fence, atMs, this.limits.logMaxLen,
     );

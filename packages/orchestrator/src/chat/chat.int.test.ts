@@ -48,7 +48,8 @@ describe('Chat on a real Redis', () => {
 
   beforeAll(async () => {
     server = await startRedis();
-    redis = new Redis(server.url);
+    // Auto-pipelined, as the orchestrator's chat connection is.
+    redis = new Redis(server.url, { enableAutoPipelining: true });
     chat = new Chat(redis, captured.logger, { logMaxLen: 10_000, maxMessageBytes: 1024 });
     await chat.ensureFleet();
     await chat.join(FLEET_ROOM, nodeA);
@@ -98,6 +99,15 @@ describe('Chat on a real Redis', () => {
     expect(Number(other.seq)).toBeGreaterThan(Number(first.seq));
     const log = await redis.xrange(redisKeys.chatLog(FLEET_ROOM), '-', '+');
     expect(log.filter(([, fields]) => fields.includes('retry-1'))).toHaveLength(2);
+  });
+
+  it('loads its scripts again when Redis lost them (a restart), keeping the posts in order', async () => {
+    await redis.script('FLUSH');
+    const posted = await Promise.all([1, 2, 3].map((i) => chat.post(nodeA, { room: FLEET_ROOM, text: `after flush ${i}` })));
+    const seqs = posted.map((p) => Number(p.seq));
+    expect(seqs).toEqual([seqs[0], (seqs[0] as number) + 1, (seqs[0] as number) + 2]);
+    const log = await chat.history(OPERATOR_MEMBER, FLEET_ROOM, (seqs[0] as number) - 1, 3);
+    expect(log.messages?.map((m) => m.text)).toEqual(['after flush 1', 'after flush 2', 'after flush 3']);
   });
 
   it('refuses bad input with coded errors and appends nothing', async () => {

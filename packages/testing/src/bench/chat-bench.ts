@@ -10,14 +10,14 @@
  *                      at every member, p50/p99 (one process: one clock).
  *   claim round trip   claim + release by one member, p50/p99; baseline: SET NX PX + DEL round trip.
  *
- *   node packages/testing/dist/bench/chat-bench.js [--posts 2000] [--fanout-seconds 5]
+ *   node packages/testing/dist/bench/chat-bench.js [--posts 2000] [--fanout-seconds 5] [--profile-dir DIR]
  */
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import { EXIT_FAILURE, EXIT_OK, nullLogger, percentileOf, z } from '@conclave/common';
-import { NodeCredentials, OrchestratorLink } from '@conclave/node-agent';
+import { CHAT_ACK_DELAY_MS, NodeCredentials, OrchestratorLink } from '@conclave/node-agent';
 import { createControlClient } from '@conclave/protocol';
 import type { ChatDelivery__Output, ChatReply__Output, ChatRequest, ChatAck } from '@conclave/protocol';
 import { spawnOrchestrator, tempDir } from '../fleet.js';
@@ -29,6 +29,8 @@ const OptionsSchema = z.object({
   /** Posts per member in the throughput run. */
   posts: z.coerce.number().int().positive().default(2_000),
   fanoutSeconds: z.coerce.number().positive().default(5),
+  /** Write the orchestrator's CPU profile here when it exits. */
+  profileDir: z.string().optional(),
 });
 
 const POSTERS = 10;
@@ -47,6 +49,7 @@ class BenchMember {
   private queued: ChatRequest[] = [];
   private acks = new Map<string, number>();
   private flushing = false;
+  private ackTimer: NodeJS.Timeout | undefined;
   onDelivery: (delivery: ChatDelivery__Output) => void = () => undefined;
 
   static async connect(orchestrator: JoinSource, name: string): Promise<BenchMember> {
@@ -104,9 +107,14 @@ class BenchMember {
     return Number(reply.posted.seq);
   }
 
+  /** As the agent's chat client acknowledges: after CHAT_ACK_DELAY_MS, so that acks share frames. */
   private ack(room: string, seq: number): void {
     this.acks.set(room, seq);
-    this.scheduleFlush();
+    if (this.ackTimer) return;
+    this.ackTimer = setTimeout(() => {
+      this.ackTimer = undefined;
+      this.scheduleFlush();
+    }, CHAT_ACK_DELAY_MS);
   }
 
   private scheduleFlush(): void {
@@ -121,6 +129,7 @@ class BenchMember {
   }
 
   close(): Promise<void> {
+    clearTimeout(this.ackTimer);
     return this.link.close();
   }
 }
@@ -153,12 +162,15 @@ async function throughput(posters: number, perPoster: number, window: number, po
 const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 
 async function main(): Promise<number> {
-  const { values } = parseArgs({ options: { posts: { type: 'string' }, 'fanout-seconds': { type: 'string' } }, strict: true });
-  const options = OptionsSchema.parse({ posts: values.posts, fanoutSeconds: values['fanout-seconds'] });
+  const { values } = parseArgs({ options: { posts: { type: 'string' }, 'fanout-seconds': { type: 'string' }, 'profile-dir': { type: 'string' } }, strict: true });
+  const options = OptionsSchema.parse({ posts: values.posts, fanoutSeconds: values['fanout-seconds'], profileDir: values['profile-dir'] });
   const redisServer = await startRedis();
   // Its own process, as in production: the members' sealing and opening do not share its event loop.
   const orchestratorDir = await tempDir('conclave-bench-orch-');
-  const orchestrator = await spawnOrchestrator({ redisUrl: redisServer.url, dataDir: orchestratorDir.path });
+  const orchestrator = await spawnOrchestrator({
+    redisUrl: redisServer.url, dataDir: orchestratorDir.path,
+    ...(options.profileDir ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${options.profileDir}`] } : {}),
+  });
   const raw = new Redis(redisServer.url);
   const members: BenchMember[] = [];
   let failed = false;
