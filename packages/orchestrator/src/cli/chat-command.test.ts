@@ -356,7 +356,7 @@ describe('orchestrator chat tail', () => {
       ['followRoom', { room: 'ops', afterSeq: 0, epoch: '', follow: true }],
       ['followRoom', { room: 'ops', afterSeq: 2, epoch: 'e1', follow: true }],
     ]);
-    expect(jsonLines(r.stdout).map((m) => m.seq)).toEqual([1, 2]);
+    expect(jsonLines(r.stdout).map((m) => (m as { seq: number }).seq)).toEqual([1, 2]);
     expect(r.stderr).toMatch(/^CHAT-NET-601 .*: following again from #3 in 250 ms\n$/);
   });
 
