@@ -12,6 +12,8 @@ export interface NodeLink {
   send(message: OrchestratorMessage): boolean;
   /** Resolves once the stream can take more (backpressure for model transfers). */
   writable(): Promise<void>;
+  /** The stream's buffer is full now: bulk senders (chat deliveries) wait for `writable()`. */
+  readonly backpressured: boolean;
   /** Ends the session with a sealed CLOSE naming the reason's failure, if it has one. */
   close(reason: ConclaveError): void;
 }
@@ -266,6 +268,11 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
   send(message: OrchestratorMessage): void {
     if (this.isClosed) return;
     this.link.send(message);
+  }
+
+  /** The stream's buffer is full: what can wait (chat deliveries) waits for `drained()`. */
+  get backpressured(): boolean {
+    return this.link.backpressured;
   }
 
   /** Resolves once the stream can take more (backpressure for model transfers), or the session ended. */

@@ -45,12 +45,18 @@ export const redisKeys = {
   chatLog: (room: string) => `${chatRoom(room)}:log`,
   /** Set of member ids. */
   chatMembers: (room: string) => `${chatRoom(room)}:members`,
-  /** String: the seq and time of a sender's client_msg_id; expires (idempotency window). */
-  chatMessageId: (room: string, sender: string, clientMsgId: string) => `${chatRoom(room)}:msg:${sender}:${clientMsgId}`,
+  /**
+   * Sorted set: a sender's newest client_msg_ids in the room, scored by their seq; capped (an
+   * outbox never holds more posts than the cap) and expiring when the sender goes quiet.
+   */
+  chatMessageIds: (room: string, sender: string) => `${chatRoom(room)}:msg-ids:${sender}`,
   /** String `fence|seq|expiresAtMs|holder`, with the claim's TTL: the resource is held while it exists. */
   chatClaim: (room: string, resource: string) => `${chatRoom(room)}:claim:${resource}`,
-  /** Hash resource → `fence|holder` of the last claim not released: tells an expiry from a release. */
-  chatHolders: (room: string) => `${chatRoom(room)}:holders`,
+  /**
+   * String `fence|holder` of a resource's last claim not released, outliving the claim by a day:
+   * the next claim tells an expiry (logged) from a release. It expires, so it cannot pile up.
+   */
+  chatLastClaim: (room: string, resource: string) => `${chatRoom(room)}:last-claim:${resource}`,
   /** String: the room's fencing-token counter (INCR): strictly increasing across all its claims. */
   chatFence: (room: string) => `${chatRoom(room)}:fence`,
   /** Hash: the rolling summary (text, throughSeq). */

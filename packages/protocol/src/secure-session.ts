@@ -125,6 +125,11 @@ export class SecureSession<Send, Receive> {
     return true;
   }
 
+  /** The stream's buffer is full: a bulk sender should wait for `writable()`. */
+  get backpressured(): boolean {
+    return this.full;
+  }
+
   /** Resolves once the stream's buffer has room again (backpressure for bulk sends), or the session ended. */
   writable(): Promise<void> {
     if (!this.full || this.stateValue === 'closed') return Promise.resolve();

@@ -22,6 +22,8 @@ export const SUMMARY_BATCH = 20;
  * the room's context, which every message would make one read per post.
  */
 export const SUMMARY_CHECK_EVERY = 10;
+/** Questions one room may have waiting for the assistant; more are not answered (CHAT-RESP-302 logged). */
+export const MAX_PENDING_PER_ROOM = 8;
 
 export interface ChatAssistantOptions {
   chat: Chat;
@@ -41,6 +43,7 @@ export interface ChatAssistantOptions {
  */
 export class ChatAssistant {
   private readonly rooms = new Map<string, Promise<void>>();
+  private readonly pending = new Map<string, number>();
   /** Messages per room since the last look at its summary. */
   private readonly sinceSummaryCheck = new Map<string, number>();
   private readonly log: Logger;
@@ -82,10 +85,19 @@ export class ChatAssistant {
   }
 
   private enqueue(room: string, work: () => Promise<void>): void {
+    const waiting = this.pending.get(room) ?? 0;
+    if (waiting >= MAX_PENDING_PER_ROOM) {
+      this.log.failure(new ConclaveError('CHAT-RESP-302', { detail: `${waiting} requests already wait in this room`, data: { room } }), {}, 'warn');
+      return;
+    }
+    this.pending.set(room, waiting + 1);
     const previous = this.rooms.get(room) ?? Promise.resolve();
     const next = previous.then(work).catch((err: unknown) => this.log.failure(err, { room }, 'warn'));
     this.rooms.set(room, next);
     void next.then(() => {
+      const left = (this.pending.get(room) ?? 1) - 1;
+      if (left > 0) this.pending.set(room, left);
+      else this.pending.delete(room);
       if (this.rooms.get(room) === next) this.rooms.delete(room);
     });
   }
@@ -122,7 +134,10 @@ export class ChatAssistant {
     const through = Number(context.summaryThroughSeq ?? 0);
     const fallen = oldestInWindow - 1 - through;
     if (fallen < SUMMARY_BATCH) return;
-    const dropped = await chat.history(ASSISTANT_MEMBER, room, through, Math.min(fallen, 256));
+    // What the log no longer holds cannot be summarised: start from the oldest entry it keeps.
+    const firstKept = Number((await chat.getRoom(room)).firstSeq ?? 0);
+    const from = Math.max(through, firstKept - 1);
+    const dropped = await chat.history(ASSISTANT_MEMBER, room, from, Math.min(oldestInWindow - 1 - from, 256));
     const messages = (dropped.messages ?? []).filter((m) => Number(m.seq) < oldestInWindow);
     const last = messages[messages.length - 1];
     if (!last) return;

@@ -2,21 +2,33 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { ChatMessage, ChatRoom } from '@conclave/protocol';
 import { redisKeys } from '../redis-keys.js';
-import { CLAIM_SCRIPT, CREATE_ROOM_SCRIPT, MEMBERSHIP_SCRIPT, POST_SCRIPT, RELEASE_SCRIPT, SYSTEM_POST_SCRIPT } from './chat-scripts.js';
+import { CLAIM_SCRIPT, CREATE_ROOM_SCRIPT, MEMBERSHIP_SCRIPT, POST_SCRIPT, RELEASE_SCRIPT } from './chat-scripts.js';
+
+/**
+ * client_msg_ids remembered per sender and room: more than a node's chat outbox ever holds
+ * (10,000), so every post an outbox sends again is still known, and memory stays bounded.
+ */
+export const MESSAGE_IDS_PER_SENDER = 20_000;
+/** How long a resource's last claim is remembered after its TTL, to log its expiry. */
+export const LAST_CLAIM_MEMORY_MS = 24 * 60 * 60 * 1000;
 
 /** What the scripts answer, as the store hands it on; Chat turns the refusals into coded errors. */
 export type PostOutcome =
-  | { status: 'ok' | 'dup'; seq: number; atMs: number }
+  | { status: 'ok' | 'dup'; seq: number; epoch: string }
   | { status: 'no-room' | 'not-member' }
   | { status: 'stale'; fence: number; holder: string };
 
 export type ClaimOutcome =
-  | { status: 'ok' | 'held'; fence: number; seq: number; expiresAtMs: number; holder: string; expired?: { seq: number; fence: number; holder: string } }
+  | {
+    /** `again`: the claimant holds it already (a resent claim): its own claim, nothing logged. */
+    status: 'ok' | 'held' | 'again'; fence: number; seq: number; expiresAtMs: number; holder: string; epoch: string;
+    expired?: { seq: number; fence: number; holder: string };
+  }
   | { status: 'no-room' }
   | { status: 'not-member' };
 
 export type ReleaseOutcome =
-  | { status: 'ok'; seq: number }
+  | { status: 'ok'; seq: number; epoch: string }
   | { status: 'no-room' }
   | { status: 'not-claimed' }
   | { status: 'stale'; fence: number; holder: string };
@@ -38,7 +50,7 @@ export interface PostInput {
 export interface ChatStoreLimits {
   /** MAXLEN ~ of every room's stream. */
   logMaxLen: number;
-  /** How long a client_msg_id is remembered. */
+  /** How long a quiet sender's client_msg_ids are remembered. */
   idempotencySeconds: number;
 }
 
@@ -80,13 +92,12 @@ export interface RoomRecord {
  */
 export class ChatStore {
   private readonly scripts: {
-    post: LuaScript; systemPost: LuaScript; membership: LuaScript; claim: LuaScript; release: LuaScript; createRoom: LuaScript;
+    post: LuaScript; membership: LuaScript; claim: LuaScript; release: LuaScript; createRoom: LuaScript;
   };
 
   constructor(private readonly redis: Redis, private readonly limits: ChatStoreLimits) {
     this.scripts = {
       post: new LuaScript(redis, POST_SCRIPT, 6),
-      systemPost: new LuaScript(redis, SYSTEM_POST_SCRIPT, 6),
       membership: new LuaScript(redis, MEMBERSHIP_SCRIPT, 4),
       claim: new LuaScript(redis, CLAIM_SCRIPT, 7),
       release: new LuaScript(redis, RELEASE_SCRIPT, 5),
@@ -134,12 +145,12 @@ export class ChatStore {
     };
   }
 
-  async membership(room: string, member: string, name: string, change: 'join' | 'leave', atMs: number): Promise<{ status: 'ok'; seq: number } | { status: 'no-room' }> {
+  async membership(room: string, member: string, name: string, change: 'join' | 'leave', atMs: number): Promise<{ status: 'ok'; seq: number; epoch: string } | { status: 'no-room' }> {
     const reply = await this.scripts.membership.run(
       ...roomKeys(room), redisKeys.chatMembers(room), member, name, change, atMs, this.limits.logMaxLen,
     );
     if (reply[0] === 'no-room') return { status: 'no-room' };
-    return { status: 'ok', seq: Number(reply[1]) };
+    return { status: 'ok', seq: Number(reply[1]), epoch: String(reply[2] ?? '') };
   }
 
   async isMember(room: string, member: string): Promise<boolean> {
@@ -147,17 +158,16 @@ export class ChatStore {
   }
 
   async post(p: PostInput): Promise<PostOutcome> {
-    const script = p.kind === 'summary' ? this.scripts.systemPost : this.scripts.post;
-    const reply = await script.run(
+    const reply = await this.scripts.post.run(
       ...roomKeys(p.room), redisKeys.chatMembers(p.room),
-      redisKeys.chatMessageId(p.room, p.sender, p.clientMsgId), redisKeys.chatClaim(p.room, p.resource),
+      redisKeys.chatMessageIds(p.room, p.sender), redisKeys.chatClaim(p.room, p.resource),
       p.sender, p.senderName, p.text, p.clientMsgId, p.resource ? String(p.fence) : '', p.resource, p.atMs,
-      this.limits.logMaxLen, p.requireMember ? '1' : '0', this.limits.idempotencySeconds, p.kind ?? 'text',
+      this.limits.logMaxLen, p.requireMember ? '1' : '0', this.limits.idempotencySeconds, p.kind ?? 'text', MESSAGE_IDS_PER_SENDER,
     );
     switch (reply[0]) {
       case 'ok':
       case 'dup':
-        return { status: reply[0], seq: Number(reply[1]), atMs: Number(reply[2]) };
+        return { status: reply[0], seq: Number(reply[1]), epoch: String(reply[2] ?? '') };
       case 'stale':
         return { status: 'stale', fence: Number(reply[1] || 0), holder: String(reply[2] ?? '') };
       case 'not-member':
@@ -169,12 +179,14 @@ export class ChatStore {
 
   async claim(room: string, claimant: string, name: string, resource: string, ttlMs: number, atMs: number, requireMember: boolean): Promise<ClaimOutcome> {
     const reply = await this.scripts.claim.run(
-      ...roomKeys(room), redisKeys.chatMembers(room), redisKeys.chatClaim(room, resource), redisKeys.chatFence(room), redisKeys.chatHolders(room),
-      claimant, name, resource, ttlMs, atMs, this.limits.logMaxLen, requireMember ? '1' : '0',
+      ...roomKeys(room), redisKeys.chatMembers(room), redisKeys.chatClaim(room, resource), redisKeys.chatFence(room), redisKeys.chatLastClaim(room, resource),
+      claimant, name, resource, ttlMs, atMs, this.limits.logMaxLen, requireMember ? '1' : '0', LAST_CLAIM_MEMORY_MS,
     );
-    if (reply[0] === 'ok' || reply[0] === 'held') {
-      const outcome: ClaimOutcome = { status: reply[0], fence: Number(reply[1]), seq: Number(reply[2]), expiresAtMs: Number(reply[3]), holder: String(reply[4]) };
-      if (Number(reply[5] ?? 0) > 0) outcome.expired = { seq: Number(reply[5]), fence: Number(reply[6]), holder: String(reply[7] ?? '') };
+    if (reply[0] === 'ok' || reply[0] === 'held' || reply[0] === 'again') {
+      const outcome: ClaimOutcome = {
+        status: reply[0], fence: Number(reply[1]), seq: Number(reply[2]), expiresAtMs: Number(reply[3]), holder: String(reply[4]), epoch: String(reply[5] ?? ''),
+      };
+      if (Number(reply[6] ?? 0) > 0) outcome.expired = { seq: Number(reply[6]), fence: Number(reply[7]), holder: String(reply[8] ?? '') };
       return outcome;
     }
     return reply[0] === 'not-member' ? { status: 'not-member' } : { status: 'no-room' };
@@ -182,12 +194,12 @@ export class ChatStore {
 
   async release(room: string, sender: string, name: string, resource: string, fence: number, atMs: number): Promise<ReleaseOutcome> {
     const reply = await this.scripts.release.run(
-      ...roomKeys(room), redisKeys.chatClaim(room, resource), redisKeys.chatHolders(room),
+      ...roomKeys(room), redisKeys.chatClaim(room, resource), redisKeys.chatLastClaim(room, resource),
       sender, name, resource, fence, atMs, this.limits.logMaxLen,
     );
     switch (reply[0]) {
       case 'ok':
-        return { status: 'ok', seq: Number(reply[1]) };
+        return { status: 'ok', seq: Number(reply[1]), epoch: String(reply[2] ?? '') };
       case 'stale':
         return { status: 'stale', fence: Number(reply[1] || 0), holder: String(reply[2] ?? '') };
       case 'not-claimed':

@@ -202,10 +202,13 @@ describe('Chat on a real Redis', () => {
   it('detects a log that went back: a cursor ahead of the head resynchronises under a new epoch', async () => {
     const room = freshRoom();
     await chat.createRoom(room, OPERATOR_MEMBER);
+    // A follower is live: this orchestrator sees every seq it hands out.
+    const live = recordingSink();
+    const liveSub = await chat.subscribe(OPERATOR_MEMBER, { room, afterSeq: 0, follow: true, acks: false }, live);
     for (let i = 1; i <= 5; i += 1) await chat.post(OPERATOR_MEMBER, { room, text: `m${i}` });
+    await waitUntil(() => live.messages().length === 5);
     const { epoch } = await chat.getRoom(room);
     // Redis loses its tail: the last two entries and the counter go back to 3.
-    await redis.xtrim(redisKeys.chatLog(room), 'MAXLEN', 3);
     await redis.xdel(redisKeys.chatLog(room), '4-0', '5-0');
     await redis.set(redisKeys.chatSeq(room), 3);
     const member = recordingSink();
@@ -215,9 +218,44 @@ describe('Chat on a real Redis', () => {
     const renewed = await chat.getRoom(room);
     expect(renewed.epoch).not.toBe(epoch);
     expect(member.deliveries[0]?.epoch).toBe(renewed.epoch);
+    // The live follower is told too, under the new epoch.
+    await waitUntil(() => live.deliveries.some((d) => d.snapshot && d.epoch === renewed.epoch));
     // The counter never hands out a seq the stream already used: XADD would refuse it, the script moves past.
     const posted = await chat.post(OPERATOR_MEMBER, { room, text: 'new' });
     expect(Number(posted.seq)).toBe(6);
+    sub.close();
+    liveSub.close();
+  });
+
+  it('resynchronises a member whose cursor is past the head, without renewing the epoch on its word alone', async () => {
+    const room = freshRoom();
+    await chat.createRoom(room, OPERATOR_MEMBER);
+    await chat.join(room, nodeA);
+    for (let i = 1; i <= 3; i += 1) await chat.post(OPERATOR_MEMBER, { room, text: `m${i}` });
+    const { epoch } = await chat.getRoom(room);
+    const member = recordingSink();
+    const sub = await chat.subscribe(nodeA, { room, afterSeq: 1_000_000, epoch: epoch ?? '', follow: true, acks: true }, member);
+    await waitUntil(() => member.deliveries.length > 0);
+    expect(member.deliveries[0]).toMatchObject({ resyncReason: 'regressed', epoch });
+    expect((await chat.getRoom(room)).epoch).toBe(epoch);
+    sub.close();
+  });
+
+  it('moves live followers to a recreated room\'s new epoch (Redis lost it) instead of passing its seqs as the old log\'s', async () => {
+    const room = freshRoom();
+    await chat.createRoom(room, OPERATOR_MEMBER);
+    for (let i = 1; i <= 4; i += 1) await chat.post(OPERATOR_MEMBER, { room, text: `old ${i}` });
+    const follower = recordingSink();
+    const sub = await chat.subscribe(OPERATOR_MEMBER, { room, afterSeq: 0, follow: true, acks: false }, follower);
+    await waitUntil(() => follower.messages().length === 4);
+    const old = await chat.getRoom(room);
+    await redis.del(redisKeys.chatMeta(room), redisKeys.chatSeq(room), redisKeys.chatLog(room));
+    await chat.createRoom(room, OPERATOR_MEMBER);
+    await chat.post(OPERATOR_MEMBER, { room, text: 'new 1' });
+    await waitUntil(() => follower.deliveries.some((d) => d.resyncReason === 'epoch'));
+    const resync = follower.deliveries.find((d) => d.resyncReason === 'epoch');
+    expect(resync?.epoch).not.toBe(old.epoch);
+    expect(resync?.snapshot?.messages?.map((m) => m.text)).toEqual(['new 1']);
     sub.close();
   });
 

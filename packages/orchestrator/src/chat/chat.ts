@@ -12,7 +12,7 @@ import { ChatStore } from './chat-store.js';
 import type { PostOutcome } from './chat-store.js';
 import { estimateTokens, selectWindow } from './context-window.js';
 import { DEFAULT_CHAT_LIMITS, type ChatLimits } from './chat-limits.js';
-import { FeedSubscription, RoomFeed, type ResyncReason } from './room-feed.js';
+import { FeedSubscription, RoomFeed, withinDeliveryBytes, type ResyncReason } from './room-feed.js';
 
 export { DEFAULT_CHAT_LIMITS, type ChatLimits } from './chat-limits.js';
 
@@ -125,22 +125,26 @@ export class Chat extends EventEmitter<ChatEvents> implements ChatApi {
     if (outcome.status === 'no-room') throw unknownRoom(room);
     if (outcome.status === 'not-member') throw notMember(room, member);
     const result: ChatClaimResult = {
-      ok: outcome.status === 'ok', room, resource, fence: outcome.fence, seq: outcome.seq, holder: outcome.holder, expiresAtMs: outcome.expiresAtMs,
+      ok: outcome.status !== 'held', room, resource, fence: outcome.fence, seq: outcome.seq, holder: outcome.holder, expiresAtMs: outcome.expiresAtMs,
     };
     if (outcome.status === 'held') {
       result.code = 'CHAT-STATE-702';
       this.log.debug('STATE', 'chat claim lost: resource held', { room, seq: outcome.seq, resource, holder: outcome.holder, claimant: member.id, code: 'CHAT-STATE-702' });
       return result;
     }
+    if (outcome.status === 'again') {
+      this.log.debug('STATE', 'chat claim repeated by its holder', { room, seq: outcome.seq, resource, fence: outcome.fence, holder: member.id });
+      return result;
+    }
     if (outcome.expired) {
       this.published({
         room, seq: outcome.expired.seq, sender: ORCHESTRATOR_MEMBER.id, kind: 'expire', text: outcome.expired.holder, atMs, resource, fence: outcome.expired.fence,
-      });
+      }, outcome.epoch);
     }
     this.published({
       room, seq: outcome.seq, sender: member.id, kind: 'claim', text: '', atMs, resource, fence: outcome.fence, ttlMs,
       ...(member.name ? { senderName: member.name } : {}),
-    });
+    }, outcome.epoch);
     this.log.info('STATE', 'chat claim won', { room, seq: outcome.seq, resource, fence: outcome.fence, holder: member.id, ttlMs });
     return result;
   }
@@ -167,7 +171,7 @@ export class Chat extends EventEmitter<ChatEvents> implements ChatApi {
     this.published({
       room, seq: outcome.seq, sender: member.id, kind: 'release', text: '', atMs, resource, fence,
       ...(member.name ? { senderName: member.name } : {}),
-    });
+    }, outcome.epoch);
     this.log.info('STATE', 'chat claim released', { room, seq: outcome.seq, resource, fence, holder: member.id });
     return { room, resource, fence, seq: outcome.seq };
   }
@@ -182,7 +186,7 @@ export class Chat extends EventEmitter<ChatEvents> implements ChatApi {
     const info = await this.getRoom(room);
     this.assertMember(info, member);
     const page = Math.min(Math.max(1, limit || MAX_HISTORY_PAGE), MAX_HISTORY_PAGE);
-    const messages = await this.store.range(room, afterSeq, page);
+    const messages = withinDeliveryBytes(await this.store.range(room, afterSeq, page));
     const first = messages[0];
     if (first && Number(first.seq) > afterSeq + 1 && afterSeq > 0) {
       // Trimmed: the snapshot stands for what is gone, then the page goes on from its head.
@@ -220,9 +224,10 @@ export class Chat extends EventEmitter<ChatEvents> implements ChatApi {
       cursor = afterSeq;
     } else if (afterSeq > head) {
       resync = 'regressed';
-      // The member holds seqs the log no longer has, and new messages will reuse them: a new
-      // epoch tells every other member that its cursor is void too.
-      await this.renewEpoch(room, feed, afterSeq, head);
+      // Only when this orchestrator itself handed out seqs the log no longer has is it proof that
+      // Redis lost its tail: then a new epoch tells every member that its cursor is void. A
+      // member's word alone resynchronises that member, not the room.
+      if (feed.lastSeq > head) await this.renewEpoch(room, feed, afterSeq, head);
     } else if (afterSeq === 0 && !options.epoch) cursor = Math.max(0, firstSeq - 1);
     else if (firstSeq > 0 && afterSeq + 1 < firstSeq) resync = 'trimmed';
     const activeFeed = feed;
@@ -256,7 +261,7 @@ export class Chat extends EventEmitter<ChatEvents> implements ChatApi {
     }
     if (outcome.status === 'no-room') throw unknownRoom(room);
     if (outcome.seq === 0) return;
-    this.published({ room, seq: outcome.seq, sender: member.id, kind: change, text: '', atMs, ...(member.name ? { senderName: member.name } : {}) });
+    this.published({ room, seq: outcome.seq, sender: member.id, kind: change, text: '', atMs, ...(member.name ? { senderName: member.name } : {}) }, outcome.epoch);
     this.log.info('STATE', change === 'join' ? 'chat member joined' : 'chat member left', { room, seq: outcome.seq, member: member.id, name: member.name });
   }
 
@@ -275,7 +280,7 @@ export class Chat extends EventEmitter<ChatEvents> implements ChatApi {
         throw staleFence(p.room, p.resource, p.fence, outcome);
       case 'dup':
         this.log.debug('REQ', 'chat post retried: first seq returned', { room: p.room, seq: outcome.seq, sender: member.id, clientMsgId: p.clientMsgId });
-        return { room: p.room, seq: outcome.seq, sender: member.id, clientMsgId: p.clientMsgId, duplicate: true, atMs: outcome.atMs };
+        return { room: p.room, seq: outcome.seq, sender: member.id, clientMsgId: p.clientMsgId, duplicate: true, atMs: 0 };
       default:
         break;
     }
@@ -286,7 +291,7 @@ export class Chat extends EventEmitter<ChatEvents> implements ChatApi {
       message.resource = p.resource;
       message.fence = p.fence;
     }
-    this.published(message);
+    this.published(message, outcome.epoch);
     this.log.debug('REQ', 'chat message appended', { room: p.room, seq: outcome.seq, sender: member.id, kind: p.kind, bytes: Buffer.byteLength(p.text) });
     return { room: p.room, seq: outcome.seq, sender: member.id, clientMsgId: p.clientMsgId, duplicate: false, atMs };
   }
@@ -303,8 +308,9 @@ export class Chat extends EventEmitter<ChatEvents> implements ChatApi {
     return run();
   }
 
-  private published(message: ChatMessage): void {
-    this.feeds.get(message.room ?? '')?.publish(message);
+  /** Hands an appended message to its room's feed; `epoch` is the room's as the script read it. */
+  private published(message: ChatMessage, epoch: string): void {
+    this.feeds.get(message.room ?? '')?.publish(message, epoch);
     this.emit('message', message);
   }
 

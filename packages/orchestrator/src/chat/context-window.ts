@@ -35,7 +35,10 @@ export function selectWindow(newest: readonly ChatMessage[], o: { maxMessages: n
 
 /** A message as a line of a transcript for the text model: `sender: text`, events in brackets. */
 export function transcriptLine(message: ChatMessage): string {
-  const who = message.senderName || message.sender || '?';
+  // The id is what was authenticated; a node's chosen name goes beside it, never instead of it
+  // (a board named "operator" must not read as the operator to the model).
+  const id = message.sender || '?';
+  const who = message.senderName && message.senderName !== id ? `${message.senderName} (${id})` : id;
   switch (message.kind) {
     case 'text':
       return `${who}: ${message.text ?? ''}`;

@@ -10,12 +10,16 @@ import { FLEET_ROOM } from './chat.js';
 export const MAX_CHAT_REQUESTS_PER_NODE = 1_024;
 /** Rooms one node may follow at once. */
 export const MAX_CHAT_ROOMS_PER_NODE = 64;
+/** Replies batched into one frame up to about this many bytes (the frame limit is 4 MiB). */
+export const MAX_REPLY_BATCH_BYTES = 256 * 1024;
 
 /** What the endpoint needs of its node session. */
 export interface ChatEndpointSession {
   readonly id: string;
   readonly name: string;
   readonly isClosed: boolean;
+  /** The stream's buffer is full: deliveries wait for `drained()`. */
+  readonly backpressured: boolean;
   send(message: OrchestratorMessage): void;
   /** Resolves once the stream can take more. */
   drained(): Promise<void>;
@@ -38,12 +42,17 @@ export interface NodeChatEndpointOptions {
 export class NodeChatEndpoint {
   private readonly member: ChatMember;
   private readonly subscriptions = new Map<string, ChatSubscription>();
+  /** Per room, a post refused retryably: later posts wait for it (checkPostOrder). */
+  private readonly heldBack = new Map<string, { clientMsgId: string; error: ConclaveError }>();
+  /** Rooms whose subscribe is under way: they count against the limit too. */
+  private readonly subscribing = new Set<string>();
   private readonly waiting: ChatRequest__Output[] = [];
   private started = false;
   private closed = false;
   private inFlight = 0;
   private replies: ChatReply[] = [];
   private flushScheduled = false;
+  private replyBytes = 0;
 
   constructor(private readonly o: NodeChatEndpointOptions) {
     this.member = { id: o.session.id, role: 'node', ...(o.session.name && o.session.name !== o.session.id ? { name: o.session.name } : {}) };
@@ -85,8 +94,10 @@ export class NodeChatEndpoint {
 
   private handle(request: ChatRequest__Output): void {
     this.inFlight += 1;
+    const post = request.op === 'post' ? request.post : undefined;
     let work: Promise<Omit<ChatReply, 'requestId'>>;
     try {
+      if (post) this.checkPostOrder(post.room, post.clientMsgId);
       if (!this.o.redisAvailable()) throw new ConclaveError('ORCH-STATE-710', { detail: 'Redis is not connected' });
       work = this.run(request);
     } catch (err) {
@@ -94,9 +105,36 @@ export class NodeChatEndpoint {
     }
     work.then(
       (outcome) => this.reply(request.requestId, outcome),
-      (err: unknown) => this.reply(request.requestId, err),
+      (err: unknown) => {
+        if (post) this.holdPostsBehind(post.room, post.clientMsgId, err);
+        this.reply(request.requestId, err);
+      },
     ).finally(() => {
       this.inFlight -= 1;
+    });
+  }
+
+  /**
+   * A node's posts to a room keep its order: once one is refused with a retryable error (Redis
+   * away), the node sends it again before the ones after it, so those that arrive first are
+   * refused the same way until it comes back. Without this, a post already on its way behind the
+   * refused one would be appended before it.
+   */
+  private checkPostOrder(room: string, clientMsgId: string): void {
+    const held = this.heldBack.get(room);
+    if (!held) return;
+    if (held.clientMsgId === clientMsgId) {
+      this.heldBack.delete(room);
+      return;
+    }
+    throw held.error;
+  }
+
+  private holdPostsBehind(room: string, clientMsgId: string, err: unknown): void {
+    const error = toConclaveError(err, 'ORCH-STATE-710');
+    if (!error.entry.retryable || !clientMsgId || this.heldBack.has(room)) return;
+    this.heldBack.set(room, {
+      clientMsgId, error: new ConclaveError(error.code, { detail: `an earlier post (${clientMsgId}) goes first: ${error.message}`, data: { room } }),
     });
   }
 
@@ -146,19 +184,21 @@ export class NodeChatEndpoint {
   }
 
   private async subscribe(room: string, afterSeq: number, epoch: string): Promise<Omit<ChatReply, 'requestId'>> {
-    if (!this.subscriptions.has(room) && this.subscriptions.size >= MAX_CHAT_ROOMS_PER_NODE) {
+    const followed = new Set([...this.subscriptions.keys(), ...this.subscribing]);
+    if (!followed.has(room) && followed.size >= MAX_CHAT_ROOMS_PER_NODE) {
       throw new ConclaveError('CHAT-REQ-208', { detail: `${MAX_CHAT_ROOMS_PER_NODE} rooms followed`, data: { room } });
     }
     // A resubscription (the node saw a gap or a seq go back) replaces the one before.
     this.unsubscribe(room);
     const { session } = this.o;
+    this.subscribing.add(room);
     const subscription = await this.o.chat.subscribe(this.member, { room, afterSeq, epoch, follow: true, acks: true }, {
       deliver: (chatDelivery) => {
         session.send({ chatDelivery });
-        return !session.isClosed;
+        return !session.isClosed && !session.backpressured;
       },
       writable: () => session.drained(),
-    });
+    }).finally(() => this.subscribing.delete(room));
     if (this.closed) {
       subscription.close();
     } else {
@@ -182,21 +222,45 @@ export class NodeChatEndpoint {
       this.replies.push({ requestId, error: jobErrorOf(error) });
     } else if (outcome.context || outcome.history) {
       // Up to a window of messages each: sent alone, so that a frame of them stays under the limit.
-      this.o.session.send({ chatReplies: { replies: [{ requestId, ...outcome }] } });
+      this.send({ chatReplies: { replies: [{ requestId, ...outcome }] } });
       return;
     } else {
       this.replies.push({ requestId, ...outcome });
+      this.replyBytes += estimatedReplyBytes(outcome);
+    }
+    // Replies that are ready in the same turn (a pipelined batch of posts) share one sealed
+    // frame, up to a size far below the frame limit (room replies carry member lists).
+    if (this.replyBytes >= MAX_REPLY_BATCH_BYTES) {
+      this.flushReplies();
+      return;
     }
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    // Replies that are ready in the same turn (a pipelined batch of posts) share one sealed frame.
-    setImmediate(() => {
-      this.flushScheduled = false;
-      const replies = this.replies;
-      this.replies = [];
-      if (replies.length > 0) this.o.session.send({ chatReplies: { replies } });
-    });
+    setImmediate(() => this.flushReplies());
   }
+
+  private flushReplies(): void {
+    this.flushScheduled = false;
+    const replies = this.replies;
+    this.replies = [];
+    this.replyBytes = 0;
+    if (replies.length > 0) this.send({ chatReplies: { replies } });
+  }
+
+  /** A frame that cannot be sealed (too large) is logged, never thrown into a timer or the session. */
+  private send(message: OrchestratorMessage): void {
+    try {
+      this.o.session.send(message);
+    } catch (err) {
+      this.o.logger.failure(err, { node: this.member.id }, 'warn');
+    }
+  }
+}
+
+/** A generous guess at a reply's encoded size: ids and seqs, plus the member lists of room replies. */
+function estimatedReplyBytes(outcome: Omit<ChatReply, 'requestId'>): number {
+  const members = (outcome.room?.members?.length ?? 0) + (outcome.rooms?.rooms ?? []).reduce((n, r) => n + (r.members?.length ?? 0) + 4, 0);
+  return 256 + members * 80;
 }
 
 function isReply(x: unknown): x is Omit<ChatReply, 'requestId'> {

@@ -2,6 +2,23 @@ import type { Logger } from '@conclave/common';
 import type { ChatContext, ChatDelivery, ChatMessage } from '@conclave/protocol';
 import type { ChatSink, ChatSubscription } from './chat-api.js';
 
+/** A message's encoded size, near enough: its text in UTF-8 and room for the other fields. */
+export function messageBytes(message: ChatMessage): number {
+  return Buffer.byteLength(message.text ?? '', 'utf8') + 256;
+}
+
+/** The first messages of `messages` whose size stays within a delivery's (at least one). */
+export function withinDeliveryBytes(messages: readonly ChatMessage[]): ChatMessage[] {
+  let bytes = 0;
+  let count = 0;
+  for (const message of messages) {
+    bytes += messageBytes(message);
+    if (count > 0 && bytes > MAX_DELIVERY_TEXT_BYTES) break;
+    count += 1;
+  }
+  return messages.slice(0, count);
+}
+
 /** What a feed reads when a subscriber is behind what it holds in memory. */
 export interface FeedSource {
   /** Up to `limit` messages after `afterSeq`, oldest first. */
@@ -17,7 +34,7 @@ export type ResyncReason = 'trimmed' | 'regressed' | 'epoch';
 export const RECENT_MESSAGES = 4_096;
 /** The most messages one delivery carries. */
 export const MAX_DELIVERY_MESSAGES = 256;
-/** And the most text: well under a sealed frame (4 MiB), whatever the message size limit. */
+/** And the most bytes: well under a sealed frame (4 MiB), whatever the message size limit. */
 export const MAX_DELIVERY_TEXT_BYTES = 1024 * 1024;
 /** Messages delivered and not acknowledged, per subscription that acknowledges. */
 export const ACK_WINDOW = 1_024;
@@ -73,8 +90,13 @@ export class RoomFeed {
    * append (ignored) unless the feed holds another message at that seq: then the seq was
    * reused, and every subscriber resynchronises.
    */
-  publish(message: ChatMessage): void {
+  publish(message: ChatMessage, epoch: string): void {
     const seq = Number(message.seq);
+    if (epoch && epoch !== this.epochValue) {
+      // The room was recreated (Redis lost it) or renewed: nothing of the old log applies.
+      this.logger.info('STATE', 'chat room has a new epoch: members resynchronise', { room: this.room, seq, code: 'CHAT-STATE-703', epoch });
+      this.reset(epoch, seq - 1, 'epoch');
+    }
     if (seq <= this.lastSeqValue) {
       const known = this.at(seq);
       if (known && (known.atMs !== message.atMs || known.sender !== message.sender || known.text !== message.text)) this.onRegression(this, seq);
@@ -122,7 +144,7 @@ export class RoomFeed {
     let bytes = 0;
     for (let seq = fromSeq; seq <= Math.min(this.lastSeqValue, untilSeq) && out.length < maxMessages; seq += 1) {
       const message = this.recent[seq - this.recentStart] as ChatMessage;
-      bytes += (message.text ?? '').length;
+      bytes += messageBytes(message);
       if (out.length > 0 && bytes > MAX_DELIVERY_TEXT_BYTES) break;
       out.push(message);
     }
@@ -194,7 +216,7 @@ export class RoomFeed {
           this.logger.debug('STATE', 'chat gap fill failed; trying again', { room: this.room, seq: from + 1, err });
           this.scheduleGapFill();
         },
-      );
+      ).catch((err: unknown) => this.logger.failure(err, { room: this.room, seq: from + 1 }, 'warn'));
     }, GAP_FILL_DELAY_MS);
   }
 }
@@ -306,9 +328,18 @@ export class FeedSubscription implements ChatSubscription {
   }
 
   private deliver(messages: ChatMessage[], extra: Partial<ChatDelivery> = {}): boolean {
+    let more: boolean;
+    try {
+      more = this.sink.deliver({ room: this.feed.room, epoch: this.feed.epoch, messages, ...extra });
+    } catch (err) {
+      // A delivery that cannot be sent (it could not be sealed) ends this subscription, not the
+      // process; the member subscribes again and resumes from its cursor.
+      this.logger.failure(err, { room: this.feed.room, seq: this.cursor + 1 }, 'warn');
+      this.close();
+      return false;
+    }
     const last = messages[messages.length - 1];
     if (last) this.cursor = Number(last.seq);
-    const more = this.sink.deliver({ room: this.feed.room, epoch: this.feed.epoch, messages, ...extra });
     this.checkCaughtUp();
     if (!more) {
       this.waitingForSink = true;
@@ -340,7 +371,7 @@ export class FeedSubscription implements ChatSubscription {
         } else if (Number(first.seq) > from) {
           // Trimmed while this member was away (or behind).
           this.pendingResync = 'trimmed';
-        } else if (this.deliver(messages.filter((m) => Number(m.seq) <= until))) {
+        } else if (this.deliver(withinDeliveryBytes(messages.filter((m) => Number(m.seq) <= until)))) {
           // The next page, or the feed's memory.
         } else {
           return undefined;
@@ -352,7 +383,7 @@ export class FeedSubscription implements ChatSubscription {
         this.logger.debug('STATE', 'chat read failed; trying again', { room: this.feed.room, seq: from, err });
         this.retryTimer = setTimeout(() => this.wake(), RETRY_READ_MS);
       },
-    );
+    ).catch((err: unknown) => this.failed(err));
   }
 
   private sendSnapshot(reason: ResyncReason): void {
@@ -377,6 +408,13 @@ export class FeedSubscription implements ChatSubscription {
         this.logger.debug('STATE', 'chat snapshot failed; trying again', { room: this.feed.room, err });
         this.retryTimer = setTimeout(() => this.wake(), RETRY_READ_MS);
       },
-    );
+    ).catch((err: unknown) => this.failed(err));
+  }
+
+  /** Something unexpected in a delivery step: logged, and the subscription ends (never an unhandled rejection). */
+  private failed(err: unknown): void {
+    this.reading = false;
+    this.logger.failure(err, { room: this.feed.room, seq: this.cursor }, 'warn');
+    this.close();
   }
 }

@@ -57,7 +57,7 @@ export const startConfigSchema = z.object({
   chatMaxMessageBytes: z.number().int().min(1).max(1024 * 1024).default(DEFAULT_CHAT_LIMITS.maxMessageBytes),
   chatLogMaxLen: z.number().int().min(100).default(DEFAULT_CHAT_LIMITS.logMaxLen),
   chatContextMessages: z.number().int().min(1).max(1000).default(DEFAULT_CHAT_LIMITS.contextMessages),
-  chatContextTokens: z.number().int().min(16).default(DEFAULT_CHAT_LIMITS.contextTokens),
+  chatContextTokens: z.number().int().min(16).max(262_144).default(DEFAULT_CHAT_LIMITS.contextTokens),
   approval: z.enum(['auto', 'manual']).default(defaults.approval),
   /** Absent: 127.0.0.1:<port> on loopback, else <hostname>:<port>, found at start. */
   advertiseAddress: z.string().refine(isValidAddress, 'must be HOST:PORT (IPv6 in brackets)').optional(),
