@@ -13,3 +13,18 @@ export function parseDurationMs(text: string): number | undefined {
   for (const [, amount, unit] of trimmed.matchAll(GROUP)) total += Number(amount) * UNIT_MS[unit as keyof typeof UNIT_MS];
   return Number.isSafeInteger(total) ? total : undefined;
 }
+
+/** 3 600 000 → `1h`, 5 400 000 → `1h30m`: the largest units that add up exactly. */
+export function formatDurationMs(ms: number): string {
+  if (ms <= 0) return '0s';
+  let rest = ms;
+  let text = '';
+  for (const unit of ['d', 'h', 'm', 's', 'ms'] as const) {
+    const size = UNIT_MS[unit];
+    if (rest >= size) {
+      text += `${Math.floor(rest / size)}${unit}`;
+      rest %= size;
+    }
+  }
+  return text;
+}

@@ -59,7 +59,7 @@ export {
 export { DATA_DIR_LOCK_FILE, DATA_DIR_LOCK_MALFORMED_GRACE_MS, DATA_DIR_LOCK_REFRESH_INTERVAL_MS, DATA_DIR_LOCK_STALE_AFTER_MS, acquireDataDirLock, whileHoldingDataDir, type DataDirLock, type DataDirLockOptions } from './data-dir-lock.js';
 export { percentile, percentileOf, processCpuNanos, threadCpuNanos } from './bench-measure.js';
 export { EXIT_CLAIM_HELD, EXIT_FAILURE, EXIT_FORCED, EXIT_OK, EXIT_USAGE } from './exit-codes.js';
-export { DURATION_PATTERN, parseDurationMs } from './duration.js';
+export { DURATION_PATTERN, formatDurationMs, parseDurationMs } from './duration.js';
 export {
   describeCodedFailure,
   describeStartupFailure,

@@ -109,11 +109,12 @@ return {'ok', append(KEYS[2], KEYS[3], ARGV[5], fields), epoch}
  *   ARGV[6] MAXLEN   ARGV[7] '1' when the claimant must be a member   ARGV[8] how long the last
  *   claim is remembered after the claim's own TTL (ms)
  * Returns {'ok', fence, seq, expiresAtMs, holder, epoch, expiredSeq, expiredFence, expiredHolder}
- *   (expiredSeq 0 when no expiry was logged) | {'held' or 'again', fence, seq, expiresAtMs, holder, epoch}
+ *   (expiredSeq 0 when no expiry was logged) | {'held', fence, seq, expiresAtMs, holder, epoch}
  *   | {'no-room'} | {'not-member'}.
  * A claim that expired since the last one is logged first (kind `expire`, sender `orchestrator`),
- * so that followers see the resource change hands in order. The holder claiming again gets its
- * own claim back ('again', nothing logged): a claim resent after a lost reply is not a conflict.
+ * so that followers see the resource change hands in order. A claim by the holder itself is held
+ * too (naming it): programs that share one identity (a board's, the operators') still exclude
+ * each other.
  */
 export const CLAIM_SCRIPT = `${APPEND_FUNCTION}
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'no-room'} end
@@ -122,9 +123,7 @@ local epoch = redis.call('HGET', KEYS[1], 'epoch')
 local current = redis.call('GET', KEYS[5])
 if current then
   local fence, seq, expiresAt, holder = parseClaim(current)
-  local outcome = 'held'
-  if holder == ARGV[1] then outcome = 'again' end
-  return {outcome, tonumber(fence), tonumber(seq), expiresAt, holder, epoch, 0, 0, ''}
+  return {'held', tonumber(fence), tonumber(seq), expiresAt, holder, epoch, 0, 0, ''}
 end
 local previous = redis.call('GET', KEYS[7])
 local expiredSeq, oldFence, oldHolder = 0, '0', ''

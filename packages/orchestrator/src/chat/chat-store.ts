@@ -20,8 +20,7 @@ export type PostOutcome =
 
 export type ClaimOutcome =
   | {
-    /** `again`: the claimant holds it already (a resent claim): its own claim, nothing logged. */
-    status: 'ok' | 'held' | 'again'; fence: number; seq: number; expiresAtMs: number; holder: string; epoch: string;
+    status: 'ok' | 'held'; fence: number; seq: number; expiresAtMs: number; holder: string; epoch: string;
     expired?: { seq: number; fence: number; holder: string };
   }
   | { status: 'no-room' }
@@ -182,7 +181,7 @@ export class ChatStore {
       ...roomKeys(room), redisKeys.chatMembers(room), redisKeys.chatClaim(room, resource), redisKeys.chatFence(room), redisKeys.chatLastClaim(room, resource),
       claimant, name, resource, ttlMs, atMs, this.limits.logMaxLen, requireMember ? '1' : '0', LAST_CLAIM_MEMORY_MS,
     );
-    if (reply[0] === 'ok' || reply[0] === 'held' || reply[0] === 'again') {
+    if (reply[0] === 'ok' || reply[0] === 'held') {
       const outcome: ClaimOutcome = {
         status: reply[0], fence: Number(reply[1]), seq: Number(reply[2]), expiresAtMs: Number(reply[3]), holder: String(reply[4]), epoch: String(reply[5] ?? ''),
       };

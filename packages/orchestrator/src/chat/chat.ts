@@ -125,15 +125,11 @@ export class Chat extends EventEmitter<ChatEvents> implements ChatApi {
     if (outcome.status === 'no-room') throw unknownRoom(room);
     if (outcome.status === 'not-member') throw notMember(room, member);
     const result: ChatClaimResult = {
-      ok: outcome.status !== 'held', room, resource, fence: outcome.fence, seq: outcome.seq, holder: outcome.holder, expiresAtMs: outcome.expiresAtMs,
+      ok: outcome.status === 'ok', room, resource, fence: outcome.fence, seq: outcome.seq, holder: outcome.holder, expiresAtMs: outcome.expiresAtMs,
     };
     if (outcome.status === 'held') {
       result.code = 'CHAT-STATE-702';
       this.log.debug('STATE', 'chat claim lost: resource held', { room, seq: outcome.seq, resource, holder: outcome.holder, claimant: member.id, code: 'CHAT-STATE-702' });
-      return result;
-    }
-    if (outcome.status === 'again') {
-      this.log.debug('STATE', 'chat claim repeated by its holder', { room, seq: outcome.seq, resource, fence: outcome.fence, holder: member.id });
       return result;
     }
     if (outcome.expired) {

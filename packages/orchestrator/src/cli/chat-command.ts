@@ -1,4 +1,4 @@
-import { ConclaveError, EXIT_CLAIM_HELD, EXIT_OK } from '@conclave/common';
+import { ConclaveError, EXIT_CLAIM_HELD, EXIT_OK, formatDurationMs } from '@conclave/common';
 import {
   chatClaimJson, chatContextJson, chatMessageJson, chatPostedJson, chatReleasedJson, chatResyncJson, chatRoomJson, formatChatMessage,
 } from '@conclave/protocol';
@@ -6,7 +6,6 @@ import type { ChatDelivery__Output, ChatMessage__Output, ChatRoom__Output } from
 import type { CliIo } from './cli-io.js';
 import { ControlCallError } from './control-calls.js';
 import type { ControlCalls } from './control-calls.js';
-import { formatDurationMs } from './duration.js';
 import { formatJson, formatKeyValues, formatTable, formatTime, orDash } from './output-format.js';
 
 /** The default of `chat claim --ttl`. */

@@ -1,9 +1,8 @@
-import { ConclaveError, z } from '@conclave/common';
+import { ConclaveError, z, DURATION_PATTERN, parseDurationMs } from '@conclave/common';
 import { isValidAddress } from '@conclave/protocol';
 import { DEFAULT_CHAT_LIMITS } from '../chat/chat-limits.js';
 import { ORCHESTRATOR_DEFAULTS } from '../orchestrator-options.js';
 import { DEFAULT_CLAIM_TTL_MS } from './chat-command.js';
-import { DURATION_PATTERN, parseDurationMs } from './duration.js';
 
 const UINT32_MAX = 4_294_967_295;
 

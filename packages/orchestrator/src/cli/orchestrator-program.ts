@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
-import { ConclaveError, EXIT_OK, EXIT_USAGE, describeUsageError, loadConfig, z, type ClosableLogger, type LoggerOptions } from '@conclave/common';
+import { ConclaveError, EXIT_OK, EXIT_USAGE, describeUsageError, loadConfig, z, type ClosableLogger, type LoggerOptions, formatDurationMs } from '@conclave/common';
 import { OPERATOR_TOKEN_FILE } from '../operator-auth.js';
 import {
   claimCommand, contextCommand, createRoomCommand, listRoomsCommand, releaseCommand, sendCommand, tailRoomCommand,
@@ -23,7 +23,6 @@ import {
   tokenCreateFlagsSchema,
 } from './config-schemas.js';
 import type { ControlCalls } from './control-calls.js';
-import { formatDurationMs } from './duration.js';
 import type { ReadText } from './job-input.js';
 import { cancelJobCommand, getJobCommand, submitJobCommand } from './jobs-command.js';
 import { resolveKeyDataDir, rotateKeyCommand, showKeyCommand } from './key-command.js';

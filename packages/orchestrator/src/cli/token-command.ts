@@ -1,8 +1,7 @@
-import { EXIT_OK } from '@conclave/common';
+import { EXIT_OK, formatDurationMs } from '@conclave/common';
 import type { JoinToken__Output } from '@conclave/protocol';
 import type { CliIo } from './cli-io.js';
 import type { ControlCalls } from './control-calls.js';
-import { formatDurationMs } from './duration.js';
 import { formatJson, formatKeyValues, formatTable, formatTime, orDash } from './output-format.js';
 
 export interface CreateTokenOptions {
