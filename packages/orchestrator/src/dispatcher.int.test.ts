@@ -35,6 +35,7 @@ class FakeNode {
 
   constructor(id: string, options: { slots?: number; storedModels?: string[]; runningJobs?: string[] } = {}) {
     const link: NodeLink = {
+      backpressured: false,
       send: (message) => {
         this.sent.push(message);
         return true;

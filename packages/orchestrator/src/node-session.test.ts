@@ -11,6 +11,7 @@ function session(options: { slots?: number; runningJobs?: string[]; maxSlots?: n
   const sent: OrchestratorMessage[] = [];
   const closed: ConclaveError[] = [];
   const link: NodeLink = {
+    backpressured: false,
     send: (m) => {
       sent.push(m);
       return true;
