@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { captureLogger } from '@conclave/common';
+import { ConclaveError, captureLogger } from '@conclave/common';
 import { startRedis, waitUntil } from '@conclave/testing';
 import type { RedisServerHandle } from '@conclave/testing';
 import { OPERATOR_MEMBER } from './chat-api.js';
@@ -60,6 +60,22 @@ describe('the chat assistant', () => {
     await chat.post(OPERATOR_MEMBER, { room: 'quiet', text: '@assistant hello?' });
     await waitUntil(() => captured.lines.some((l) => l.includes('CHAT-RESP-301') && l.includes('room=quiet')));
     expect((await chat.history(OPERATOR_MEMBER, 'quiet', 0, 10)).messages).toHaveLength(1);
+    assistant.stop();
+    chat.close();
+  });
+
+  it('logs CHAT-RESP-302 when the generation fails, and leaves the room as it was', async () => {
+    const chat = new Chat(redis, captured.logger);
+    await chat.createRoom('failing', OPERATOR_MEMBER);
+    const assistant = new ChatAssistant({
+      chat, logger: captured.logger, textModelPresent: () => true,
+      generate: () => Promise.reject(new ConclaveError('ORCH-JOB-804', { detail: 'every attempt failed' })),
+    });
+    assistant.start();
+    await chat.post(OPERATOR_MEMBER, { room: 'failing', text: '@assistant status?' });
+    await waitUntil(() => captured.lines.some((l) => l.includes('CHAT-RESP-302') && l.includes('room=failing')));
+    expect(captured.lines.find((l) => l.includes('CHAT-RESP-302') && l.includes('room=failing'))).toContain('ORCH-JOB-804');
+    expect((await chat.history(OPERATOR_MEMBER, 'failing', 0, 10)).messages).toHaveLength(1);
     assistant.stop();
     chat.close();
   });

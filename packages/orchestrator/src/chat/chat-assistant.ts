@@ -87,12 +87,12 @@ export class ChatAssistant {
   private enqueue(room: string, work: () => Promise<void>): void {
     const waiting = this.pending.get(room) ?? 0;
     if (waiting >= MAX_PENDING_PER_ROOM) {
-      this.log.failure(new ConclaveError('CHAT-RESP-302', { detail: `${waiting} requests already wait in this room`, data: { room } }), {}, 'warn');
+      this.log.failure(new ConclaveError('CHAT-RESP-302', { detail: `${waiting} requests already wait in this room`, data: { room, seq: 0 } }), {}, 'warn');
       return;
     }
     this.pending.set(room, waiting + 1);
     const previous = this.rooms.get(room) ?? Promise.resolve();
-    const next = previous.then(work).catch((err: unknown) => this.log.failure(err, { room }, 'warn'));
+    const next = previous.then(work).catch((err: unknown) => this.log.failure(err, { room, seq: 0 }, 'warn'));
     this.rooms.set(room, next);
     void next.then(() => {
       const left = (this.pending.get(room) ?? 1) - 1;

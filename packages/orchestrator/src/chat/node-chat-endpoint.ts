@@ -64,7 +64,7 @@ export class NodeChatEndpoint {
       await this.o.chat.join(FLEET_ROOM, this.member);
     } catch (err) {
       // Its requests are answered anyway: a `fleet` post then says why it cannot be taken.
-      this.o.logger.failure(err, { room: FLEET_ROOM }, 'warn');
+      this.o.logger.failure(err, { room: FLEET_ROOM, seq: 0 }, 'warn');
     }
     this.started = true;
     for (const request of this.waiting.splice(0)) this.handle(request);
@@ -218,7 +218,7 @@ export class NodeChatEndpoint {
     if (outcome instanceof Error || !isReply(outcome)) {
       // Anything uncoded comes from Redis (a dropped connection, a timeout).
       const error = toConclaveError(outcome, 'ORCH-STATE-710');
-      if (!error.code.startsWith('CHAT-')) this.o.logger.failure(error, { node: this.member.id }, 'warn');
+      if (!error.code.startsWith('CHAT-')) this.o.logger.failure(error, { node: this.member.id, room: '', seq: 0 }, 'warn');
       this.replies.push({ requestId, error: jobErrorOf(error) });
     } else if (outcome.context || outcome.history) {
       // Up to a window of messages each: sent alone, so that a frame of them stays under the limit.
@@ -252,7 +252,8 @@ export class NodeChatEndpoint {
     try {
       this.o.session.send(message);
     } catch (err) {
-      this.o.logger.failure(err, { node: this.member.id }, 'warn');
+      // Not one room's: a frame of replies or a delivery can hold several.
+      this.o.logger.failure(err, { node: this.member.id, room: '', seq: 0 }, 'warn');
     }
   }
 }
