@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { ConclaveError, EXIT_CLAIM_HELD, EXIT_OK, formatDurationMs } from '@conclave/common';
 import {
   chatClaimJson, chatContextJson, chatMessageJson, chatPostedJson, chatReleasedJson, chatResyncJson, chatRoomJson, formatChatMessage,
@@ -65,9 +66,9 @@ export interface SendOptions extends ChatJsonOption {
 /** `chat send ROOM TEXT`: posts as the operator; `--json` is chatPostedJson. */
 export async function sendCommand(calls: ControlCalls, io: CliIo, options: SendOptions): Promise<number> {
   if (options.text === '') throw usage('TEXT is empty: a message needs text');
-  const posted = await calls.postMessage({
-    room: options.room, text: options.text, ...(options.clientMsgId !== undefined ? { clientMsgId: options.clientMsgId } : {}),
-  });
+  // An id even when none is given, made before anything is sent: a send that gRPC or the
+  // orchestrator's Redis client retries (a dropped connection) is appended once.
+  const posted = await calls.postMessage({ room: options.room, text: options.text, clientMsgId: options.clientMsgId ?? randomUUID() });
   const json = chatPostedJson(posted);
   io.stdout.write(
     options.json
