@@ -2,6 +2,17 @@ import type {
   ChatClaimResult, ChatContext, ChatDelivery, ChatMessage, ChatPosted, ChatReleased, ChatRoom,
 } from './generated/index.js';
 
+/** The room every node is a member of from its first session. */
+export const CHAT_FLEET_ROOM = 'fleet';
+
+/**
+ * Room names (CHAT-REQ-202): they become parts of Redis keys and hash tags, so no braces or
+ * spaces. Checked by the orchestrator, and by the agent before anything is sent.
+ */
+export const CHAT_ROOM_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+/** client_msg_ids and resource names (CHAT-REQ-207): 1-128 printable ASCII characters, no spaces. */
+export const CHAT_TOKEN_PATTERN = /^[\x21-\x7e]{1,128}$/;
+
 /**
  * The `--json` shapes of the chat commands, one definition for both CLIs (`orchestrator chat …`
  * and `node-agent chat …`) and the board socket, so that a script reads the same objects from

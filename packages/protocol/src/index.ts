@@ -25,6 +25,6 @@ export {
   MessageDecodeError, decodeNodeMessage, decodeOrchestratorMessage, encodeNodeMessage, encodeOrchestratorMessage,
 } from './message-codec.js';
 export {
-  chatClaimJson, chatContextJson, chatMessageJson, chatPostedJson, chatReleasedJson, chatResyncJson, chatRoomJson, formatChatMessage,
+  CHAT_FLEET_ROOM, CHAT_ROOM_NAME_PATTERN, CHAT_TOKEN_PATTERN, chatClaimJson, chatContextJson, chatMessageJson, chatPostedJson, chatReleasedJson, chatResyncJson, chatRoomJson, formatChatMessage,
 } from './chat-json.js';
 export type { ChatMessageJson } from './chat-json.js';

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { ConclaveError, backoffDelayMs, type Logger } from '@conclave/common';
+import { CHAT_FLEET_ROOM, CHAT_ROOM_NAME_PATTERN, CHAT_TOKEN_PATTERN } from '@conclave/protocol';
 import type {
   ChatClaimResult__Output, ChatContext__Output, ChatDelivery__Output, ChatMessage__Output, ChatPosted__Output, ChatReleased__Output,
   ChatReplies__Output, ChatReply__Output, ChatRoom__Output,
@@ -10,17 +11,13 @@ import type { ChatOutbox, OutboxEntry } from './chat-outbox.js';
 import { RequestChannel, noReplyReason, type ChatOp, type ChatTransport } from './request-channel.js';
 
 /** Every node is a member of this room from its registration. */
-export const FLEET_ROOM = 'fleet';
+export const FLEET_ROOM = CHAT_FLEET_ROOM;
 /** Posts in flight at most; the rest of the session's window stays free for claims, joins and the like. */
 export const CHAT_MAX_POSTS_IN_FLIGHT = 512;
 /** First delay before a post or subscription that failed retryably is tried again; doubles up to the cap. */
 export const CHAT_RETRY_BASE_MS = 250;
 export const CHAT_RETRY_CAP_MS = 5_000;
 
-/** The catalog's rule for room names (CHAT-REQ-202). */
-const ROOM_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
-/** The orchestrator's rule for client message ids and resource names (CHAT-REQ-207): 1-128 printable ASCII, no spaces. */
-const TOKEN = /^[\x21-\x7e]{1,128}$/;
 
 export interface ChatClientOptions {
   transport: ChatTransport;
@@ -679,13 +676,13 @@ function roomsOf(entries: readonly OutboxEntry[]): string {
 }
 
 export function checkRoom(room: string): void {
-  if (typeof room !== 'string' || !ROOM_NAME.test(room)) {
+  if (typeof room !== 'string' || !CHAT_ROOM_NAME_PATTERN.test(room)) {
     throw new ConclaveError('CHAT-REQ-202', { detail: JSON.stringify(room), data: { room: String(room) } });
   }
 }
 
 function checkToken(value: string, field: 'clientMsgId' | 'resource', room: string): void {
-  if (typeof value !== 'string' || !TOKEN.test(value)) {
+  if (typeof value !== 'string' || !CHAT_TOKEN_PATTERN.test(value)) {
     throw new ConclaveError('CHAT-REQ-207', { detail: `${field} ${JSON.stringify(value)}`, data: { room } });
   }
 }

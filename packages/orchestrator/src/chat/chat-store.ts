@@ -77,14 +77,6 @@ class LuaScript {
   }
 }
 
-/** A room's record as Redis holds it. */
-export interface RoomRecord {
-  name: string;
-  epoch: string;
-  createdAtMs: number;
-  createdBy: string;
-}
-
 /**
  * The chat's Redis side: the scripts (chat-scripts.ts), reads of a room's log and record, and
  * nothing else. It knows keys and replies, not who may do what (chat.ts decides that).
@@ -117,12 +109,6 @@ export class ChatStore {
     return (await this.redis.smembers(redisKeys.chatRooms())).sort();
   }
 
-  async roomRecord(name: string): Promise<RoomRecord | undefined> {
-    const meta = await this.redis.hgetall(redisKeys.chatMeta(name));
-    if (!meta.epoch) return undefined;
-    return { name, epoch: meta.epoch, createdAtMs: Number(meta.createdAtMs ?? 0), createdBy: meta.createdBy ?? '' };
-  }
-
   /** The record, head, first kept seq and members in one round trip; undefined for no such room. */
   async room(name: string): Promise<ChatRoom | undefined> {
     const results = await this.redis.multi()
@@ -150,10 +136,6 @@ export class ChatStore {
     );
     if (reply[0] === 'no-room') return { status: 'no-room' };
     return { status: 'ok', seq: Number(reply[1]), epoch: String(reply[2] ?? '') };
-  }
-
-  async isMember(room: string, member: string): Promise<boolean> {
-    return (await this.redis.sismember(redisKeys.chatMembers(room), member)) === 1;
   }
 
   async post(p: PostInput): Promise<PostOutcome> {

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { ConclaveError } from '@conclave/common';
+import { CHAT_FLEET_ROOM, CHAT_ROOM_NAME_PATTERN, CHAT_TOKEN_PATTERN } from '@conclave/protocol';
 import type { Logger } from '@conclave/common';
 import type {
   ChatClaim, ChatClaimResult, ChatContext, ChatDelivery, ChatMessage, ChatPost, ChatPosted, ChatRelease, ChatReleased, ChatRoom,
@@ -16,12 +17,9 @@ import { FeedSubscription, RoomFeed, withinDeliveryBytes, type ResyncReason } fr
 
 export { DEFAULT_CHAT_LIMITS, type ChatLimits } from './chat-limits.js';
 
-/** The room every node joins at its first session. */
-export const FLEET_ROOM = 'fleet';
+/** The room every node joins at its first session (the name both sides share). */
+export const FLEET_ROOM = CHAT_FLEET_ROOM;
 
-export const ROOM_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/;
-/** client_msg_ids and resource names: printable ASCII without spaces (they become parts of Redis keys). */
-export const TOKEN_PATTERN = /^[\x21-\x7e]{1,128}$/;
 export const MIN_CLAIM_TTL_MS = 100;
 export const MAX_CLAIM_TTL_MS = 24 * 60 * 60 * 1000;
 /** The most messages one history read returns. */
@@ -96,9 +94,9 @@ export class Chat extends EventEmitter<ChatEvents> implements ChatApi {
     const text = post.text ?? '';
     this.checkText(room, text);
     const clientMsgId = post.clientMsgId ?? '';
-    if (clientMsgId && !TOKEN_PATTERN.test(clientMsgId)) throw invalidToken('client_msg_id', room);
+    if (clientMsgId && !CHAT_TOKEN_PATTERN.test(clientMsgId)) throw invalidToken('client_msg_id', room);
     const resource = post.resource ?? '';
-    if (resource && !TOKEN_PATTERN.test(resource)) throw invalidToken('resource', room);
+    if (resource && !CHAT_TOKEN_PATTERN.test(resource)) throw invalidToken('resource', room);
     if (!resource && Number(post.fence ?? 0) > 0) throw new ConclaveError('CHAT-REQ-204', { detail: 'a fence needs its resource', data: { room } });
     return this.append(member, { room, text, clientMsgId, resource, fence: Number(post.fence ?? 0), kind: 'text' });
   }
@@ -115,7 +113,7 @@ export class Chat extends EventEmitter<ChatEvents> implements ChatApi {
     const room = claim.room ?? '';
     checkRoomName(room);
     const resource = claim.resource ?? '';
-    if (!TOKEN_PATTERN.test(resource)) throw invalidToken('resource', room);
+    if (!CHAT_TOKEN_PATTERN.test(resource)) throw invalidToken('resource', room);
     const ttlMs = Number(claim.ttlMs ?? 0);
     if (!Number.isSafeInteger(ttlMs) || ttlMs < MIN_CLAIM_TTL_MS || ttlMs > MAX_CLAIM_TTL_MS) {
       throw new ConclaveError('CHAT-REQ-205', { detail: `${ttlMs} ms is outside ${MIN_CLAIM_TTL_MS} ms to ${MAX_CLAIM_TTL_MS} ms`, data: { room, resource } });
@@ -149,7 +147,7 @@ export class Chat extends EventEmitter<ChatEvents> implements ChatApi {
     const room = release.room ?? '';
     checkRoomName(room);
     const resource = release.resource ?? '';
-    if (!TOKEN_PATTERN.test(resource)) throw invalidToken('resource', room);
+    if (!CHAT_TOKEN_PATTERN.test(resource)) throw invalidToken('resource', room);
     const fence = Number(release.fence ?? 0);
     if (!Number.isSafeInteger(fence) || fence <= 0) throw new ConclaveError('CHAT-REQ-204', { detail: 'release needs the fence of the claim', data: { room, resource } });
     const atMs = Date.now();
@@ -361,7 +359,7 @@ export class Chat extends EventEmitter<ChatEvents> implements ChatApi {
 }
 
 function checkRoomName(name: string): void {
-  if (!ROOM_NAME_PATTERN.test(name)) throw new ConclaveError('CHAT-REQ-202', { detail: JSON.stringify(name.slice(0, 80)), data: { room: name.slice(0, 80) } });
+  if (!CHAT_ROOM_NAME_PATTERN.test(name)) throw new ConclaveError('CHAT-REQ-202', { detail: JSON.stringify(name.slice(0, 80)), data: { room: name.slice(0, 80) } });
 }
 
 function unknownRoom(room: string): ConclaveError {

@@ -275,11 +275,6 @@ export class FeedSubscription implements ChatSubscription {
     return this.feed.room;
   }
 
-  /** The last seq sent to the sink. */
-  get position(): number {
-    return this.cursor;
-  }
-
   ack(seq: number): void {
     if (!Number.isFinite(seq) || seq <= this.acked) return;
     this.acked = Math.min(seq, this.cursor);
