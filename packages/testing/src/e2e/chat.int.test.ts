@@ -45,7 +45,8 @@ describe('the group chat between an operator and two boards, through the CLIs', 
     cleanup.add(() => redis.stop());
     const orchestratorDir = await tempDir('conclave-chat-e2e-orch-');
     cleanup.add(() => orchestratorDir.remove());
-    orchestrator = await spawnOrchestrator({ redisUrl: redis.url, dataDir: orchestratorDir.path });
+    // At debug, its CHAT lines say where each subscription starts.
+    orchestrator = await spawnOrchestrator({ redisUrl: redis.url, dataDir: orchestratorDir.path, args: ['--log-level', 'debug'] });
     cleanup.add(() => orchestrator.stop());
     operatorEnv = { ...process.env, CONCLAVE_ADDRESS: orchestrator.address, CONCLAVE_OPERATOR_TOKEN: orchestrator.operatorToken };
     for (const name of ['pi-01', 'pi-02']) {
@@ -128,7 +129,10 @@ describe('the group chat between an operator and two boards, through the CLIs', 
     const again = await spawnNodeAgent({ orchestrator, dataDir: restarted.dataDir, name: 'pi-02' });
     cleanup.add(() => again.stop());
     boards[1] = Object.assign(again, { dataDir: restarted.dataDir });
-    // Its subscription resumed after the cursor: it applied exactly the five, in the same epoch.
+    // Its subscription resumed after the cursor (not from the start of the log): it applied exactly
+    // the five, in the same epoch.
+    await waitUntil(() => orchestrator.lines.some((l) => l.includes('chat member subscribed') && l.includes('room=fleet')
+      && l.includes(`seq=${before} `) && l.includes(`member=${again.nodeId}`)), { what: 'a subscription of pi-02 from its cursor' });
     await waitUntil(async () => (await cursor())?.seq === before + 5, { what: 'pi-02 resumed' });
     expect((await cursor())?.epoch).toBe(epoch);
     const seen = lines((await board(1, ['tail', 'fleet', '--json', '--from', String(before + 1)])).stdout);
