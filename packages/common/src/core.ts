@@ -3,7 +3,7 @@
 // so a library such as protocol can use these without pulling in the logger's implementation.
 // The root entry re-exports all of this (`export * from ./core.js`).
 export type { LogPrefix, Section, LogLevel, LogMeta, Logger } from './logger.js';
-export { SECTIONS } from './logger.js';
+export { LOG_LEVELS, SECTIONS, levelPasses } from './logger.js';
 export type { StatusName, ErrorEntry, CatalogEntry } from './errors/error-entry.js';
 export {
   CATALOG,

@@ -26,6 +26,7 @@ export {
   type LogFileOptions,
   type LoggerOptions,
 } from './winston-logger.js';
+export { LOG_TAP_EARLY_LIMIT, LogTap, type LogRecordReader } from './log-tap.js';
 export { ERRORS_DOC_PATH, renderErrorsDoc } from './errors/errors-doc.js';
 export {
   DEFAULT_ENV_PREFIX,

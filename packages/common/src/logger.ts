@@ -10,7 +10,14 @@ export const SECTIONS = [
 ] as const;
 export type Section = (typeof SECTIONS)[number];
 
-export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
+/** The levels, most severe first: a level lets through itself and those before it. */
+export const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** True when a record at `level` passes a `threshold` (`warn` passes `info`, not the reverse). */
+export function levelPasses(level: LogLevel, threshold: LogLevel): boolean {
+  return LOG_LEVELS.indexOf(level) <= LOG_LEVELS.indexOf(threshold);
+}
 
 /** Structured data for a line. `err` may hold an Error; `code` a catalog code. */
 export type LogMeta = Record<string, unknown>;

@@ -5,6 +5,7 @@ import winston from 'winston';
 import DailyRotateFile from 'winston-daily-rotate-file';
 import { isConclaveError } from './errors/conclave-error.js';
 import { formatConsoleLine, formatJsonLine, redact, type LogRecord } from './log-format.js';
+import type { LogTap } from './log-tap.js';
 import { SECTIONS, type LogLevel, type LogMeta, type LogPrefix, type Logger, type Section } from './logger.js';
 
 export interface LogFileOptions {
@@ -32,6 +33,11 @@ export interface LoggerOptions {
   sink?: (line: string) => void;
   /** Clock for line times; tests pin it. @default () => new Date() */
   now?: () => Date;
+  /**
+   * Every record at or above the tap's own level, whatever `level` is: log shipping (node
+   * agents) and the fleet log store (orchestrator) read records here.
+   */
+  tap?: LogTap;
 }
 
 /** A logger that owns transports: `close()` flushes and closes files. */
@@ -175,11 +181,19 @@ export function createLogger(options: LoggerOptions): ClosableLogger {
       ? winston.createLogger({ levels: LEVEL_RANK, level, transports, exitOnError: false })
       : undefined;
   const sink = options.sink;
+  const tap = options.tap;
+  const outputRank = LEVEL_RANK[level];
   const emit: Emit = (record) => {
+    const rank = LEVEL_RANK[record.level];
+    if (tap && rank <= LEVEL_RANK[tap.level]) tap.write(record);
+    // The tap may want more than the outputs: the records below their level stop here.
+    if (rank > outputRank) return;
     if (sink) sink(formatConsoleLine(record));
     winstonLogger?.log({ level: record.level, message: record.message, [RECORD]: record });
   };
-  const logger = new RecordLogger(options.prefix, options.bindings ?? {}, LEVEL_RANK[level], now, emit);
+  // Records are built down to the lower of the two levels; each output filters its own.
+  const threshold = tap ? Math.max(outputRank, LEVEL_RANK[tap.level]) : outputRank;
+  const logger = new RecordLogger(options.prefix, options.bindings ?? {}, threshold, now, emit);
   let closed: Promise<void> | undefined;
   return Object.assign(logger, {
     close(): Promise<void> {

@@ -109,6 +109,8 @@ export async function startNodeAgent(given: NodeAgentOptions): Promise<NodeAgent
       resultAck: (ack) => void outbox.ack(ack.jobId, ack.attempt).catch((err: unknown) => logger.failure(err, {}, 'warn')),
       chatReplies: (replies) => chat.receiveReplies(replies),
       chatDelivery: (delivery) => chat.receiveDelivery(delivery),
+      // Log shipping (logs/log-shipper.ts) takes these once it is wired in.
+      logAck: () => undefined,
       connected: () => {
         void credentials.forgetToken();
         // Results that never got their ack (dropped link, reboot) go again, now and then every

@@ -39,6 +39,7 @@ function harness() {
     resultAck: (a) => calls.push(`ack ${a.jobId}`),
     chatReplies: (r) => calls.push(`chat replies ${r.replies.map((x) => x.requestId).join(',')}`),
     chatDelivery: (d) => calls.push(`chat delivery ${d.room} ${d.messages.map((m) => m.seq).join(',')}`),
+    logAck: (a) => calls.push(`log ack ${a.upToSeq}`),
     connected: () => calls.push('connected'),
     disconnected: (e) => calls.push(`disconnected ${e.code}`),
     fatal: (e) => calls.push(`fatal ${String(e.data['failure'])}`),
@@ -169,7 +170,7 @@ describe('OrchestratorLink', () => {
       };
       const orchestrator = generateIdentity();
       const idle: OrchestratorMessageHandler = {
-        assign: () => {}, cancel: () => {}, modelChunk: () => {}, resultAck: () => {}, chatReplies: () => {}, chatDelivery: () => {},
+        assign: () => {}, cancel: () => {}, modelChunk: () => {}, resultAck: () => {}, chatReplies: () => {}, chatDelivery: () => {}, logAck: () => {},
         connected: () => {}, disconnected: () => {}, fatal: () => {},
       };
       const link = new OrchestratorLink({

@@ -4,7 +4,7 @@ import {
   SecureSession, createGatewayClient, createInitiator, decodeOrchestratorMessage, encodeNodeMessage, failureOf, grpcFrameStream,
 } from '@conclave/protocol';
 import type {
-  AssignJob__Output, AuthFailure, CancelJob__Output, ChatDelivery__Output, ChatReplies__Output, ClientOptions, FrameStream, Heartbeat,
+  AssignJob__Output, AuthFailure, CancelJob__Output, ChatDelivery__Output, ChatReplies__Output, ClientOptions, FrameStream, Heartbeat, LogAck__Output,
   Identity, ModelChunk__Output,
   NodeGatewayClient, NodeMessage, OrchestratorMessage__Output, PinSet, Register, Registered__Output, ResultAck__Output,
 } from '@conclave/protocol';
@@ -57,6 +57,8 @@ export interface OrchestratorMessageHandler {
   chatReplies(replies: ChatReplies__Output): void;
   /** Messages of a room this session subscribed to, in seq order. */
   chatDelivery(delivery: ChatDelivery__Output): void;
+  /** Shipped log records up to a seq are stored: the spool may forget them. */
+  logAck(ack: LogAck__Output): void;
   /** The session is registered: resend what waits for an ack, forget a used token. */
   connected(registered: Registered__Output): void;
   /** A registered session was lost; the link reconnects on its own. */
@@ -259,6 +261,9 @@ export class OrchestratorLink {
         return;
       case 'chatDelivery':
         if (message.chatDelivery) handler.chatDelivery(message.chatDelivery);
+        return;
+      case 'logAck':
+        if (message.logAck) handler.logAck(message.logAck);
         return;
       case undefined:
         return;

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { ConclaveError } from '@conclave/common';
 import type { Logger } from '@conclave/common';
 import type {
-  AssignJob, ChatAck__Output, ChatRequests__Output, FetchModel__Output, Heartbeat__Output, JobResult__Output, NodeMessage__Output, OrchestratorMessage, Register__Output,
+  AssignJob, ChatAck__Output, ChatRequests__Output, FetchModel__Output, LogBatch__Output, Heartbeat__Output, JobResult__Output, NodeMessage__Output, OrchestratorMessage, Register__Output,
 } from '@conclave/protocol';
 import type { NodeSnapshot } from './scheduling/scheduler.js';
 
@@ -38,6 +38,8 @@ export interface NodeSessionOptions {
   maxSlots: number;
   /** Chat requests and acknowledgements (the gateway's NodeChatEndpoint for this session). */
   onChat?: (message: ChatFromNode) => void;
+  /** Shipped log records (the gateway's log intake for this session); answered with a LogAck. */
+  onLogs?: (session: NodeSession, batch: LogBatch__Output) => void;
 }
 
 /** What a node sends the chat: requests, or an acknowledgement of deliveries. */
@@ -356,6 +358,9 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
         return;
       case 'chatAck':
         if (message.chatAck) this.o.onChat?.({ ack: message.chatAck });
+        return;
+      case 'logs':
+        if (message.logs) this.o.onLogs?.(this, message.logs);
         return;
       case 'goodbye':
         this.close(new ConclaveError('ORCH-NET-602', { detail: `node said goodbye: ${message.goodbye?.reason ?? ''}`, data: { node: this.id } }));

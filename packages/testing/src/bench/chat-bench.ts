@@ -70,7 +70,7 @@ class BenchMember {
       }),
       heartbeat: () => ({ slots: 1, loadedModels: [], memoryUsedBytes: 0, backendActive: '', runningJobs: [] }),
       handler: {
-        assign: () => undefined, cancel: () => undefined, modelChunk: () => undefined, resultAck: () => undefined,
+        assign: () => undefined, cancel: () => undefined, modelChunk: () => undefined, resultAck: () => undefined, logAck: () => undefined,
         chatReplies: (replies) => {
           for (const reply of replies.replies) {
             const done = member.waiting.get(Number(reply.requestId));
