@@ -28,6 +28,10 @@ const SCENARIOS = {
     script: 'packages/testing/dist/bench/chat-bench.js',
     about: 'sequenced chat messages/s vs raw XADD, fan-out to 100 members, claim round trip',
   },
+  logs: {
+    script: 'packages/testing/dist/bench/logs-bench.js',
+    about: "fleet logs: a node's log call → `orchestrator logs -f`, and the orchestrator's CPU per 1,000 records vs a local log file",
+  },
   faults: {
     script: 'packages/testing/dist/bench/faults-bench.js',
     about: 'failure detection and recovery (node crash/silence, orchestrator restart) vs the targets',

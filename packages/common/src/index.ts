@@ -83,6 +83,7 @@ export {
 } from './readiness.js';
 export { DEFAULT_READY_TIMEOUT_MS, DEFAULT_STOP_GRACE_MS, spawnChild, type SpawnChildOptions, type SpawnedChild } from './spawn-child.js';
 export { toCliFlags, type CliFlagValue } from './cli-flags.js';
+export { packageVersion } from './package-version.js';
 export {
   DEFAULT_CLOSE_TIMEOUT_MS,
   EXIT_GRACE_MS,

@@ -15,6 +15,7 @@ import {
   type ReadinessOf,
 } from '@conclave/common';
 import { startLocalFleet } from './local-fleet.js';
+import { FLEET_VERSION } from './version.js';
 
 /** How long the fleet may take to stop: each child gets 5 s after SIGTERM, then the orchestrator and Redis theirs. */
 const FLEET_CLOSE_TIMEOUT_MS = 30_000;
@@ -37,6 +38,7 @@ const FLEET_OPTIONS = {
   'demo-jobs': { type: 'string', default: '6' },
   'model-server-port': { type: 'string', default: '7402' },
   'log-level': { type: 'string', default: 'info' },
+  version: { type: 'boolean', default: false },
 } as const;
 
 /**
@@ -63,6 +65,10 @@ function parseFleetArgs() {
 }
 
 const values = parseFleetArgs();
+if (values.version) {
+  print(FLEET_VERSION);
+  process.exit(0);
+}
 const dataDir = resolve(values['data-dir']);
 /** A second `pnpm start` in the same checkout is refused here, naming the first. */
 async function lockFleetDir(): Promise<DataDirLock> {

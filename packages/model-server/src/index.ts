@@ -1,3 +1,4 @@
+export { MODEL_SERVER_VERSION } from './version.js';
 export { startModelServer, type ModelServerHandle, type ModelGenerateRequest, type ModelGenerateResult } from './model-server.js';
 export {
   DEFAULT_PORT,

@@ -22,6 +22,7 @@ import { configToOptions, loadModelServerConfig, modelServerConfigSchema } from 
 import { joinFleet } from './fleet-member.js';
 import { MODEL_SERVER_JOIN_ENV } from './launch.js';
 import { startModelServer } from './model-server.js';
+import { MODEL_SERVER_VERSION } from './version.js';
 
 /** The defaults `--help` shows are the schema's own, so that the two cannot drift apart. */
 const DEFAULTS = modelServerConfigSchema.parse({});
@@ -37,6 +38,7 @@ const fail = (line: string, exitCode: number): number => {
 let exitCode = EXIT_OK;
 const program = new Command('model-server')
   .description('Conclave text model server (OpenAI-compatible HTTP API)')
+  .version(MODEL_SERVER_VERSION, '--version', 'print the version and exit')
   .exitOverride()
   // Parse errors are printed below, as one coded line.
   .configureOutput({ outputError: () => undefined });

@@ -1,4 +1,5 @@
-export { startNodeAgent, AGENT_VERSION } from './node-agent.js';
+export { startNodeAgent } from './node-agent.js';
+export { AGENT_VERSION } from './version.js';
 export type { NodeAgentHandle, NodeAgentOptions } from './node-agent.js';
 export { NODE_AGENT_DEFAULTS, resolveNodeAgentOptions, type ResolvedNodeAgentOptions } from './node-agent-options.js';
 export { CpuBackend } from './cpu-backend.js';

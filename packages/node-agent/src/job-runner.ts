@@ -43,15 +43,18 @@ export class JobRunner {
     this.active.set(key, controller);
     const log = this.o.logger.child({ jobId: job.jobId, attempt: job.attempt });
     const queuedAt = performance.now();
+    log.info('JOB', 'job running', { kind: job.kind || 'infer', ...(job.model?.name ? { model: job.model.name } : {}) });
     let result: JobResult;
     try {
       result = { jobId: job.jobId, attempt: job.attempt, ...(await this.execute(job, controller.signal)) };
-      log.debug('JOB', 'job done', { runMs: result.runMs });
+      log.info('JOB', 'job completed', { runMs: result.runMs });
     } catch (err) {
       const error = toJobError(err, controller.signal);
-      if (error.code === 'NODE-JOB-801') log.debug('JOB', 'job cancelled');
-      else log.failure(err, {}, 'warn');
-      result = { jobId: job.jobId, attempt: job.attempt, error, queueMs: performance.now() - queuedAt };
+      // Wall time from the start: a failed run reports no time of its own.
+      const runMs = performance.now() - queuedAt;
+      if (error.code === 'NODE-JOB-801') log.info('JOB', 'job cancelled', { runMs, err: error.message });
+      else log.warn('JOB', 'job failed', { code: error.code, err, runMs });
+      result = { jobId: job.jobId, attempt: job.attempt, error, queueMs: runMs };
     } finally {
       this.active.delete(key);
     }

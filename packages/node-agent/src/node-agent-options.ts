@@ -1,7 +1,8 @@
 import { cpus } from 'node:os';
-import type { Logger } from '@conclave/common';
+import type { LogTap, Logger } from '@conclave/common';
 import type { InferenceBackend } from './inference-backend.js';
 import type { JobRunner } from './job-runner.js';
+import { DEFAULT_LOG_SHIP_LEVEL, LOG_SPOOL_MAX_BYTES } from './logs/log-shipper-options.js';
 
 export interface NodeAgentOptions {
   /** Orchestrator `host:port`. @default the address from the join string, kept in the data dir */
@@ -27,6 +28,16 @@ export interface NodeAgentOptions {
   httpHost?: string;
   /** The agent adds the node id to every line. */
   logger: Logger;
+  /**
+   * The tap `logger` was made with (and, in the model server, its MODEL logger too): the agent
+   * ships what it reads there to the orchestrator. Absent: no records are shipped.
+   */
+  logTap?: LogTap;
+  /**
+   * Bytes of unshipped log records kept in `<dataDir>/log-spool/` (while the link is down); past
+   * it the oldest are dropped, counted, and shown as a gap. @default NODE_AGENT_DEFAULTS.logSpoolMaxBytes (64 MiB)
+   */
+  logSpoolMaxBytes?: number;
   /** Extra capabilities advertised to the scheduler, with the handlers for their job kinds. */
   features?: string[];
   extraKinds?: ConstructorParameters<typeof JobRunner>[0]['extraKinds'];
@@ -47,16 +58,20 @@ export const NODE_AGENT_DEFAULTS = Object.freeze({
   httpPort: 7403,
   httpHost: '127.0.0.1',
   inference: true,
+  /** The level of the tap the CLI makes its logger with (the agent takes the tap, not the level). */
+  logShipLevel: DEFAULT_LOG_SHIP_LEVEL,
+  logSpoolMaxBytes: LOG_SPOOL_MAX_BYTES,
 });
 
 /** Options with every default the agent can decide before it knows its node id. */
 export interface ResolvedNodeAgentOptions
-  extends Omit<NodeAgentOptions, 'httpPort' | 'httpHost' | 'slots' | 'features' | 'inference'> {
+  extends Omit<NodeAgentOptions, 'httpPort' | 'httpHost' | 'slots' | 'features' | 'inference' | 'logSpoolMaxBytes'> {
   httpPort: number;
   httpHost: string;
   slots: number;
   features: string[];
   inference: boolean;
+  logSpoolMaxBytes: number;
 }
 
 export function resolveNodeAgentOptions(options: NodeAgentOptions): ResolvedNodeAgentOptions {
@@ -68,5 +83,6 @@ export function resolveNodeAgentOptions(options: NodeAgentOptions): ResolvedNode
     slots: options.slots ?? Math.max(1, cpus().length),
     features: options.features ?? [],
     inference: options.inference ?? NODE_AGENT_DEFAULTS.inference,
+    logSpoolMaxBytes: options.logSpoolMaxBytes ?? NODE_AGENT_DEFAULTS.logSpoolMaxBytes,
   };
 }

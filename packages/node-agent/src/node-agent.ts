@@ -3,7 +3,7 @@ import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import { ConclaveError, assertPortFree } from '@conclave/common';
+import { ConclaveError, assertPortFree, type LogTap } from '@conclave/common';
 import type { ClientOptions, JobResult } from '@conclave/protocol';
 import { CpuBackend } from './cpu-backend.js';
 import { JobRunner } from './job-runner.js';
@@ -20,6 +20,8 @@ import { ChatClient } from './chat/chat-client.js';
 import { ChatCursors } from './chat/chat-cursors.js';
 import { ChatOutbox } from './chat/chat-outbox.js';
 import { CHAT_SOCKET_FILE, ChatSocketServer } from './chat/chat-socket.js';
+import { registerLogShippingMetrics } from './logs/log-metrics.js';
+import { LogShipper } from './logs/log-shipper.js';
 
 export const AGENT_VERSION = '0.1.0';
 
@@ -60,6 +62,7 @@ export async function startNodeAgent(given: NodeAgentOptions): Promise<NodeAgent
   const chatLogger = logger.withPrefix('CHAT');
   const chatOutbox = await ChatOutbox.open(join(options.dataDir, 'chat-outbox'), { logger: chatLogger });
   const chatCursors = await ChatCursors.open(join(options.dataDir, 'chat', 'cursors.json'), { logger: chatLogger });
+  const logShipper = options.logTap ? await openLogShipper(options.logTap) : undefined;
   const backend = !options.inference ? undefined : (options.backend ?? (await CpuBackend.create({ workers: slots, logger })));
   const backends = backend ? [backend.name] : [];
 
@@ -109,8 +112,7 @@ export async function startNodeAgent(given: NodeAgentOptions): Promise<NodeAgent
       resultAck: (ack) => void outbox.ack(ack.jobId, ack.attempt).catch((err: unknown) => logger.failure(err, {}, 'warn')),
       chatReplies: (replies) => chat.receiveReplies(replies),
       chatDelivery: (delivery) => chat.receiveDelivery(delivery),
-      // Log shipping (logs/log-shipper.ts) takes these once it is wired in.
-      logAck: () => undefined,
+      logAck: (ack) => logShipper?.ack(ack),
       connected: () => {
         void credentials.forgetToken();
         // Results that never got their ack (dropped link, reboot) go again, now and then every
@@ -122,10 +124,12 @@ export async function startNodeAgent(given: NodeAgentOptions): Promise<NodeAgent
         stopResending();
         stopResending = outbox.startResending(send);
         chat.connected();
+        logShipper?.connected();
       },
       disconnected: () => {
         stopResending();
         chat.disconnected();
+        logShipper?.disconnected();
         void parts.fetcher?.abortAll('session lost');
         void outbox.persistAll().catch((err: unknown) => logger.failure(err, { section: 'STATE' }));
       },
@@ -160,6 +164,7 @@ export async function startNodeAgent(given: NodeAgentOptions): Promise<NodeAgent
   });
   new Counter({ name: 'conclave_node_info', help: 'Agent version.', labelNames: ['version', 'node'], registers: [metrics] })
     .inc({ version: AGENT_VERSION, node: nodeId }, 0);
+  registerLogShippingMetrics(metrics, () => logShipper?.stats());
 
   let httpPort = -1;
   let httpServer: Server | undefined;
@@ -198,9 +203,25 @@ export async function startNodeAgent(given: NodeAgentOptions): Promise<NodeAgent
       jobRunner.cancelAll('node shutting down');
       await backend?.dispose();
       await outbox.persistAll();
+      // Last: the records of the shutdown itself are in the spool for the next start.
+      await logShipper?.close();
       eventLoopDelay.disable();
       await new Promise((resolve) => (httpServer ? httpServer.close(resolve) : resolve(undefined)));
       logger.info('STATE', 'node agent stopped');
     },
   };
+
+  /** Log shipping is not the node's work: a spool that cannot be opened is logged, and the agent runs without it. */
+  async function openLogShipper(tap: LogTap): Promise<LogShipper | undefined> {
+    const dir = join(options.dataDir, 'log-spool');
+    try {
+      return await LogShipper.open({
+        dir, tap, nodeId, logger, spoolMaxBytes: options.logSpoolMaxBytes,
+        link: { send: (logs) => link.send({ logs }) },
+      });
+    } catch (err) {
+      logger.failure(new ConclaveError('NODE-STATE-721', { cause: err, data: { dir } }), {}, 'warn');
+      return undefined;
+    }
+  }
 }

@@ -6,17 +6,20 @@ import { ConclaveError } from '@conclave/common';
 import type { Logger } from '@conclave/common';
 import { DEFAULT_MAX_PLAINTEXT_BYTES, checkInputs, encodeOrchestratorMessage, jobErrorOf } from '@conclave/protocol';
 import type {
-  NodeInfo, NodeRequest__Output,
+  NodeInfo, NodeRequest__Output, ListJobsRequest__Output, ListJobsResponse, RemoveModelRequest__Output,
   AddModelRequest__Output, ControlHandlers, GetJobRequest__Output, Job, ModelInfo, SubmitJobRequest__Output, WireTensor,
 } from '@conclave/protocol';
 import type { Dispatcher, JobData } from './dispatcher.js';
 import { toServiceError, unary } from './grpc-errors.js';
 import type { JobRecord, JobStore } from './job-store.js';
-import { loadTensors, storeTensors, TERMINAL_STATES, toWireJob } from './job-store.js';
+import {
+  DEFAULT_LIST_LIMIT, JOB_STATES, MAX_LIST_LIMIT, jobStateOf, jobTimings, loadTensors, storeTensors, TERMINAL_STATES, toWireJob,
+} from './job-store.js';
 import type { ModelRegistry } from './model-registry.js';
 import { toModelInfo } from './model-registry.js';
 import type { NodeRegistry } from './node-registry.js';
 import { redisKeys } from './redis-keys.js';
+import { unmetNeed } from './scheduling/scheduler.js';
 import { UNGUARDED } from './state-store-guard.js';
 import type { StateStoreGuard } from './state-store-guard.js';
 
@@ -80,6 +83,27 @@ const BULL_LOWEST_PRIORITY = 2 ** 21 - 1;
 /** Handlers for jobs, nodes and models; the enrollment handlers come from admin-service.ts. */
 export type JobControlHandlers = Omit<ControlHandlers, 'CreateJoinToken' | 'ListJoinTokens' | 'RevokeJoinToken' | 'ApproveNode' | 'RevokeNode'>;
 
+/** Job ids a refusal to remove a model names, at most (the message says how many there are). */
+const NAMED_JOBS_MAX = 3;
+
+/**
+ * Job.waiting for each queued record: the accelerator or capability that no node offers,
+ * connected or known from an earlier session (an empty map: nothing to say). The connected
+ * nodes are asked first, from memory; the known ones only when those do not offer it.
+ */
+export async function waitingReasons(registry: Pick<NodeRegistry, 'live' | 'list'>, records: readonly JobRecord[]): Promise<Map<string, string>> {
+  const reasons = new Map<string, string>();
+  let known: NodeInfo[] | undefined;
+  for (const record of records) {
+    if (record.state !== 'queued' || !record.requirements) continue;
+    if (unmetNeed(registry.live(), record.requirements) === undefined) continue;
+    known ??= await registry.list();
+    const reason = unmetNeed(known.map((n) => ({ backends: n.backends ?? [], features: n.features ?? [] })), record.requirements);
+    if (reason) reasons.set(record.id, reason);
+  }
+  return reasons;
+}
+
 export function createControlService(o: ControlServiceOptions): JobControlHandlers {
   const { logger } = o;
   const guard = o.stateStore ?? UNGUARDED;
@@ -87,10 +111,16 @@ export function createControlService(o: ControlServiceOptions): JobControlHandle
   const stateful = <Req, Res>(handler: (request: Req) => Promise<Res>) => unary(logger, (request: Req) => guard(() => handler(request)));
   const submitJob = createJobSubmitter(o);
 
+  async function wireJobs(records: readonly JobRecord[]): Promise<Job[]> {
+    const reasons = await waitingReasons(o.registry, records);
+    return records.map((record) => toWireJob(record, reasons.get(record.id)));
+  }
+
   async function getJob(request: { id: string }): Promise<Job> {
     const record = await o.jobs.get(request.id);
     if (!record) throw new ConclaveError('ORCH-JOB-801', { detail: request.id });
-    return toWireJob(record);
+    const [job] = await wireJobs([record]);
+    return job ?? toWireJob(record);
   }
 
   async function cancelJob(request: GetJobRequest__Output): Promise<Job> {
@@ -100,12 +130,57 @@ export function createControlService(o: ControlServiceOptions): JobControlHandle
     if (!o.dispatcher.cancel(request.id)) {
       // Not running here: take it out of the queue (a no-op if BullMQ already gave it to a worker).
       await o.queue.remove(request.id).catch(() => 0);
-      await o.jobs.update(request.id, {
-        state: 'cancelled', finishedAtMs: Date.now(),
-        error: jobErrorOf(new ConclaveError('ORCH-JOB-803', { detail: 'cancelled while queued' })),
-      });
+      const error = jobErrorOf(new ConclaveError('ORCH-JOB-803', { detail: 'cancelled while queued' }));
+      const { applied, record: cancelled } = await o.jobs.tryUpdate(request.id, { state: 'cancelled', finishedAtMs: Date.now(), error });
+      if (applied && cancelled) {
+        logger.info('JOB', 'job cancelled', { jobId: cancelled.id, attempt: Math.max(1, cancelled.attempts), code: error.code, ...jobTimings(cancelled) });
+      }
     }
     return getJob(request);
+  }
+
+  async function listJobs(request: ListJobsRequest__Output): Promise<ListJobsResponse> {
+    const state = request.state ? jobStateOf(request.state) : undefined;
+    if (request.state && !state) {
+      throw new ConclaveError('ORCH-REQ-203', { detail: `state "${request.state}" is none of ${JOB_STATES.join(', ')}`, data: { field: 'state' } });
+    }
+    if (request.limit > MAX_LIST_LIMIT) outOfRange('limit', request.limit, `0 (the default, ${DEFAULT_LIST_LIMIT}) to ${MAX_LIST_LIMIT}`);
+    const nodes = request.node ? new Set((await findNodes(request.node)).map((n) => n.id ?? '')) : undefined;
+    const page = await o.jobs.list({
+      ...(state ? { state } : {}), ...(request.model ? { model: request.model } : {}), ...(nodes ? { nodes } : {}),
+      limit: request.limit, ...(request.pageToken ? { pageToken: request.pageToken } : {}),
+    });
+    return { jobs: await wireJobs(page.jobs), nextPageToken: page.nextPageToken };
+  }
+
+  /** The nodes an id or name names; ORCH-SCHED-854 for none. */
+  async function findNodes(idOrName: string): Promise<NodeInfo[]> {
+    const found = await o.registry.find(idOrName);
+    if (found.length === 0) throw new ConclaveError('ORCH-SCHED-854', { detail: JSON.stringify(idOrName), data: { node: idOrName } });
+    return found;
+  }
+
+  async function getNode(request: NodeRequest__Output): Promise<NodeInfo> {
+    const [node, ...others] = await findNodes(request.id);
+    if (others.length > 0) {
+      const ids = [node, ...others].map((n) => n?.id ?? '');
+      throw new ConclaveError('ORCH-SCHED-855', { detail: `"${request.id}": ${ids.join(', ')}`, data: { node: request.id, ids } });
+    }
+    return node as NodeInfo;
+  }
+
+  async function removeModel(request: RemoveModelRequest__Output): Promise<ModelInfo> {
+    const model = await o.models.require(request.name);
+    const needing = await o.jobs.activeJobsOf(model.name);
+    if (needing.length > 0 && !request.force) {
+      const named = needing.slice(0, NAMED_JOBS_MAX).join(', ') + (needing.length > NAMED_JOBS_MAX ? ', …' : '');
+      throw new ConclaveError('ORCH-LOAD-106', {
+        detail: `"${model.name}": ${needing.length} queued or running (${named})`, data: { model: model.name, jobs: needing.length },
+      });
+    }
+    const removed = await o.models.remove(model.name);
+    if (needing.length > 0) logger.warn('LOAD', 'model removed while jobs need it (--force)', { model: model.name, jobs: needing.length });
+    return toModelInfo(removed);
   }
 
   /**
@@ -191,11 +266,14 @@ export function createControlService(o: ControlServiceOptions): JobControlHandle
     GetJob: stateful(getJob),
     CancelJob: stateful(cancelJob),
     WatchJob: watchJob,
+    ListJobs: stateful(listJobs),
     ListNodes: stateful(async () => ({ nodes: await o.registry.list() })),
+    GetNode: stateful(getNode),
     DrainNode: stateful((request: NodeRequest__Output) => setDraining(request.id, true)),
     UndrainNode: stateful((request: NodeRequest__Output) => setDraining(request.id, false)),
     AddModel: addModel,
     ListModels: stateful(async () => ({ models: (await o.models.list()).map(toModelInfo) })),
+    RemoveModel: stateful(removeModel),
   };
 }
 
@@ -203,7 +281,11 @@ export function createControlService(o: ControlServiceOptions): JobControlHandle
  * Validates a job and queues it: the Control API's SubmitJob, and the orchestrator's own jobs
  * (the chat assistant's generations) through the same checks and limits.
  */
-export function createJobSubmitter(o: Pick<ControlServiceOptions, 'redis' | 'queue' | 'jobs' | 'models' | 'logger' | 'defaultJobTimeoutMs' | 'maxQueuedJobs' | 'jobAttempts'>): (request: SubmitJobRequest__Output) => Promise<Job> {
+export function createJobSubmitter(
+  o: Pick<ControlServiceOptions, 'redis' | 'queue' | 'jobs' | 'models' | 'logger' | 'defaultJobTimeoutMs' | 'maxQueuedJobs' | 'jobAttempts'>
+    // With the registry, a job no node can run says so at once (Job.waiting) and in its queued line.
+    & Partial<Pick<ControlServiceOptions, 'registry'>>,
+): (request: SubmitJobRequest__Output) => Promise<Job> {
   const { logger } = o;
   const queueDepth = new CachedValue(() => o.queue.count(), QUEUE_DEPTH_MAX_AGE_MS);
 
@@ -231,6 +313,7 @@ export function createJobSubmitter(o: Pick<ControlServiceOptions, 'redis' | 'que
     const record: JobRecord = {
       id, state: 'queued', kind: data.kind, model: data.model?.name ?? '', node: '', attempts: 0,
       createdAtMs: Date.now(), finishedAtMs: 0, runMs: 0,
+      requirements: { accelerator: data.needs.accelerator ?? '', capability: data.needs.capability ?? '' },
     };
     // The record and the queue entry go out together: one round trip on every submit. Both use
     // this connection and Redis runs a connection's commands in order, so the record exists
@@ -246,8 +329,14 @@ export function createJobSubmitter(o: Pick<ControlServiceOptions, 'redis' | 'que
       // prioritized job, so a priority-0 job left unprioritized would run before priority 10.
       priority: Math.max(1, BULL_LOWEST_PRIORITY - request.priority),
     })]);
-    logger.debug('JOB', 'job queued', { jobId: id, model: record.model, kind: data.kind });
-    return toWireJob(record);
+    const waitingFor = o.registry ? (await waitingReasons(o.registry, [record])).get(id) : undefined;
+    logger.info('JOB', 'job queued', {
+      jobId: id, attempt: 1, kind: data.kind, model: record.model, priority: request.priority,
+      ...(data.needs.accelerator ? { accelerator: data.needs.accelerator } : {}),
+      ...(data.needs.capability ? { capability: data.needs.capability } : {}),
+      ...(waitingFor ? { waiting: waitingFor } : {}),
+    });
+    return toWireJob(record, waitingFor);
   }
 
   async function buildJobData(request: SubmitJobRequest__Output): Promise<JobData> {

@@ -8,13 +8,13 @@ import type { Logger } from '@conclave/common';
 import { jobErrorOf } from '@conclave/protocol';
 import type { AssignJob, GenerateRequest, JobError, JobResult__Output, ModelRef } from '@conclave/protocol';
 import type { JobRecord, JobStore } from './job-store.js';
-import { loadTensors, storeTensors, TERMINAL_STATES } from './job-store.js';
+import { jobTimings, loadTensors, storeTensors, TERMINAL_STATES } from './job-store.js';
 import type { StoredTensor } from './job-store.js';
 import type { NodeRegistryEvents } from './node-registry.js';
 import type { NodeSession } from './node-session.js';
 import { BULL_PREFIX, JOB_QUEUE_NAME } from './redis-keys.js';
 import { redisAvailable } from './redis-connection.js';
-import { pickNode } from './scheduling/scheduler.js';
+import { pickNode, unmetNeed } from './scheduling/scheduler.js';
 import type { JobNeeds, NodeSnapshot } from './scheduling/scheduler.js';
 
 /** What a queued job carries in BullMQ (tensors as base64: BullMQ stores job data as JSON). */
@@ -156,13 +156,15 @@ export class Dispatcher {
       // give (an enrolled node could otherwise complete any job with outputs of its own).
       const current = change ? await this.options.jobs.peek(id) : undefined;
       const ours = current !== undefined && current.node === node.id && current.attempts === attempt;
-      const { applied } = change && ours ? await this.options.jobs.tryUpdate(id, change) : { applied: false };
+      const { applied, record } = change && ours ? await this.options.jobs.tryUpdate(id, change) : { applied: false, record: undefined };
       node.acknowledge(id, attempt);
       if (!applied) {
         log.debug('JOB', 'late or duplicate result ignored', { outcome: result.outcome });
         return;
       }
-      log.info('JOB', 'result of an earlier run recorded', { outcome: result.outcome });
+      log.info('JOB', 'result of an earlier run recorded', {
+        outcome: result.outcome, state: record?.state, ...(record?.error ? { code: record.error.code } : {}), ...(record ? jobTimings(record) : {}),
+      });
       this.active.get(id)?.abort(new FinishedElsewhere());
     } catch (err) {
       node.releaseResult(id, attempt);
@@ -235,11 +237,12 @@ export class Dispatcher {
       node = placed.node;
       // Recorded while the node works rather than before sending: one Redis round trip
       // less on every job's path. Awaited before the outcome is recorded, so it never lands last.
-      const recorded = adopted ? Promise.resolve() : jobs.update(id, { state: 'running', node: node.id, attempts: attempt }).then(
+      const recorded = adopted ? Promise.resolve() : jobs.update(id, { state: 'running', node: node.id, attempts: attempt, startedAtMs: Date.now() }).then(
         () => undefined,
         (err: unknown) => log.warn('STATE', 'could not record the running state', { err }),
       );
-      log.debug('SCHED', adopted ? 'job adopted' : 'job assigned', { node: node.id });
+      // An adopted job has its line from adopt().
+      if (!adopted) log.info('JOB', 'job assigned', { node: node.id, nodeName: node.name, queueMs: Math.max(0, Date.now() - job.timestamp) });
       result = await abortable(placed.assigned, controller.signal).finally(() => recorded);
       await this.finish(job, result, log);
       node.acknowledge(id, attempt);
@@ -265,7 +268,7 @@ export class Dispatcher {
         if (node.resultFor(id, attempt)) node.acknowledge(id, attempt);
       }
       if (reason instanceof UnrecoverableError) throw reason;
-      const toThrow = await this.fail(job, reason, attempt, maxAttempts, log).catch((recordErr: unknown) => {
+      const toThrow = await this.fail(job, reason, attempt, maxAttempts, log, node !== undefined).catch((recordErr: unknown) => {
         if (result) node?.releaseResult(id, attempt);
         throw recordErr;
       });
@@ -325,22 +328,34 @@ export class Dispatcher {
       ...(result.outputs ? { outputs: storeTensors(result.outputs.tensors) } : {}),
       ...(result.generated ? { generated: result.generated } : {}),
     });
-    if (applied) log.debug('JOB', 'job completed', { runMs: result.runMs });
+    if (applied && record) log.info('JOB', 'job completed', jobTimings(record));
     else log.debug('JOB', 'result not recorded: the job had already ended', { state: record?.state ?? 'expired' });
   }
 
-  /** Records why the attempt failed; returns what to throw to BullMQ (retry, or the end). */
-  private async fail(job: BullJob<JobData>, reason: unknown, attempt: number, maxAttempts: number, log: Logger): Promise<Error> {
+  /**
+   * Records why the attempt failed (`placed`: it had a node); returns what to throw to BullMQ
+   * (retry, or the end). The job's end is logged only when this attempt's change ended it.
+   */
+  private async fail(job: BullJob<JobData>, reason: unknown, attempt: number, maxAttempts: number, log: Logger, placed: boolean): Promise<Error> {
     const id = job.id ?? '';
     const { jobs } = this.options;
+    const end = async (state: 'failed' | 'cancelled', error: JobError, message: string): Promise<void> => {
+      const { applied, record } = await jobs.tryUpdate(id, { state, error, finishedAtMs: Date.now() });
+      if (!applied || !record) return;
+      const meta = { code: error.code, ...jobTimings(record) };
+      if (state === 'cancelled') log.info('JOB', message, meta);
+      else log.warn('JOB', message, { ...meta, err: error.message });
+    };
     if (reason instanceof CancelledByClient) {
-      await jobs.update(id, { state: 'cancelled', error: jobErrorOf(new ConclaveError('ORCH-JOB-803', { detail: reason.message })), finishedAtMs: Date.now() });
+      await end('cancelled', jobErrorOf(new ConclaveError('ORCH-JOB-803', { detail: reason.message })), 'job cancelled');
       return new UnrecoverableError(reason.message);
     }
     if (reason instanceof AttemptTimedOut) {
-      const error = new ConclaveError('ORCH-JOB-802', { detail: `after ${job.data.timeoutMs} ms` });
-      log.failure(error, {}, 'warn');
-      await jobs.update(id, { state: 'failed', error: jobErrorOf(error), finishedAtMs: Date.now() });
+      // A job that never got a node says why, when no connected node could ever have taken it.
+      const unmet = placed ? undefined : unmetNeed(this.options.registry.snapshots(), job.data.needs);
+      const detail = `after ${job.data.timeoutMs} ms${unmet ? ` without a node; among those connected, ${unmet}` : ''}`;
+      const error = new ConclaveError('ORCH-JOB-802', { detail });
+      await end('failed', jobErrorOf(error), 'job failed');
       return new UnrecoverableError(error.message);
     }
     const error: JobError =
@@ -356,8 +371,7 @@ export class Dispatcher {
     const final = error.retryable
       ? jobErrorOf(new ConclaveError('ORCH-JOB-804', { detail: `${attempt} attempts; last: ${error.code ?? ''} ${error.message ?? ''}` }))
       : error;
-    log.warn('JOB', 'job failed', { code: final.code, err: final.message });
-    await jobs.update(id, { state: 'failed', error: final, finishedAtMs: Date.now() });
+    await end('failed', final, 'job failed');
     return new UnrecoverableError(final.message ?? 'job failed');
   }
 

@@ -17,6 +17,8 @@ import type { NodeRegistry } from './node-registry.js';
 import { NodeSession } from './node-session.js';
 import type { ChatApi } from './chat/chat-api.js';
 import { NodeChatEndpoint } from './chat/node-chat-endpoint.js';
+import { NodeLogIntake } from './logs/node-log-intake.js';
+import type { NodeLogIntakeOptions } from './logs/node-log-intake.js';
 
 /** After the handshake, the node's first sealed message must be its Register, within this long. */
 export const REGISTER_TIMEOUT_MS = 5_000;
@@ -66,6 +68,8 @@ export interface GatewayServiceOptions {
   redisAvailable?: () => boolean;
   /** Per-source and total caps on handshakes in progress. @default the gateway's limits */
   unauthenticated?: UnauthenticatedStreams;
+  /** The fleet log store's intake settings: each session's shipped records go there. @default logs are not taken */
+  logs?: Pick<NodeLogIntakeOptions, 'store' | 'metrics' | 'ratePerSecond'>;
 }
 
 /**
@@ -157,6 +161,14 @@ export function createGatewayService(o: GatewayServiceOptions): NodeGatewayHandl
         }
         clearTimeout(registerTimer);
         let chatEndpoint: NodeChatEndpoint | undefined;
+        // Before the session, which reads its figures; its acks go through the session made next.
+        let sessionRef: NodeSession | undefined;
+        const logIntake = o.logs
+          ? new NodeLogIntake({
+            ...o.logs, nodeId: request.nodeId, nodeName: request.name, logger: o.logger.child({ node: request.nodeId }),
+            ack: (upToSeq) => sessionRef?.send({ logAck: { upToSeq } }),
+          })
+          : undefined;
         const session = new NodeSession({
           link: secure,
           register: request,
@@ -178,7 +190,11 @@ export function createGatewayService(o: GatewayServiceOptions): NodeGatewayHandl
           },
           onUnmatchedResult: o.onUnmatchedResult,
           onChat: (chatMessage) => chatEndpoint?.receive(chatMessage),
+          onLogs: (_s, batch) => logIntake?.receive(batch),
+          ...(logIntake ? { logShipping: () => logIntake.figures() } : {}),
         });
+        sessionRef = session;
+        if (logIntake) session.once('closed', () => logIntake.close());
         if (o.chat) {
           const endpoint = new NodeChatEndpoint({
             chat: o.chat, session, logger: session.logger.withPrefix('CHAT'), redisAvailable: o.redisAvailable ?? (() => true),

@@ -128,6 +128,21 @@ export class ModelRegistry {
     return records.filter((r): r is ModelRecord => r !== undefined);
   }
 
+  /**
+   * Takes a model out of the registry (ORCH-REQ-202 for an unknown one) and deletes its file,
+   * unless another name has the same content (files are stored by sha256). Nodes keep their
+   * copies. Whether jobs still need it is the caller's to check. Returns the removed record.
+   */
+  async remove(name: string): Promise<ModelRecord> {
+    const record = await this.require(name);
+    await this.redis.multi().del(redisKeys.model(name)).srem(redisKeys.models(), name).exec();
+    this.cache.delete(name);
+    const shared = (await this.list()).some((other) => other.sha256 === record.sha256);
+    if (!shared) await rm(this.pathOf(record.sha256), { force: true });
+    this.logger.info('LOAD', 'model removed', { model: name, sha256: record.sha256, fileKept: shared });
+    return record;
+  }
+
   /** Streams a stored model file from `offset`, in transfer-sized chunks. */
   async *readChunks(sha256: string, offset: number): AsyncGenerator<{ offset: number; data: Buffer; totalSize: number }> {
     if (!/^[0-9a-f]{64}$/.test(sha256)) throw new ConclaveError('ORCH-LOAD-103', { detail: `not a sha256: ${sha256}` });

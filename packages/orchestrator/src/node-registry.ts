@@ -237,6 +237,16 @@ export class NodeRegistry extends EventEmitter<NodeRegistryEvents> {
     return infos.sort((a, b) => String(a.name).localeCompare(String(b.name)));
   }
 
+  /**
+   * The nodes `idOrName` names, as `list` has them: the one with that id, or else every node
+   * with that name (names are the operators' and may repeat). Empty for neither.
+   */
+  async find(idOrName: string): Promise<NodeInfo[]> {
+    const nodes = await this.list();
+    const byId = nodes.filter((n) => n.id === idOrName);
+    return byId.length > 0 ? byId : nodes.filter((n) => n.name === idOrName);
+  }
+
   /** Reports missed heartbeats to each session; what they mean is the session's to decide. */
   private checkHeartbeats(): void {
     const now = Date.now();
@@ -267,6 +277,8 @@ function toNodeInfo(s: NodeSession): NodeInfo {
     lastSeenMs: s.lastSeenMs, connectedAtMs: s.connectedAtMs, cpuCores: s.cpuCores, memoryBytes: s.memoryBytes,
     features: [...s.features], address: s.address, draining: s.draining, memoryUsedBytes: s.memoryUsedBytes,
     clockOffsetMs: s.clockOffsetMs,
+    // The session keeps no log-shipping figures yet (the gateway's log intake has them).
+    logSpoolBytes: s.logShipping.spoolBytes, logDroppedTotal: s.logShipping.droppedTotal,
   };
 }
 

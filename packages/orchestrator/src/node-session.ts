@@ -40,6 +40,8 @@ export interface NodeSessionOptions {
   onChat?: (message: ChatFromNode) => void;
   /** Shipped log records (the gateway's log intake for this session); answered with a LogAck. */
   onLogs?: (session: NodeSession, batch: LogBatch__Output) => void;
+  /** The node's log spool and drops as its last batch said. @default none shipped */
+  logShipping?: () => { spoolBytes: number; droppedTotal: number };
 }
 
 /** What a node sends the chat: requests, or an acknowledgement of deliveries. */
@@ -337,6 +339,11 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
 
   private lostError(): ConclaveError {
     return new ConclaveError('ORCH-NET-602', { detail: `node ${this.id}`, data: { node: this.id } });
+  }
+
+  /** The node's log spool on disk and the records it dropped, from its last log batch. */
+  get logShipping(): { spoolBytes: number; droppedTotal: number } {
+    return this.o.logShipping?.() ?? { spoolBytes: 0, droppedTotal: 0 };
   }
 
   /** Every message the node sends after its Register goes through this one switch. */

@@ -97,13 +97,26 @@ export function checkOperatorToken(metadata: grpc.Metadata, expected: string): v
   const match = values.length === 1 && typeof values[0] === 'string' ? BEARER.exec(values[0]) : null;
   const presented = match?.[1];
   const reason: OperatorAuthFailure | undefined =
-    presented === undefined ? 'missing' : timingSafeEqual(digest(presented), digest(expected)) ? undefined : 'mismatch';
+    presented === undefined ? 'missing' : operatorTokenMatches(presented, expected) ? undefined : 'mismatch';
   if (reason) {
     throw new ConclaveError('ORCH-AUTH-553', {
       detail: 'send "authorization: Bearer <token>" with the token from <data-dir>/operator-token',
       data: { reason },
     });
   }
+}
+
+/**
+ * Whether `presented` is the operator token, comparing SHA-256 digests with `timingSafeEqual`
+ * (equal lengths whatever was sent, so neither length nor content leaks through timing).
+ */
+export function operatorTokenMatches(presented: string, expected: string): boolean {
+  return timingSafeEqual(digest(presented), digest(expected));
+}
+
+/** `Authorization: Bearer <token>` as HTTP carries it: the token, or undefined for anything else. */
+export function bearerTokenOf(header: string | undefined): string | undefined {
+  return header === undefined ? undefined : BEARER.exec(header)?.[1];
 }
 
 function digest(text: string): Buffer {

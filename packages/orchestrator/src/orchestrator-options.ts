@@ -1,5 +1,6 @@
-import type { Logger } from '@conclave/common';
+import type { LogTap, Logger } from '@conclave/common';
 import { DEFAULT_CHAT_LIMITS, type ChatLimits } from './chat/chat-limits.js';
+import { DEFAULT_LOG_LIMITS, type LogLimits } from './logs/log-limits.js';
 
 // Types and plain values only: the CLI's schema reads ORCHESTRATOR_DEFAULTS, and client commands
 // must not load what startOrchestrator needs (BullMQ, onnxruntime).
@@ -59,6 +60,13 @@ export interface OrchestratorOptions {
   modelTransferStallMs?: number;
   /** The group chat's bounds: message size, log length, context window. @default DEFAULT_CHAT_LIMITS (chat/chat.ts) */
   chat?: Partial<ChatLimits>;
+  /**
+   * The logger's record output (a LogTap given to its createLogger): the orchestrator's own
+   * records (ORCH-, CHAT-) go into the fleet log store from here. @default none: only the nodes' records are stored
+   */
+  logTap?: LogTap;
+  /** The fleet log store's bounds and the per-node rate. @default DEFAULT_LOG_LIMITS (logs/log-limits.ts) */
+  logs?: Partial<LogLimits>;
 }
 
 // The options whose default is known before start; the others are found at start (see their docs).
@@ -87,6 +95,8 @@ export interface ResolvedOrchestratorOptions extends Required<Pick<OrchestratorO
   operatorToken: string | undefined;
   tls: { certPath: string; keyPath: string } | undefined;
   chat: ChatLimits;
+  logTap: LogTap | undefined;
+  logs: LogLimits;
 }
 
 /**
@@ -134,5 +144,7 @@ export function resolveOrchestratorOptions(options: OrchestratorOptions): Resolv
     insecureControl: options.insecureControl ?? d.insecureControl,
     modelTransferStallMs: options.modelTransferStallMs ?? d.modelTransferStallMs,
     chat: { ...DEFAULT_CHAT_LIMITS, ...options.chat },
+    logTap: options.logTap,
+    logs: { ...DEFAULT_LOG_LIMITS, ...options.logs },
   };
 }

@@ -121,7 +121,13 @@ describe('orchestrator with in-process nodes', () => {
     expect(Number(completed?.[1])).toBeGreaterThanOrEqual(21);
     expect(metrics).toMatch(/conclave_job_duration_seconds_bucket\{le="0\.1",kind="infer",state="completed"\} \d+/);
     expect(metrics).toMatch(/conclave_nodes_connected\{state="connected"\} 2/);
-    expect(metrics).toMatch(/conclave_jobs\{state="waiting"\} 0/);
+    expect(metrics).toMatch(/conclave_queue_jobs\{state="waiting"\} 0/);
+    // Every job of this file so far, by state and model: 20 + 1 completed, 1 failed, none queued or running.
+    expect(metrics.split('\n').filter((l) => l.startsWith('conclave_jobs{')).sort()).toEqual([
+      'conclave_jobs{state="completed",model="addmul"} 1',
+      'conclave_jobs{state="completed",model="affine"} 20',
+      'conclave_jobs{state="failed",model="orphan"} 1',
+    ]);
   });
 
   it('reports not ready, naming Redis, within a second or two of losing it', async () => {

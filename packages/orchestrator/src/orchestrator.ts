@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { Registry } from 'prom-client';
 import { ConclaveError, assertPortFree, launchRedis, maskUrlCredentials } from '@conclave/common';
 import type { RedisServerHandle } from '@conclave/common';
 import {
@@ -17,11 +18,16 @@ import { ChatAssistant } from './chat/chat-assistant.js';
 import { createChatControlService } from './chat/chat-control-service.js';
 import { runGenerateJob } from './internal-jobs.js';
 import { createControlService, createJobSubmitter } from './control-service.js';
+import { fleetDashboardSources } from './dashboard/fleet-sources.js';
 import type { JobData } from './dispatcher.js';
 import { Dispatcher } from './dispatcher.js';
 import { MAX_SEALED_MESSAGE_BYTES, createGatewayService } from './gateway-service.js';
 import { startHttpServer } from './http-server.js';
 import { JobStore } from './job-store.js';
+import { createLogControlService } from './logs/log-control-service.js';
+import { LogMetrics } from './logs/log-metrics.js';
+import { LogStore } from './logs/log-store.js';
+import { OrchestratorLogSink } from './logs/orchestrator-log-sink.js';
 import { readKeyRotations } from './key-rotation.js';
 import { createOrchestratorMetrics } from './metrics.js';
 import { ModelRegistry } from './model-registry.js';
@@ -32,8 +38,10 @@ import { loadOrCreateOperatorToken, operatorAuthInterceptor } from './operator-a
 import { connectRedis, loadOrCreateRedisPassword, redisAvailable } from './redis-connection.js';
 import { stateStoreGuard } from './state-store-guard.js';
 import { BULL_PREFIX, JOB_QUEUE_NAME } from './redis-keys.js';
+import { ORCHESTRATOR_VERSION } from './version.js';
 
-export const ORCHESTRATOR_VERSION = '0.1.0';
+// From package.json (version.ts); exported here for the front door and earlier callers.
+export { ORCHESTRATOR_VERSION };
 
 // The front door (index.ts) and earlier callers import the options type from here.
 export type { OrchestratorOptions } from './orchestrator-options.js';
@@ -134,7 +142,7 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
 
     const queue = new Queue<JobData>(JOB_QUEUE_NAME, { connection: redis, prefix: BULL_PREFIX });
     cleanups.push(() => queue.close());
-    const jobs = new JobStore(redis, o.resultTtlSeconds);
+    const jobs = new JobStore(redis, o.resultTtlSeconds, { logger });
     const models = new ModelRegistry(redis, o.dataDir, logger);
     const registry = new NodeRegistry(redis, logger, o.heartbeatIntervalMs);
     registry.start();
@@ -149,6 +157,17 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
     const chat = new Chat(chatRedis, logger, o.chat);
     cleanups.push(async () => chat.close());
     await chat.ensureFleet();
+    // The fleet log store, on its own auto-pipelined connection like the chat: many nodes'
+    // small batches and the orchestrator's own go to Redis in few writes.
+    const logRedis = redis.duplicate({ enableAutoPipelining: true });
+    cleanups.push(async () => (redisAvailable(logRedis) ? logRedis.quit() : logRedis.disconnect()));
+    const logStore = new LogStore(logRedis, o.logs);
+    const logMetrics = new LogMetrics();
+    if (o.logTap) {
+      const sink = new OrchestratorLogSink(o.logTap, logStore, logMetrics);
+      // Closed late (cleanups run in reverse): the stop's own lines are stored too.
+      cleanups.push(() => sink.close());
+    }
     // Ready means ready: a stop right after start must not find BullMQ still connecting.
     await queue.waitUntilReady();
     await dispatcher.ready();
@@ -173,10 +192,14 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
       modelTransferStallMs: o.modelTransferStallMs,
       onUnmatchedResult: (session, result) => void dispatcher.recordUnmatchedResult(session, result),
       chat, redisAvailable: () => redisAvailable(chatRedis),
+      logs: { store: logStore, metrics: logMetrics, ratePerSecond: o.logs.nodeRatePerSecond },
     }));
     // Filled in after binding (with port 0 the port is known only then); join tokens read it later.
     let advertiseAddress = o.advertiseAddress ?? '';
     const stateStore = stateStoreGuard(redis);
+    const logService = createLogControlService({
+      store: logStore, logger, nodes: () => registry.list(), jobState: async (jobId) => (await jobs.peek(jobId))?.state,
+    });
     const controlHandlers = {
       ...createControlService({
         redis, queue, jobs, models, registry, dispatcher, logger, stateStore,
@@ -192,6 +215,7 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
         tlsFingerprint,
       }),
       ...createChatControlService({ chat, logger, stateStore }),
+      ...logService.handlers,
     };
     server.addService(protos.Control.service, controlHandlers);
     // The assistant's generations are jobs like an operator's: same checks, queue and limits.
@@ -214,6 +238,9 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
     const localHost = ['0.0.0.0', '::', ''].includes(o.grpcHost) ? '127.0.0.1' : o.grpcHost;
     if (!advertiseAddress) advertiseAddress = isLoopback(localHost) && localHost === o.grpcHost ? `${localHost}:${grpcPort}` : `${hostname()}:${grpcPort}`;
     cleanups.push(() => shutdownServer(server));
+    // Before the server's shutdown, which would cut log followers as CANCELLED: ended as
+    // UNAVAILABLE, each follows again from its last record.
+    cleanups.push(async () => logService.close());
     let serving = true;
     dispatcher.start();
 
@@ -221,7 +248,11 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
     if (o.httpPort >= 0) {
       const http = await startHttpServer({
         host: o.httpHost, port: o.httpPort, logger,
-        metrics: createOrchestratorMetrics({ queue, jobs, registry }),
+        dashboard: {
+          operatorToken, allowRemotePlaintext: o.insecureControl, sources: fleetDashboardSources({ registry, queue, chat, jobs }),
+        },
+        logs: logStore,
+        metrics: Registry.merge([createOrchestratorMetrics({ queue, jobs, registry }), logMetrics.registry]),
         readiness: async () => {
           const failed: string[] = [];
           if (!serving) failed.push('grpc');
@@ -235,7 +266,7 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
         },
       });
       httpPort = http.port;
-      cleanups.push(() => new Promise((resolve) => http.server.close(resolve)));
+      cleanups.push(() => http.close());
     }
 
     const address = `${localHost}:${grpcPort}`;

@@ -23,6 +23,19 @@ export const redisKeys = {
   job: (jobId: string) => `${KEY_PREFIX}job:${jobId}`,
   /** String: job id for a client-chosen idempotency key. */
   clientJob: (clientJobId: string) => `${KEY_PREFIX}client-job:${clientJobId}`,
+  // The job index (job-store.ts): what `jobs list` pages through and /metrics counts. The `{jobs}`
+  // hash tag keeps its keys in one Redis Cluster slot, for its scripts; the job hashes above are
+  // not in it (they spread over the cluster), so the index is written next to them, never with them.
+  /** Sorted set: every indexed job id, by createdAtMs. */
+  jobIndex: () => `${KEY_PREFIX}{jobs}:index`,
+  /** Sorted set: the indexed jobs that are queued or running, by createdAtMs. */
+  activeJobs: () => `${KEY_PREFIX}{jobs}:active`,
+  /** Sorted set: the indexed jobs that ended, by the time their hash expires (ms); capped. */
+  endedJobs: () => `${KEY_PREFIX}{jobs}:ended`,
+  /** Hash: job id → `<state>|<model>` as the index last recorded it. */
+  jobIndexStates: () => `${KEY_PREFIX}{jobs}:states`,
+  /** Hash: `<state>|<model>` → how many indexed jobs are in that state (fields at 0 are deleted). */
+  jobCounts: () => `${KEY_PREFIX}{jobs}:counts`,
   // Enrollment (enrollment-store.ts). The `{enroll}` hash tag keeps every key of the enroll
   // script in one Redis Cluster slot.
   /** Hash: one join token by id (hash, createdAtMs, expiresAtMs, used, usedBy, revoked…); expires 24 h after the token. */
@@ -61,6 +74,16 @@ export const redisKeys = {
   chatFence: (room: string) => `${chatRoom(room)}:fence`,
   /** Hash: the rolling summary (text, throughSeq). */
   chatSummary: (room: string) => `${chatRoom(room)}:summary`,
+  // Fleet logs (logs/). Every key carries the `{logs}` hash tag: the append script writes the
+  // fleet stream and its indexes in one step, so they share one Redis Cluster slot.
+  /** Stream: every stored record (ORCH-, CHAT-, NODE-, MODEL-), capped by length and age. */
+  logs: () => `${KEY_PREFIX}{logs}:all`,
+  /** Stream: one node's records, same entry ids as in `logs`; capped. */
+  nodeLogs: (nodeId: string) => `${KEY_PREFIX}{logs}:node:${nodeId}`,
+  /** Stream: one job's records from the orchestrator and every node that ran it; expires with the log age. */
+  jobLogs: (jobId: string) => `${KEY_PREFIX}{logs}:job:${jobId}`,
+  /** String: the last seq stored for a node's shipped records (dedup of resent batches). */
+  nodeLogSeq: (nodeId: string) => `${KEY_PREFIX}{logs}:seq:${nodeId}`,
 } as const;
 
 /** A room's key stem, with its hash tag. Room names are checked ([a-z0-9._-]) before they get here. */

@@ -1,14 +1,18 @@
 import type * as grpc from '@grpc/grpc-js';
 import { createControlClient } from '@conclave/protocol';
 import type {
-  Job__Output, ModelInfo__Output, NodeInfo__Output, SubmitJobRequest, WireTensor,
+  Job__Output, ListJobsRequest, ListJobsResponse__Output, ModelInfo__Output, NodeInfo__Output, SubmitJobRequest, WireTensor,
 } from '@conclave/protocol';
 
 /** A promise-shaped Control client for tests and benchmarks. */
 export interface TestControl {
   addModel(name: string, bytes: Uint8Array, chunkBytes?: number): Promise<ModelInfo__Output>;
   listModels(): Promise<ModelInfo__Output[]>;
+  removeModel(name: string, force?: boolean): Promise<ModelInfo__Output>;
   listNodes(): Promise<NodeInfo__Output[]>;
+  getNode(idOrName: string): Promise<NodeInfo__Output>;
+  /** One ListJobs page. */
+  listJobs(request?: ListJobsRequest): Promise<ListJobsResponse__Output>;
   submit(request: SubmitJobRequest): Promise<Job__Output>;
   infer(model: string, inputs: Record<string, WireTensor>, extra?: Partial<SubmitJobRequest>): Promise<Job__Output>;
   get(id: string): Promise<Job__Output>;
@@ -56,7 +60,10 @@ export function createTestControl(target: ControlTarget, options: { operatorToke
       });
     },
     listModels: async () => (await call<{ models: ModelInfo__Output[] }>((cb) => client.ListModels({}, cb))).models,
+    removeModel: (name, force = false) => call<ModelInfo__Output>((cb) => client.RemoveModel({ name, force }, cb)),
     listNodes: async () => (await call<{ nodes: NodeInfo__Output[] }>((cb) => client.ListNodes({}, cb))).nodes,
+    getNode: (id) => call<NodeInfo__Output>((cb) => client.GetNode({ id }, cb)),
+    listJobs: (request = {}) => call<ListJobsResponse__Output>((cb) => client.ListJobs(request, cb)),
     submit: (request) => call<Job__Output>((cb) => client.SubmitJob(request, cb)),
     infer: (model, inputs, extra = {}) => api.submit({ infer: { model, inputs }, ...extra }),
     get: (id) => call<Job__Output>((cb) => client.GetJob({ id }, cb)),

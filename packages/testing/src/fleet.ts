@@ -106,7 +106,7 @@ export async function spawnOrchestrator(options: {
   env?: NodeJS.ProcessEnv;
   /** Node's own flags (a benchmark's `--cpu-prof`). */
   nodeArgs?: string[];
-}): Promise<ChildHandle & JoinSource & { operatorToken: string }> {
+}): Promise<ChildHandle & JoinSource & { operatorToken: string; httpPort: number | null }> {
   const args = [
     ...orchestratorStartArgv({
       grpcHost: '127.0.0.1', grpcPort: options.grpcPort ?? 0, httpPort: 0, dataDir: options.dataDir, redisUrl: options.redisUrl,
@@ -114,10 +114,11 @@ export async function spawnOrchestrator(options: {
     ...(options.args ?? []),
   ];
   const child = spawnNode(ORCHESTRATOR_MAIN, args, options.env, undefined, options.nodeArgs);
-  const { grpc: address } = await readyOrStopped(child, 'orchestrator');
+  const { grpc: address, httpPort } = await readyOrStopped(child, 'orchestrator');
   const operatorToken = (await readFile(join(options.dataDir, 'operator-token'), 'utf8')).trim();
   return Object.assign(child, {
     address,
+    httpPort,
     operatorToken,
     createJoinString: (ttlMs?: number) => createJoinFromChild(address, operatorToken, ttlMs),
   });

@@ -8,6 +8,7 @@ import {
   type ClosableLogger,
   type LoggerOptions,
 } from '@conclave/common';
+import { AGENT_VERSION } from '../version.js';
 import { nodeAgentConfigSchema } from './start-config.js';
 import { runNodeAgentStart, type NodeAgentStartDeps, type TextOut } from './start-command.js';
 import { addChatCommands } from './chat-command.js';
@@ -34,6 +35,7 @@ export async function runNodeAgentCli(argv: readonly string[], deps: NodeAgentCl
   let exitCode = EXIT_OK;
   const program = new Command('node-agent')
     .description('Conclave node agent: joins an orchestrator and runs its jobs on this board.')
+    .version(AGENT_VERSION, '--version', 'print the version and exit')
     .exitOverride()
     .configureOutput({
       writeOut: (text) => io.stdout.write(text),
@@ -56,6 +58,11 @@ export async function runNodeAgentCli(argv: readonly string[], deps: NodeAgentCl
     .option('--http-host <host>', `bind address of the local HTTP server (default ${START_DEFAULTS.httpHost}; env CONCLAVE_HTTP_HOST)`)
     .option('--http-port <port>', `local /healthz and /metrics; 0 = any free, -1 = off (default ${START_DEFAULTS.httpPort}; env CONCLAVE_HTTP_PORT)`)
     .addOption(new Option('--log-level <level>', `default ${START_DEFAULTS.logLevel}; env CONCLAVE_LOG_LEVEL`).choices(['error', 'warn', 'info', 'debug']))
+    .addOption(
+      new Option('--log-ship-level <level>', `least severe level shipped to the orchestrator's fleet logs (default ${START_DEFAULTS.logShipLevel}; env CONCLAVE_LOG_SHIP_LEVEL)`)
+        .choices(['error', 'warn', 'info', 'debug']),
+    )
+    .option('--log-spool-max-bytes <bytes>', `unshipped log records kept on disk at most; past it the oldest go (default ${START_DEFAULTS.logSpoolMaxBytes}; env CONCLAVE_LOG_SPOOL_MAX_BYTES)`)
     .option('--config <file>', 'YAML file with the same keys in camelCase (env CONCLAVE_CONFIG)')
     .action(async (opts: Record<string, string | boolean | undefined>) => {
       const { config: file, ...flags } = opts;

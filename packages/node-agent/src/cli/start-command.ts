@@ -6,6 +6,7 @@ import {
   ensurePrivateDir,
   whileHoldingDataDir,
   createLogger,
+  LogTap,
   runService,
   type ClosableLogger,
   type DataDirLock,
@@ -22,7 +23,8 @@ export type { TextOut } from '@conclave/common';
 
 /** What the CLI passes `startNodeAgent`: the knobs of its configuration (the type only: no runtime is loaded). */
 export type StartNodeAgentOptions = Pick<
-  NodeAgentOptions, 'orchestrator' | 'join' | 'dataDir' | 'name' | 'slots' | 'httpHost' | 'httpPort' | 'logger' | 'tls' | 'tlsCa'
+  NodeAgentOptions,
+  'orchestrator' | 'join' | 'dataDir' | 'name' | 'slots' | 'httpHost' | 'httpPort' | 'logger' | 'tls' | 'tlsCa' | 'logTap' | 'logSpoolMaxBytes'
 >;
 
 export interface StartedNodeAgent {
@@ -77,15 +79,22 @@ async function createNodeLogger(options: LoggerOptions): Promise<ClosableLogger>
 }
 
 async function runLocked(config: NodeAgentConfig, dataDir: string, deps: NodeAgentStartDeps): Promise<number> {
+  // Made with the logger, so that the lines of the start-up (before the agent knows its node id
+  // and can ship) are kept for shipping too.
+  const tap = new LogTap(config.logShipLevel);
   const loggerOptions: LoggerOptions = {
     prefix: 'NODE',
     level: config.logLevel,
     console: true,
     file: { dir: join(dataDir, 'logs') },
+    tap,
   };
   const logger = deps.createLogger ? deps.createLogger(loggerOptions) : await createNodeLogger(loggerOptions);
   try {
-    const options = toNodeAgentOptions(config, dataDir, logger, config.joinFile !== undefined ? await readJoinFile(config.joinFile) : undefined);
+    const options = {
+      ...toNodeAgentOptions(config, dataDir, logger, config.joinFile !== undefined ? await readJoinFile(config.joinFile) : undefined),
+      logTap: tap,
+    };
     return await runService({
       start: async () => {
         const agent = await deps.startNodeAgent(options);
@@ -146,5 +155,6 @@ export function toNodeAgentOptions(config: NodeAgentConfig, dataDir: string, log
     ...(config.httpHost !== undefined ? { httpHost: config.httpHost } : {}),
     httpPort: config.httpPort,
     logger,
+    logSpoolMaxBytes: config.logSpoolMaxBytes,
   };
 }

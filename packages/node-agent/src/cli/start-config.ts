@@ -1,6 +1,7 @@
 import { z } from '@conclave/common';
 import { isValidAddress } from '@conclave/protocol';
 import { NODE_AGENT_DEFAULTS } from '../node-agent-options.js';
+import { LOG_SPOOL_MIN_BYTES } from '../logs/log-shipper-options.js';
 
 /**
  * `node-agent start`: flags > CONCLAVE_* env > YAML file > these defaults.
@@ -31,6 +32,10 @@ export const nodeAgentConfigSchema = z.object({
   /** Local /healthz and /metrics; 0 = any free port, -1 = off. */
   httpPort: z.number().int().min(-1).max(65_535).default(NODE_AGENT_DEFAULTS.httpPort),
   logLevel: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
+  /** Records at or above this level go to the orchestrator's fleet logs, whatever `logLevel` is. */
+  logShipLevel: z.enum(['error', 'warn', 'info', 'debug']).default(NODE_AGENT_DEFAULTS.logShipLevel),
+  /** Bytes of unshipped records kept in `<dataDir>/log-spool/`; past it the oldest go, counted as a gap. */
+  logSpoolMaxBytes: z.number().int().min(LOG_SPOOL_MIN_BYTES).default(NODE_AGENT_DEFAULTS.logSpoolMaxBytes),
 });
 
 export type NodeAgentConfig = z.output<typeof nodeAgentConfigSchema>;

@@ -1,6 +1,7 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { ChatMessage, ChatRoom } from '@conclave/protocol';
+import { LuaScript } from '../lua-script.js';
 import { redisKeys } from '../redis-keys.js';
 import { CLAIM_SCRIPT, CREATE_ROOM_SCRIPT, MEMBERSHIP_SCRIPT, POST_SCRIPT, RELEASE_SCRIPT } from './chat-scripts.js';
 
@@ -51,30 +52,6 @@ export interface ChatStoreLimits {
   logMaxLen: number;
   /** How long a quiet sender's client_msg_ids are remembered. */
   idempotencySeconds: number;
-}
-
-type ScriptReply = Array<string | number>;
-
-/**
- * One Lua script, run by its SHA1 (EVALSHA). Not ioredis's defineCommand: on an auto-pipelined
- * connection that sends the whole script (EVAL) with every call, and Redis hashes it each time.
- * A Redis that lost its script cache (a restart) answers NOSCRIPT: the script is loaded and the
- * call sent again at once, in the same turn, so calls keep the order they were made in.
- */
-class LuaScript {
-  readonly sha: string;
-
-  constructor(private readonly redis: Redis, private readonly lua: string, private readonly numberOfKeys: number) {
-    this.sha = createHash('sha1').update(lua).digest('hex');
-  }
-
-  run(...args: Array<string | number>): Promise<ScriptReply> {
-    return (this.redis.evalsha(this.sha, this.numberOfKeys, ...args) as Promise<ScriptReply>).catch((err: unknown) => {
-      if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
-      void this.redis.script('LOAD', this.lua).catch(() => undefined);
-      return this.redis.evalsha(this.sha, this.numberOfKeys, ...args) as Promise<ScriptReply>;
-    });
-  }
 }
 
 /**

@@ -108,10 +108,16 @@ class FakeChatCalls implements ControlCalls {
   }
   submitJob = notUsedHere;
   getJob = notUsedHere;
+  listJobs = notUsedHere;
   cancelJob = notUsedHere;
   watchJob = notUsedHere;
   listNodes = notUsedHere;
+  getNode = notUsedHere;
   listModels = notUsedHere;
+  removeModel = notUsedHere;
+  tailLogs = (): never => {
+    throw new Error('not a chat call');
+  };
   addModel = notUsedHere;
   createJoinToken = notUsedHere;
   listJoinTokens = notUsedHere;

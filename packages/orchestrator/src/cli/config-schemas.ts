@@ -1,6 +1,8 @@
 import { ConclaveError, z, DURATION_PATTERN, parseDurationMs } from '@conclave/common';
 import { isValidAddress } from '@conclave/protocol';
 import { DEFAULT_CHAT_LIMITS } from '../chat/chat-limits.js';
+import { DEFAULT_LOG_LIMITS, MAX_HISTORY } from '../logs/log-limits.js';
+import { JOB_STATES } from '../job-store.js';
 import { ORCHESTRATOR_DEFAULTS } from '../orchestrator-options.js';
 import { DEFAULT_CLAIM_TTL_MS } from './chat-command.js';
 
@@ -57,6 +59,10 @@ export const startConfigSchema = z.object({
   chatLogMaxLen: z.number().int().min(100).default(DEFAULT_CHAT_LIMITS.logMaxLen),
   chatContextMessages: z.number().int().min(1).max(1000).default(DEFAULT_CHAT_LIMITS.contextMessages),
   chatContextTokens: z.number().int().min(16).max(262_144).default(DEFAULT_CHAT_LIMITS.contextTokens),
+  // The fleet log store's bounds (docs/operations.md, "Fleet logs"); defaults: DEFAULT_LOG_LIMITS.
+  logMaxRecords: z.number().int().min(1_000).default(DEFAULT_LOG_LIMITS.maxRecords),
+  logMaxAge: durationMs.default(DEFAULT_LOG_LIMITS.maxAgeMs),
+  logNodeRate: z.number().int().min(1).default(DEFAULT_LOG_LIMITS.nodeRatePerSecond),
   approval: z.enum(['auto', 'manual']).default(defaults.approval),
   /** Absent: 127.0.0.1:<port> on loopback, else <hostname>:<port>, found at start. */
   advertiseAddress: z.string().refine(isValidAddress, 'must be HOST:PORT (IPv6 in brackets)').optional(),
@@ -113,6 +119,11 @@ export const chatSendFlagsSchema = z.object({
 });
 
 /** `chat tail` flags: `--from` is the first seq printed. */
+/** `logs`: the history limit (the filters are checked by the query, logs/log-query.ts). */
+export const logsFlagsSchema = z.object({
+  limit: z.coerce.number({ error: `must be a whole number from 1 to ${MAX_HISTORY}` }).int().min(1).max(MAX_HISTORY).optional(),
+});
+
 export const chatTailFlagsSchema = z.object({
   from: positiveSeq.optional(),
   follow: z.boolean().default(false),
@@ -133,6 +144,25 @@ export const chatReleaseFlagsSchema = z.object({
 
 /** `--json` alone (list and get commands). */
 export const readFlagsSchema = z.object({ json: z.boolean().default(false) });
+
+/** Jobs `jobs list` prints when not told, and at most (it pages through ListJobs for them). */
+export const DEFAULT_JOBS_LIST_LIMIT = 50;
+export const MAX_JOBS_LIST_LIMIT = 10_000;
+
+/** `jobs list` flags. */
+export const jobsListFlagsSchema = z.object({
+  state: z.enum(JOB_STATES).optional(),
+  model: z.string().min(1).optional(),
+  node: z.string().min(1).optional(),
+  limit: z.coerce.number({ error: 'must be a whole number' }).int().min(1).max(MAX_JOBS_LIST_LIMIT).default(DEFAULT_JOBS_LIST_LIMIT),
+  json: z.boolean().default(false),
+});
+
+/** `models remove` flags. */
+export const removeModelFlagsSchema = z.object({
+  force: z.boolean().default(false),
+  json: z.boolean().default(false),
+});
 
 export type StartConfigInput = z.input<typeof startConfigSchema>;
 /** The resolved configuration of `orchestrator start`. */

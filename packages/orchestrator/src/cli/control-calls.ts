@@ -15,9 +15,13 @@ import type {
   ControlClient,
   Job__Output,
   JoinToken__Output,
+  ListJobsRequest,
+  ListJobsResponse__Output,
   ListJoinTokensResponse__Output,
   ListModelsResponse__Output,
   ListNodesResponse__Output,
+  LogEntries__Output,
+  LogQuery,
   ModelInfo__Output,
   NodeInfo__Output,
   SubmitJobRequest,
@@ -32,11 +36,17 @@ export interface ControlCalls {
   readonly address: string;
   submitJob(request: SubmitJobRequest): Promise<Job__Output>;
   getJob(id: string): Promise<Job__Output>;
+  /** One page, newest first; `nextPageToken` empty on the last. */
+  listJobs(request: ListJobsRequest): Promise<ListJobsResponse__Output>;
   cancelJob(id: string): Promise<Job__Output>;
   /** Follows the job until a terminal state and resolves with that state; `onUpdate` sees every change. */
   watchJob(id: string, onUpdate?: (job: Job__Output) => void): Promise<Job__Output>;
   listNodes(): Promise<NodeInfo__Output[]>;
+  /** By id or name; ORCH-SCHED-854 for neither, ORCH-SCHED-855 for a name several nodes have. */
+  getNode(idOrName: string): Promise<NodeInfo__Output>;
   listModels(): Promise<ModelInfo__Output[]>;
+  /** ORCH-LOAD-106 while queued or running jobs need it, unless `force`. */
+  removeModel(name: string, force: boolean): Promise<ModelInfo__Output>;
   /** Sends the header, then the chunks in order, honouring back-pressure. */
   addModel(header: AddModelHeader, chunks: AsyncIterable<Uint8Array>): Promise<ModelInfo__Output>;
   /** `ttlSeconds` 0 or absent: the orchestrator's default. The answer alone carries the join string. */
@@ -61,6 +71,11 @@ export interface ControlCalls {
    * `cancel()`, else until the head the orchestrator had when the call started.
    */
   followRoom(request: FollowRoomRequest, onDelivery: (delivery: ChatDelivery__Output) => void): RoomFollow;
+  /**
+   * Streams the fleet log store's records that match `query` to `onEntries`; with `follow` until
+   * `cancel()` (or, following a job, until it ends), else until the history is sent.
+   */
+  tailLogs(query: LogQuery, onEntries: (entries: LogEntries__Output) => void): RoomFollow;
   close(): void;
 }
 
@@ -193,9 +208,12 @@ export function controlCallsFromClient(client: ControlClient, options: ControlCa
     address,
     submitJob: (request) => unary<Job__Output>((o, cb) => client.SubmitJob(request, o, cb)),
     getJob: (id) => unary<Job__Output>((o, cb) => client.GetJob({ id }, o, cb)),
+    listJobs: (request) => unary<ListJobsResponse__Output>((o, cb) => client.ListJobs(request, o, cb)),
     cancelJob: (id) => unary<Job__Output>((o, cb) => client.CancelJob({ id }, o, cb)),
     listNodes: async () => (await unary<ListNodesResponse__Output>((o, cb) => client.ListNodes({}, o, cb))).nodes,
+    getNode: (id) => unary<NodeInfo__Output>((o, cb) => client.GetNode({ id }, o, cb)),
     listModels: async () => (await unary<ListModelsResponse__Output>((o, cb) => client.ListModels({}, o, cb))).models,
+    removeModel: (name, force) => unary<ModelInfo__Output>((o, cb) => client.RemoveModel({ name, force }, o, cb)),
     createJoinToken: (ttlSeconds = 0) => unary<JoinToken__Output>((o, cb) => client.CreateJoinToken({ ttlSeconds }, o, cb)),
     listJoinTokens: async () =>
       (await unary<ListJoinTokensResponse__Output>((o, cb) => client.ListJoinTokens({}, o, cb))).tokens,
@@ -217,27 +235,12 @@ export function controlCallsFromClient(client: ControlClient, options: ControlCa
       const call = client.FollowRoom({
         room: request.room, afterSeq: request.afterSeq, follow: request.follow, ...(request.epoch ? { epoch: request.epoch } : {}),
       });
-      let cancelled = false;
-      const done = new Promise<void>((resolve, reject) => {
-        call.on('data', (delivery: ChatDelivery__Output) => {
-          if (!cancelled) onDelivery(delivery);
-        });
-        call.on('error', (err: unknown) => {
-          if (cancelled) resolve();
-          else reject(fromServiceError(err, address));
-        });
-        // After the last 'data' (grpc-js emits 'status' at once, possibly before buffered data);
-        // an error status came as 'error' first, and the promise is settled by then.
-        call.on('end', () => resolve());
-      });
-      return {
-        done,
-        cancel: () => {
-          if (cancelled) return;
-          cancelled = true;
-          call.cancel();
-        },
-      };
+      return streamCall(call, address, onDelivery);
+    },
+
+    tailLogs(query, onEntries) {
+      // No deadline either: `logs -f` stays until the operator stops it.
+      return streamCall(client.TailLogs(query), address, onEntries);
     },
 
     watchJob(id, onUpdate) {
@@ -308,5 +311,34 @@ export function controlCallsFromClient(client: ControlClient, options: ControlCa
     },
 
     close: () => client.close(),
+  };
+}
+
+/** A server-streaming call as a RoomFollow: every message to `onMessage` until the end, an error, or cancel(). */
+function streamCall<T>(
+  call: NodeJS.EventEmitter & { cancel(): void },
+  address: string,
+  onMessage: (message: T) => void,
+): RoomFollow {
+  let cancelled = false;
+  const done = new Promise<void>((resolve, reject) => {
+    call.on('data', (message: T) => {
+      if (!cancelled) onMessage(message);
+    });
+    call.on('error', (err: unknown) => {
+      if (cancelled) resolve();
+      else reject(fromServiceError(err, address));
+    });
+    // After the last 'data' (grpc-js emits 'status' at once, possibly before buffered data);
+    // an error status came as 'error' first, and the promise is settled by then.
+    call.on('end', () => resolve());
+  });
+  return {
+    done,
+    cancel: () => {
+      if (cancelled) return;
+      cancelled = true;
+      call.cancel();
+    },
   };
 }

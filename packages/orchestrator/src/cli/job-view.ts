@@ -1,6 +1,6 @@
 import { tensorToJson, type JsonTensor } from '@conclave/protocol';
 import type { Job__Output, JobState } from '@conclave/protocol';
-import { formatKeyValues, formatTime, orDash } from './output-format.js';
+import { formatAge, formatKeyValues, formatTable, formatTime, orDash } from './output-format.js';
 
 /** A job state as the CLI prints it: `JOB_STATE_COMPLETED` → `completed`. */
 export type JobStateName = 'unspecified' | 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';
@@ -32,6 +32,10 @@ export interface JobJson {
   createdAtMs: number;
   finishedAtMs: number;
   runMs: number;
+  /** What the job asked of its node (empty strings: any), or null when it said nothing. */
+  requirements: { accelerator: string; capability: string } | null;
+  /** Why a queued job waits when no node in the fleet can run it; empty otherwise. */
+  waiting: string;
 }
 
 export function jobToJson(job: Job__Output): JobJson {
@@ -59,6 +63,8 @@ export function jobToJson(job: Job__Output): JobJson {
     createdAtMs: job.createdAtMs,
     finishedAtMs: job.finishedAtMs,
     runMs: job.runMs,
+    requirements: job.requirements ? { accelerator: job.requirements.accelerator, capability: job.requirements.capability } : null,
+    waiting: job.waiting ?? '',
   };
 }
 
@@ -88,6 +94,9 @@ export function formatJob(job: JobJson): string {
     ['finished', formatTime(job.finishedAtMs)],
   ];
   if (job.runMs > 0) pairs.push(['run time', `${job.runMs.toFixed(1)} ms`]);
+  const needs = formatRequirements(job.requirements);
+  if (needs) pairs.push(['requires', needs]);
+  if (job.waiting) pairs.push(['waiting', job.waiting]);
   if (job.error) pairs.push(['error', `${job.error.code} ${job.error.message}`.trim()]);
   for (const [name, tensor] of Object.entries(job.outputs)) pairs.push([`output ${name}`, formatTensorPreview(tensor)]);
   if (job.generated) {
@@ -98,4 +107,47 @@ export function formatJob(job: JobJson): string {
   // Generated text goes last and unindented: it may span lines.
   if (job.generated) text += `\n${job.generated.text}\n`;
   return text;
+}
+
+/** `accelerator hailo, capability text-generation`; empty when the job asked for nothing. */
+function formatRequirements(requirements: JobJson['requirements']): string {
+  if (!requirements) return '';
+  return [
+    ...(requirements.accelerator ? [`accelerator ${requirements.accelerator}`] : []),
+    ...(requirements.capability ? [`capability ${requirements.capability}`] : []),
+  ].join(', ');
+}
+
+/** What the NOTE column of `jobs list` says: why a queued job waits, or a failed one's code. */
+function noteOf(job: JobJson): string {
+  if (job.waiting) return job.waiting;
+  return job.state === 'failed' || job.state === 'cancelled' ? job.error?.code ?? '' : '';
+}
+
+/** `jobs list`: one line per job, newest first as the orchestrator sends them. */
+export function formatJobTable(jobs: readonly JobJson[], now: number): string {
+  return formatTable(
+    [
+      { header: 'id' },
+      { header: 'state' },
+      { header: 'kind' },
+      { header: 'model' },
+      { header: 'node' },
+      { header: 'attempts', align: 'right' },
+      { header: 'age', align: 'right' },
+      { header: 'run', align: 'right' },
+      { header: 'note' },
+    ],
+    jobs.map((j) => [
+      j.id,
+      j.state,
+      orDash(j.kind),
+      orDash(j.model),
+      orDash(j.node),
+      String(j.attempts),
+      formatAge(j.createdAtMs, now),
+      j.runMs > 0 ? `${j.runMs.toFixed(1)}ms` : '-',
+      orDash(noteOf(j)),
+    ]),
+  );
 }

@@ -3,8 +3,11 @@ import type { Job__Output, SubmitJobRequest } from '@conclave/protocol';
 import type { CliIo } from './cli-io.js';
 import type { ControlCalls } from './control-calls.js';
 import { loadJobInputs, type ReadText } from './job-input.js';
-import { formatJob, jobStateName, jobToJson } from './job-view.js';
+import { formatJob, formatJobTable, jobStateName, jobToJson, type JobJson } from './job-view.js';
 import { formatJson } from './output-format.js';
+
+/** The most jobs one ListJobs page holds (the orchestrator's limit). */
+const LIST_PAGE_MAX = 500;
 
 export type JobKind = 'infer' | 'generate';
 
@@ -108,6 +111,48 @@ export async function getJobCommand(calls: ControlCalls, io: CliIo, id: string, 
 /** `jobs cancel ID`. */
 export async function cancelJobCommand(calls: ControlCalls, io: CliIo, id: string, options: JobIdOptions): Promise<number> {
   writeJob(io, await calls.cancelJob(id), options.json ?? false);
+  return EXIT_OK;
+}
+
+export interface ListJobsOptions {
+  state?: string;
+  model?: string;
+  /** A node id or name. */
+  node?: string;
+  /** Jobs to print at most; pages are fetched until there are this many or no more. */
+  limit: number;
+  json?: boolean;
+  /** Clock for the AGE column; tests pin it. */
+  now?: () => number;
+}
+
+/**
+ * `jobs list`: newest first, as a table or (`--json`) one job a line. A page may hold fewer jobs
+ * than asked for (the orchestrator reads a bounded part of its index per call), so pages are
+ * followed until `limit` jobs are in or the last page came.
+ */
+export async function listJobsCommand(calls: ControlCalls, io: CliIo, options: ListJobsOptions): Promise<number> {
+  const jobs: JobJson[] = [];
+  let pageToken = '';
+  do {
+    const page = await calls.listJobs({
+      ...(options.state ? { state: options.state } : {}),
+      ...(options.model ? { model: options.model } : {}),
+      ...(options.node ? { node: options.node } : {}),
+      limit: Math.min(LIST_PAGE_MAX, options.limit - jobs.length),
+      ...(pageToken ? { pageToken } : {}),
+    });
+    jobs.push(...page.jobs.map(jobToJson));
+    pageToken = page.nextPageToken;
+  } while (pageToken && jobs.length < options.limit);
+  if (options.json) {
+    for (const job of jobs) io.stdout.write(`${JSON.stringify(job)}\n`);
+  } else if (jobs.length === 0) {
+    io.stdout.write(options.state || options.model || options.node ? 'no jobs match\n' : 'no jobs; submit one with `orchestrator jobs submit`\n');
+  } else {
+    io.stdout.write(formatJobTable(jobs, (options.now ?? Date.now)()));
+  }
+  if (pageToken) io.stderr.write(`${jobs.length} jobs shown (--limit ${options.limit}); there may be more\n`);
   return EXIT_OK;
 }
 

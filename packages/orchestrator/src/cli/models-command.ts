@@ -120,3 +120,24 @@ export function formatModel(model: ModelInfo__Output): string {
     ['added', formatTime(Number(model.addedAtMs))],
   ]);
 }
+
+export interface RemoveModelOptions {
+  /** Remove it even while queued or running jobs need it. */
+  force?: boolean;
+  json?: boolean;
+}
+
+/** `models remove NAME`: out of the registry, its file deleted; prints what was removed. */
+export async function removeModelCommand(calls: ControlCalls, io: CliIo, name: string, options: RemoveModelOptions): Promise<number> {
+  const model = await calls.removeModel(name, options.force ?? false);
+  io.stdout.write(
+    options.json
+      ? formatJson(modelToJson(model))
+      : formatKeyValues([
+          ['removed', model.name],
+          ['sha256', model.sha256],
+          ['size', formatBytes(Number(model.size))],
+        ]),
+  );
+  return EXIT_OK;
+}

@@ -2,7 +2,7 @@ import { EXIT_OK } from '@conclave/common';
 import type { NodeInfo__Output } from '@conclave/protocol';
 import type { CliIo } from './cli-io.js';
 import type { ControlCalls } from './control-calls.js';
-import { formatAge, formatJson, formatKeyValues, formatList, formatTable, orDash } from './output-format.js';
+import { formatAge, formatBytes, formatJson, formatKeyValues, formatList, formatTable, formatTime, orDash } from './output-format.js';
 
 export interface ListNodesOptions {
   json?: boolean;
@@ -27,6 +27,8 @@ export function nodeToJson(node: NodeInfo__Output): NodeJson {
     memoryBytes: Number(node.memoryBytes),
     memoryUsedBytes: Number(node.memoryUsedBytes),
     clockOffsetMs: Number(node.clockOffsetMs),
+    logSpoolBytes: Number(node.logSpoolBytes),
+    logDroppedTotal: Number(node.logDroppedTotal),
   };
 }
 
@@ -107,4 +109,44 @@ function writeNode(io: CliIo, node: NodeInfo__Output, options: NodeActionOptions
               ] as Array<[string, string]>)),
         ]),
   );
+}
+
+export interface GetNodeOptions {
+  json?: boolean;
+  /** Clock for "last seen"; tests pin it. */
+  now?: () => number;
+}
+
+/** `nodes get ID|NAME`: every NodeInfo field; `--json` as `nodes list --json` has one node. */
+export async function getNodeCommand(calls: ControlCalls, io: CliIo, idOrName: string, options: GetNodeOptions): Promise<number> {
+  const node = await calls.getNode(idOrName);
+  io.stdout.write(options.json ? formatJson(nodeToJson(node)) : formatNode(node, (options.now ?? Date.now)()));
+  return EXIT_OK;
+}
+
+export function formatNode(node: NodeInfo__Output, now: number): string {
+  const memory = Number(node.memoryBytes);
+  const used = Number(node.memoryUsedBytes);
+  const lastSeen = Number(node.lastSeenMs);
+  return formatKeyValues([
+    ['id', node.id],
+    ['name', orDash(node.name)],
+    ['status', orDash(node.status)],
+    ['fingerprint', orDash(node.fingerprint)],
+    ['state', stateOf(node)],
+    ['address', orDash(node.address)],
+    ['slots', `${node.running}/${node.slots} running`],
+    ['backends', formatList(node.backends)],
+    ['backend active', orDash(node.backendActive)],
+    ['features', formatList(node.features)],
+    ['cpu cores', node.cpuCores > 0 ? String(node.cpuCores) : '-'],
+    ['memory', memory > 0 ? `${used > 0 ? `${formatBytes(used)} used of ` : ''}${formatBytes(memory)}` : '-'],
+    ['loaded models', formatList(node.loadedModels)],
+    ['models on disk', formatList(node.models)],
+    ['connected', formatTime(Number(node.connectedAtMs))],
+    ['last seen', lastSeen > 0 ? `${formatTime(lastSeen)} (${formatAge(lastSeen, now)} ago)` : '-'],
+    ['clock offset', `${Number(node.clockOffsetMs)} ms`],
+    ['log spool', formatBytes(Number(node.logSpoolBytes))],
+    ['logs dropped', String(Number(node.logDroppedTotal))],
+  ]);
 }

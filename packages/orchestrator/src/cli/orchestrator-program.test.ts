@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,6 +7,8 @@ import {
   tensorFromJson,
   type Job__Output,
   type JoinToken__Output,
+  type ListJobsRequest,
+  type ListJobsResponse__Output,
   type ModelInfo__Output,
   type NodeInfo__Output,
   type SubmitJobRequest,
@@ -31,6 +33,8 @@ function job(overrides: Partial<Job__Output> = {}): Job__Output {
     generated: null,
     kind: 'infer',
     runMs: 0,
+    waiting: '',
+    requirements: null,
     ...overrides,
   };
 }
@@ -56,6 +60,8 @@ const NODE: NodeInfo__Output = {
   draining: false,
   memoryUsedBytes: 2 * 1024 ** 3,
   clockOffsetMs: 3,
+  logSpoolBytes: 0,
+  logDroppedTotal: 0,
 };
 
 const JOIN = 'conclave-join:v1:orchestrator.local:7400:' + 'A'.repeat(43) + ':SHA256:JPbtasv-EAnAMNfKVnwzykgwkRSYI2tVYabIKr7F3ig';
@@ -88,6 +94,9 @@ class FakeCalls implements ControlCalls {
   readonly submitted: SubmitJobRequest[] = [];
   readonly uploads: Array<{ header: unknown; chunkSizes: number[] }> = [];
   readonly admin: Array<[string, unknown]> = [];
+  readonly listRequests: ListJobsRequest[] = [];
+  /** What ListJobs answers, one page a call; every page but the last has a next_page_token. */
+  jobPages: Job__Output[][] = [[]];
   closed = false;
   failWith: Error | undefined;
 
@@ -107,6 +116,22 @@ class FakeCalls implements ControlCalls {
   }
   async cancelJob(id: string): Promise<Job__Output> {
     return job({ id, state: 'JOB_STATE_CANCELLED' });
+  }
+  async listJobs(request: ListJobsRequest): Promise<ListJobsResponse__Output> {
+    this.check();
+    const page = Number(request.pageToken || '0');
+    this.listRequests.push(request);
+    return { jobs: this.jobPages[page] ?? [], nextPageToken: page + 1 < this.jobPages.length ? String(page + 1) : '' };
+  }
+  async getNode(id: string): Promise<NodeInfo__Output> {
+    this.check();
+    this.admin.push(['getNode', id]);
+    return { ...NODE, logSpoolBytes: 3 * 1024 * 1024, logDroppedTotal: 12 };
+  }
+  async removeModel(name: string, force: boolean): Promise<ModelInfo__Output> {
+    this.check();
+    this.admin.push(['removeModel', { name, force }]);
+    return { ...MODEL, name };
   }
   async watchJob(id: string, onUpdate?: (job: Job__Output) => void): Promise<Job__Output> {
     onUpdate?.(job({ id, state: 'JOB_STATE_RUNNING', node: 'n-3f9a' }));
@@ -175,7 +200,10 @@ class FakeCalls implements ControlCalls {
     this.admin.push(['undrainNode', id]);
     return { ...NODE, id, draining: false };
   }
-  // The chat commands have their own fake (chat-command.test.ts).
+  // The logs command and the chat commands have their own tests.
+  tailLogs = (): never => {
+    throw new Error('not used in these tests');
+  };
   createRoom = notUsedHere;
   listRooms = notUsedHere;
   postMessage = notUsedHere;
@@ -207,7 +235,11 @@ interface Run {
 
 async function run(
   argv: string[],
-  options: { env?: Record<string, string>; deps?: Partial<OrchestratorCliDeps>; failWith?: Error; cwd?: string } = {},
+  options: {
+    env?: Record<string, string>; deps?: Partial<OrchestratorCliDeps>; failWith?: Error; cwd?: string;
+    /** Scripts each fake before the command uses it. */
+    setup?: (fake: FakeCalls) => void;
+  } = {},
 ): Promise<Run> {
   const stdout = new StringOut();
   const stderr = new StringOut();
@@ -219,6 +251,7 @@ async function run(
     connect: (address, connectOptions) => {
       const fake = new FakeCalls(address, connectOptions);
       if (options.failWith) fake.failWith = options.failWith;
+      options.setup?.(fake);
       calls.push(fake);
       return fake;
     },
@@ -390,6 +423,116 @@ describe('orchestrator CLI: client commands', () => {
     const bad = await run(['nodes', 'list', '--address', 'no-port']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/^ORCH-STATE-703 /);
+  });
+});
+
+describe('orchestrator CLI: jobs list, nodes get, models remove, --version', () => {
+  const queuedJob = job({
+    id: 'job-q', createdAtMs: Date.now() - 5_000, requirements: { accelerator: 'hailo', capability: '' }, waiting: 'no node offers accelerator "hailo"',
+  });
+  const failedJob = job({
+    id: 'job-f', state: 'JOB_STATE_FAILED', node: 'n-3f9a', attempts: 5, runMs: 12.34, createdAtMs: Date.now() - 60_000,
+    error: { code: 'ORCH-JOB-804', message: 'job failed after its last attempt', status: 'UNAVAILABLE', retryable: false },
+  });
+
+  it('jobs list prints a table, newest first as sent, with why a queued job waits and a failed one\'s code', async () => {
+    const r = await run(['jobs', 'list'], { setup: (fake) => (fake.jobPages = [[queuedJob, failedJob]]) });
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trimEnd().split('\n');
+    expect(lines[0]).toMatch(/^ID\s+STATE\s+KIND\s+MODEL\s+NODE\s+ATTEMPTS\s+AGE\s+RUN\s+NOTE$/);
+    expect(lines[1]).toMatch(/^job-q\s+queued\s+infer\s+add\s+-\s+0\s+5s\s+-\s+no node offers accelerator "hailo"$/);
+    expect(lines[2]).toMatch(/^job-f\s+failed\s+infer\s+add\s+n-3f9a\s+5\s+1m\s+12\.3ms\s+ORCH-JOB-804$/);
+    expect(lines).toHaveLength(3);
+    expect(r.calls[0]?.listRequests).toEqual([{ limit: 50 }]);
+    expect(r.stderr).toBe('');
+  });
+
+  it('jobs list --json prints one job a line, with its requirements and waiting', async () => {
+    const r = await run(['jobs', 'list', '--json'], { setup: (fake) => (fake.jobPages = [[queuedJob, failedJob]]) });
+    const lines = r.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines).toEqual([
+      expect.objectContaining({ id: 'job-q', state: 'queued', requirements: { accelerator: 'hailo', capability: '' }, waiting: 'no node offers accelerator "hailo"' }),
+      expect.objectContaining({ id: 'job-f', state: 'failed', requirements: null, waiting: '', error: expect.objectContaining({ code: 'ORCH-JOB-804' }) as unknown }),
+    ]);
+  });
+
+  it('jobs list sends the filters and follows next_page_token until --limit jobs are in', async () => {
+    const pages = [[job({ id: 'a' }), job({ id: 'b' })], [], [job({ id: 'c' }), job({ id: 'd' })], [job({ id: 'e' })]];
+    const r = await run(['jobs', 'list', '--state', 'queued', '--model', 'add', '--node', 'pi-01', '--limit', '3', '--json'], {
+      setup: (fake) => (fake.jobPages = pages),
+    });
+    expect(r.code).toBe(0);
+    expect(r.stdout.trimEnd().split('\n').map((l) => (JSON.parse(l) as { id: string }).id)).toEqual(['a', 'b', 'c', 'd']);
+    // A short (even empty) page with a token goes on; each asks only for what is still missing.
+    expect(r.calls[0]?.listRequests).toEqual([
+      { state: 'queued', model: 'add', node: 'pi-01', limit: 3 },
+      { state: 'queued', model: 'add', node: 'pi-01', limit: 1, pageToken: '1' },
+      { state: 'queued', model: 'add', node: 'pi-01', limit: 1, pageToken: '2' },
+    ]);
+    expect(r.stderr).toBe('4 jobs shown (--limit 3); there may be more\n');
+  });
+
+  it('jobs list says so when nothing matches', async () => {
+    expect((await run(['jobs', 'list', '--state', 'running'])).stdout).toBe('no jobs match\n');
+    expect((await run(['jobs', 'list'])).stdout).toMatch(/^no jobs; submit one with/);
+  });
+
+  it('refuses a malformed --state or --limit with ORCH-REQ-253, exit 2, before anything is sent', async () => {
+    for (const argv of [['--state', 'done'], ['--limit', '0'], ['--limit', 'ten'], ['--limit', '10001'], ['--limit', '2.5']]) {
+      const r = await run(['jobs', 'list', ...argv]);
+      expect(r.code, argv.join(' ')).toBe(2);
+      expect(r.stderr).toMatch(new RegExp(`^ORCH-REQ-253 invalid command-line arguments: ${argv[0]}: `));
+      expect(r.calls).toEqual([]);
+    }
+  });
+
+  it('an unknown --node is the orchestrator\'s NOT_FOUND, printed with its code, exit 1', async () => {
+    const { ControlCallError } = await import('./control-calls.js');
+    const r = await run(['jobs', 'list', '--node', 'nope'], { failWith: new ControlCallError('NOT_FOUND', 'ORCH-SCHED-854', 'no node with this id or name: "nope"') });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe('ORCH-SCHED-854 no node with this id or name: "nope"\n');
+  });
+
+  it('jobs get shows what the job requires and why it waits', async () => {
+    const r = await run(['jobs', 'get', 'job-q'], {
+      setup: (fake) => {
+        fake.getJob = async () => queuedJob;
+      },
+    });
+    expect(r.stdout).toMatch(/^requires:\s+accelerator hailo$/m);
+    expect(r.stdout).toMatch(/^waiting:\s+no node offers accelerator "hailo"$/m);
+  });
+
+  it('nodes get prints every field, the log spool included; --json the NodeInfo', async () => {
+    const r = await run(['nodes', 'get', 'pi-01']);
+    expect(r.code).toBe(0);
+    expect(r.calls[0]?.admin).toEqual([['getNode', 'pi-01']]);
+    for (const line of [
+      /^id:\s+n-3f9a$/m, /^name:\s+pi-01$/m, /^status:\s+accepted$/m, /^fingerprint:\s+SHA256:JPbt/m, /^state:\s+connected$/m,
+      /^address:\s+10\.0\.0\.5$/m, /^slots:\s+1\/4 running$/m, /^backends:\s+cpu$/m, /^backend active:\s+cpu$/m, /^features:\s+-$/m,
+      /^cpu cores:\s+4$/m, /^memory:\s+2\.0 GiB used of 8\.0 GiB$/m, /^loaded models:\s+add$/m, /^models on disk:\s+add$/m,
+      /^clock offset:\s+3 ms$/m, /^log spool:\s+3\.0 MiB$/m, /^logs dropped:\s+12$/m,
+    ]) expect(r.stdout).toMatch(line);
+    const json = JSON.parse((await run(['nodes', 'get', 'n-3f9a', '--json'])).stdout) as Record<string, unknown>;
+    expect(json).toMatchObject({ id: 'n-3f9a', logSpoolBytes: 3 * 1024 * 1024, logDroppedTotal: 12, memoryBytes: 8 * 1024 ** 3 });
+  });
+
+  it('models remove sends --force only when given, and prints what was removed', async () => {
+    const plain = await run(['models', 'remove', 'add']);
+    expect(plain.code).toBe(0);
+    expect(plain.calls[0]?.admin).toEqual([['removeModel', { name: 'add', force: false }]]);
+    expect(plain.stdout).toMatch(/^removed:\s+add$/m);
+    const forced = await run(['models', 'remove', 'add', '--force', '--json']);
+    expect(forced.calls[0]?.admin).toEqual([['removeModel', { name: 'add', force: true }]]);
+    expect(JSON.parse(forced.stdout)).toMatchObject({ name: 'add', sha256: MODEL.sha256 });
+  });
+
+  it('--version prints the version in package.json and exits 0', async () => {
+    const { version } = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+    const r = await run(['--version']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(`${version}\n`);
+    expect(r.calls).toEqual([]);
   });
 });
 
@@ -687,8 +830,10 @@ describe('orchestrator CLI: start with enrollment and TLS settings', () => {
   it("the defaults of start are startOrchestrator's own", async () => {
     const started = (await run(['start'])).started[0];
     if (!started) throw new Error('start did not start');
-    const { dataDir, logger } = started;
-    expect(resolveOrchestratorOptions(started)).toEqual(resolveOrchestratorOptions({ dataDir, logger }));
+    const { dataDir, logger, logTap } = started;
+    // The tap is the CLI's own (the store reads the orchestrator's records there), not a default.
+    expect(logTap?.level).toBe('info');
+    expect(resolveOrchestratorOptions(started)).toEqual(resolveOrchestratorOptions({ dataDir, logger, ...(logTap ? { logTap } : {}) }));
   });
 
   it('reads CONCLAVE_APPROVAL, CONCLAVE_TOKEN_TTL and CONCLAVE_OPERATOR_TOKEN from the environment', async () => {

@@ -14,8 +14,11 @@ import {
   chatReleaseFlagsSchema,
   chatSendFlagsSchema,
   chatTailFlagsSchema,
+  logsFlagsSchema,
   clientConfigSchema,
   dropUndefined,
+  jobsListFlagsSchema,
+  removeModelFlagsSchema,
   parseFlags,
   readFlagsSchema,
   startConfigSchema,
@@ -24,11 +27,13 @@ import {
 } from './config-schemas.js';
 import type { ControlCalls } from './control-calls.js';
 import type { ReadText } from './job-input.js';
-import { cancelJobCommand, getJobCommand, submitJobCommand } from './jobs-command.js';
+import { logsCommand } from './logs-command.js';
+import { cancelJobCommand, getJobCommand, listJobsCommand, submitJobCommand } from './jobs-command.js';
 import { resolveKeyDataDir, rotateKeyCommand, showKeyCommand } from './key-command.js';
-import { addModelCommand, listModelsCommand } from './models-command.js';
+import { ORCHESTRATOR_VERSION } from '../version.js';
+import { addModelCommand, listModelsCommand, removeModelCommand } from './models-command.js';
 import {
-  approveNodeCommand, drainNodeCommand, listNodesCommand, revokeNodeCommand, undrainNodeCommand,
+  approveNodeCommand, drainNodeCommand, getNodeCommand, listNodesCommand, revokeNodeCommand, undrainNodeCommand,
 } from './nodes-command.js';
 import { runOrchestratorStart, type StartDeps } from './start-command.js';
 import { createTokenCommand, listTokensCommand, revokeTokenCommand } from './token-command.js';
@@ -103,6 +108,7 @@ export function buildOrchestratorProgram(deps: OrchestratorCliDeps, setExitCode:
   const { io, env } = deps;
   const program = new Command('orchestrator')
     .description('Conclave orchestrator: run the server, or drive it through the Control API.')
+    .version(ORCHESTRATOR_VERSION, '--version', 'print the version and exit')
     .exitOverride()
     .configureOutput({
       writeOut: (text) => io.stdout.write(text),
@@ -132,6 +138,9 @@ export function buildOrchestratorProgram(deps: OrchestratorCliDeps, setExitCode:
     .option('--chat-log-max-len <n>', `entries each chat room's log keeps (default ${START_DEFAULTS.chatLogMaxLen}; env CONCLAVE_CHAT_LOG_MAX_LEN)`)
     .option('--chat-context-messages <n>', `messages in a room's context window (default ${START_DEFAULTS.chatContextMessages}; env CONCLAVE_CHAT_CONTEXT_MESSAGES)`)
     .option('--chat-context-tokens <n>', `estimated tokens in a room's context window (default ${START_DEFAULTS.chatContextTokens}; env CONCLAVE_CHAT_CONTEXT_TOKENS)`)
+    .option('--log-max-records <n>', `records the fleet log store keeps (default ${START_DEFAULTS.logMaxRecords}; env CONCLAVE_LOG_MAX_RECORDS)`)
+    .option('--log-max-age <duration>', `age past which stored log records are trimmed, e.g. 12h, 7d (default ${formatDurationMs(START_DEFAULTS.logMaxAge)}; env CONCLAVE_LOG_MAX_AGE)`)
+    .option('--log-node-rate <n>', `log records a second stored from one node; the rest show as a gap (default ${START_DEFAULTS.logNodeRate}; env CONCLAVE_LOG_NODE_RATE)`)
     .option('--insecure-control', 'without TLS, let Control API callers in from the network, not only loopback (env CONCLAVE_INSECURE_CONTROL)')
     .option('--token-ttl <duration>', `lifetime of a join token created without --ttl, e.g. 30m, 1h, 7d (default ${formatDurationMs(START_DEFAULTS.tokenTtl)}; env CONCLAVE_TOKEN_TTL)`)
     .option('--config <file>', 'YAML file with the same keys in camelCase (env CONCLAVE_CONFIG)')
@@ -208,12 +217,26 @@ export function buildOrchestratorProgram(deps: OrchestratorCliDeps, setExitCode:
     const { json } = parseFlags(readFlagsSchema, { json: opts.json });
     await withCalls(opts, (calls) => listModelsCommand(calls, io, { json }));
   });
+  clientCommand(models, 'remove', 'Remove a model from the registry and delete its file; refused while queued or running jobs need it.')
+    .argument('<name>', 'model name')
+    .option('--force', 'remove it even while jobs need it (they fail on nodes without the file)')
+    .action(async (name: string, opts: ClientFlags & { force?: boolean; json?: boolean }) => {
+      const flags = parseFlags(removeModelFlagsSchema, { force: opts.force, json: opts.json });
+      await withCalls(opts, (calls) => removeModelCommand(calls, io, name, flags));
+    });
 
   const nodes = program.command('nodes').description('Nodes of the fleet.');
   clientCommand(nodes, 'list', 'List the nodes and their state.').action(async (opts: ClientFlags & { json?: boolean }) => {
     const { json } = parseFlags(readFlagsSchema, { json: opts.json });
     await withCalls(opts, (calls) => listNodesCommand(calls, io, { json }));
   });
+
+  clientCommand(nodes, 'get', 'Show one node, every field the orchestrator has.')
+    .argument('<id|name>', 'node id, or its name when no other node has it')
+    .action(async (idOrName: string, opts: ClientFlags & { json?: boolean }) => {
+      const { json } = parseFlags(readFlagsSchema, { json: opts.json });
+      await withCalls(opts, (calls) => getNodeCommand(calls, io, idOrName, { json }));
+    });
 
   clientCommand(nodes, 'approve', 'Accept a node that is pending approval (orchestrator started with --approval manual).')
     .argument('<id>', 'node id')
@@ -317,6 +340,15 @@ export function buildOrchestratorProgram(deps: OrchestratorCliDeps, setExitCode:
       const { json } = parseFlags(readFlagsSchema, { json: opts.json });
       await withCalls(opts, (calls) => getJobCommand(calls, io, id, { json }));
     });
+  clientCommand(jobs, 'list', 'List jobs, newest first; queued ones no node can run say why.')
+    .option('--state <state>', 'queued, running, completed, failed or cancelled')
+    .option('--model <name>', "one model's jobs")
+    .option('--node <id|name>', 'jobs that ran (or run) on this node')
+    .option('--limit <n>', 'jobs to show at most (default 50)')
+    .action(async (opts: ClientFlags & { state?: string; model?: string; node?: string; limit?: string; json?: boolean }) => {
+      const flags = parseFlags(jobsListFlagsSchema, { state: opts.state, model: opts.model, node: opts.node, limit: opts.limit, json: opts.json });
+      await withCalls(opts, (calls) => listJobsCommand(calls, io, flags));
+    });
   clientCommand(jobs, 'cancel', 'Cancel a queued or running job.')
     .argument('<id>', 'job id')
     .action(async (id: string, opts: ClientFlags & { json?: boolean }) => {
@@ -354,6 +386,32 @@ export function buildOrchestratorProgram(deps: OrchestratorCliDeps, setExitCode:
           room, fromSeq: flags.from, follow: flags.follow, json: flags.json,
           // Signals are taken only while following: a plain tail leaves them alone.
           ...(flags.follow ? { interrupted: deps.interruptSignal() } : {}),
+        }),
+      );
+    });
+  clientCommand(program, 'logs', "The fleet's log records (ORCH-, NODE-, CHAT-, MODEL-), oldest first; -f keeps following until Ctrl-C.")
+    .option('-f, --follow', 'keep printing new records until SIGINT or SIGTERM (with --job: until the job has ended)')
+    .option('--prefix <prefix...>', 'only these prefixes: ORCH- NODE- CHAT- MODEL- (several allowed)')
+    .option('--node <id|name>', "one node's records")
+    .option('--section <section>', 'one section: LOAD, NET, JOB, … (docs/errors.md lists them)')
+    .option('--level <level>', 'this level and more severe: error, warn, info, debug')
+    .option('--job <id>', "one job's records, from the orchestrator and every node that ran it")
+    .option('--since <when>', 'from a time back (10m, 2h, 1d) or an ISO time (2026-12-01T10:00:00Z)')
+    .option('--limit <n>', 'records of history: the newest N (default 200; 20 before following)')
+    .action(async (opts: ClientFlags & {
+      follow?: boolean; prefix?: string[]; node?: string; section?: string; level?: string; job?: string; since?: string; limit?: string; json?: boolean;
+    }) => {
+      const { limit } = parseFlags(logsFlagsSchema, { limit: opts.limit });
+      await withCalls(opts, (calls) =>
+        logsCommand(calls, io, {
+          follow: opts.follow ?? false, prefixes: opts.prefix ?? [], json: opts.json ?? false,
+          ...(opts.node !== undefined ? { node: opts.node } : {}),
+          ...(opts.section !== undefined ? { section: opts.section } : {}),
+          ...(opts.level !== undefined ? { level: opts.level } : {}),
+          ...(opts.job !== undefined ? { job: opts.job } : {}),
+          ...(opts.since !== undefined ? { since: opts.since } : {}),
+          ...(limit !== undefined ? { limit } : {}),
+          ...(opts.follow ? { interrupted: deps.interruptSignal() } : {}),
         }),
       );
     });

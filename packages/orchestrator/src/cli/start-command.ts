@@ -2,6 +2,7 @@ import { join, resolve } from 'node:path';
 import {
   acquireDataDirLock,
   whileHoldingDataDir,
+  LogTap,
   createLogger,
   runService,
   type ClosableLogger,
@@ -53,14 +54,17 @@ export async function runOrchestratorStart(config: StartConfig, deps: StartDeps)
 }
 
 async function runLocked(config: StartConfig, dataDir: string, deps: StartDeps): Promise<number> {
+  // The fleet log store reads the orchestrator's own records at the console's level.
+  const logTap = new LogTap(config.logLevel);
   const logger = (deps.createLogger ?? createLogger)({
     prefix: 'ORCH',
     level: config.logLevel,
     console: true,
     file: { dir: join(dataDir, 'logs') },
+    tap: logTap,
   });
   try {
-    const options = toOrchestratorOptions(config, dataDir, logger);
+    const options = { ...toOrchestratorOptions(config, dataDir, logger), logTap };
     return await runService({
       start: async () => {
         const handle = await deps.startOrchestrator(options);
@@ -105,6 +109,7 @@ export function toOrchestratorOptions(config: StartConfig, dataDir: string, logg
       maxMessageBytes: config.chatMaxMessageBytes, logMaxLen: config.chatLogMaxLen,
       contextMessages: config.chatContextMessages, contextTokens: config.chatContextTokens,
     },
+    logs: { maxRecords: config.logMaxRecords, maxAgeMs: config.logMaxAge, nodeRatePerSecond: config.logNodeRate },
     approval: config.approval,
     ...(advertiseAddress !== undefined ? { advertiseAddress } : {}),
     ...(tlsCert !== undefined && tlsKey !== undefined ? { tls: { certPath: resolve(tlsCert), keyPath: resolve(tlsKey) } } : {}),

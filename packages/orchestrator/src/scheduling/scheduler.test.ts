@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { pickNode } from './scheduler.js';
-import type { NodeSnapshot } from './scheduler.js';
+import { pickNode, unmetNeed } from './scheduler.js';
+import type { NodeOffer, NodeSnapshot } from './scheduler.js';
 
 function node(id: string, extra: Partial<NodeSnapshot> = {}): NodeSnapshot {
   return {
@@ -49,5 +49,30 @@ describe('pickNode', () => {
   it('balances by load ratio', () => {
     const nodes = [node('a', { slots: 4, running: 2 }), node('b', { slots: 2, running: 0 })];
     expect(pickNode(nodes, {})?.id).toBe('b');
+  });
+});
+
+describe('unmetNeed', () => {
+  const offer = (backends: string[], features: string[] = []): NodeOffer => ({ backends, features });
+
+  it('names the accelerator or the capability no node offers', () => {
+    const fleet = [offer(['cpu']), offer([], ['text-generation'])];
+    expect(unmetNeed(fleet, { accelerator: 'hailo' })).toBe('no node offers accelerator "hailo"');
+    expect(unmetNeed([offer(['cpu'])], { capability: 'text-generation' })).toBe('no node offers capability "text-generation"');
+    expect(unmetNeed([], { accelerator: 'cpu', capability: 'text-generation' })).toBe('no node offers accelerator "cpu"');
+  });
+
+  it('asks for one node that offers both', () => {
+    const fleet = [offer(['hailo']), offer(['cpu'], ['text-generation'])];
+    expect(unmetNeed(fleet, { accelerator: 'hailo', capability: 'text-generation' }))
+      .toBe('no node offers both accelerator "hailo" and capability "text-generation"');
+    expect(unmetNeed([...fleet, offer(['cpu', 'hailo'], ['text-generation'])], { accelerator: 'hailo', capability: 'text-generation' }))
+      .toBeUndefined();
+  });
+
+  it('has nothing to say when a node offers it, or the job needs nothing', () => {
+    expect(unmetNeed([offer(['cpu'])], { accelerator: 'cpu' })).toBeUndefined();
+    expect(unmetNeed([offer([], ['text-generation'])], { capability: 'text-generation' })).toBeUndefined();
+    expect(unmetNeed([], {})).toBeUndefined();
   });
 });

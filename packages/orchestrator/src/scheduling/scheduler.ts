@@ -54,6 +54,35 @@ export function canRun(node: NodeSnapshot, needs: JobNeeds): boolean {
   return true;
 }
 
+/** What a node offers, whether it is connected now or known from an earlier session. */
+export interface NodeOffer {
+  backends: readonly string[];
+  features: readonly string[];
+}
+
+/**
+ * Why no node of `nodes` could ever run a job, however long it waited: the accelerator or the
+ * capability it needs is offered by none of them (or by none together), as Job.waiting says it.
+ * Undefined when some node offers everything: the job then waits only for that node to be
+ * connected, undrained and free.
+ */
+export function unmetNeed(nodes: Iterable<NodeOffer>, needs: Pick<JobNeeds, 'accelerator' | 'capability'>): string | undefined {
+  const { accelerator, capability } = needs;
+  if (!accelerator && !capability) return undefined;
+  let hasAccelerator = !accelerator;
+  let hasCapability = !capability;
+  for (const node of nodes) {
+    const offersAccelerator = !accelerator || node.backends.includes(accelerator);
+    const offersCapability = !capability || node.features.includes(capability);
+    if (offersAccelerator && offersCapability) return undefined;
+    hasAccelerator ||= offersAccelerator;
+    hasCapability ||= offersCapability;
+  }
+  if (!hasAccelerator) return `no node offers accelerator "${accelerator}"`;
+  if (!hasCapability) return `no node offers capability "${capability}"`;
+  return `no node offers both accelerator "${accelerator}" and capability "${capability}"`;
+}
+
 function rank(node: NodeSnapshot, needs: JobNeeds): number[] {
   const sha = needs.modelSha256;
   const locality = !sha ? 0 : node.loadedModels.has(sha) ? 0 : node.storedModels.has(sha) ? 1 : 2;

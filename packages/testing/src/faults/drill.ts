@@ -192,7 +192,7 @@ export class Drill {
     return this.loopbackAddress(this.orchestrator.address);
   }
 
-  /** `count` node-agent children on this host, at debug level (their `job done` lines count runs). */
+  /** `count` node-agent children on this host, at debug level (their `job completed` lines count runs). */
   async addNodes(count: number, slots = 2): Promise<NodeChild[]> {
     const first = this.nodes.length;
     const source: JoinSource = { address: this.address, createJoinString: (ttlMs) => this.orchestrator.createJoinString(ttlMs) };
@@ -337,14 +337,14 @@ export class Drill {
 
 /** What one job's executions looked like from the nodes' logs. */
 export interface RunCounts {
-  /** Job id → the number of times a node logged it done. */
+  /** Job id → the number of times a node logged it completed. */
   done: Map<string, number>;
 }
 
-const JOB_DONE = /job done/;
+const JOB_DONE = /job completed/;
 const JOB_ID = /\bjobId=("?)([^\s"]+)\1/;
 
-/** Counts `job done` lines per job id over every node's output (a killed node's lines included). */
+/** Counts `job completed` lines per job id over every node's output (a killed node's lines included). */
 export function countRuns(nodes: readonly NodeChild[]): Map<string, number> {
   const done = new Map<string, number>();
   for (const node of nodes) {
@@ -500,7 +500,7 @@ export interface DrillSummary {
   retried: number;
   /** Jobs that nodes logged done more than once. */
   ranTwice: number;
-  /** `job done` lines over all nodes (≥ jobs when every run was logged). */
+  /** `job completed` lines over all nodes (≥ jobs when every run was logged). */
   runsLogged: number;
 }
 

@@ -3,6 +3,7 @@ import type { CatalogEntry, ErrorEntry } from '../error-entry.js';
 import { AUTH_ERRORS } from './auth.js';
 import { CHAT_ERRORS } from './chat.js';
 import { COMMON_ERRORS } from './common.js';
+import { LOG_ERRORS } from './logs.js';
 import { MODEL_ERRORS } from './model.js';
 import { NODE_INFERENCE_ERRORS } from './node-inference.js';
 import { NODE_ERRORS } from './node.js';
@@ -16,7 +17,8 @@ export type ErrorCode =
   | keyof typeof NODE_INFERENCE_ERRORS
   | keyof typeof MODEL_ERRORS
   | keyof typeof AUTH_ERRORS
-  | keyof typeof CHAT_ERRORS;
+  | keyof typeof CHAT_ERRORS
+  | keyof typeof LOG_ERRORS;
 
 /** The numbers each section may use, inclusive; SCHED shares the 8xx block with JOB. */
 export const SECTION_RANGES: Readonly<Record<Section, readonly [number, number]>> = {
@@ -82,6 +84,7 @@ const BY_CODE = buildCatalog([
   MODEL_ERRORS,
   AUTH_ERRORS,
   CHAT_ERRORS,
+  LOG_ERRORS,
 ]);
 
 /** All entries, sorted by code. */

@@ -79,6 +79,25 @@ export const NODE_ERRORS = defineErrors({
     status: 'INTERNAL',
     retryable: false,
   },
+  'NODE-STATE-720': {
+    message: 'log spool full: the oldest unshipped log records were dropped',
+    recovery:
+      'The node keeps its newest records within logSpoolMaxBytes (--log-spool-max-bytes, default 64 MiB) and ' +
+      'the orchestrator shows a gap record with the count; the rotated files in <data-dir>/logs still have every ' +
+      'record. The link was down long, or the node logs faster than it ships: check the link, raise the bound, ' +
+      'or raise --log-ship-level.',
+    status: 'RESOURCE_EXHAUSTED',
+    retryable: true,
+  },
+  'NODE-STATE-721': {
+    message: 'log spool could not be written',
+    recovery:
+      'Records wait in memory (up to 4 MiB; more are counted and shown as a gap) and the write is tried again ' +
+      'every second; the rotated files in <data-dir>/logs still have every record. Free space in (or fix the ' +
+      'permissions of) <data-dir>/log-spool.',
+    status: 'RESOURCE_EXHAUSTED',
+    retryable: true,
+  },
   'NODE-JOB-801': {
     message: 'job cancelled',
     recovery: 'The orchestrator cancelled the job (timeout or client request); nothing to do.',

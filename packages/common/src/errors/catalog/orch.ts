@@ -112,6 +112,27 @@ export const ORCH_ERRORS = defineErrors({
     status: 'NOT_FOUND',
     retryable: false,
   },
+  // Job list, node lookup and model removal (owner: the Control API).
+  'ORCH-SCHED-854': {
+    message: 'no node with this id or name',
+    recovery: 'Check the id or name with `orchestrator nodes list`; a node is known once it has enrolled or registered.',
+    status: 'NOT_FOUND',
+    retryable: false,
+  },
+  'ORCH-SCHED-855': {
+    message: 'several nodes have this name',
+    recovery: 'Names are not unique; give the node id instead (the message lists the ids with that name).',
+    status: 'FAILED_PRECONDITION',
+    retryable: false,
+  },
+  'ORCH-LOAD-106': {
+    message: 'model is needed by queued or running jobs',
+    recovery:
+      'Wait for them to end or cancel them (`orchestrator jobs list --model NAME --state queued`), or remove the model anyway ' +
+      'with `models remove NAME --force`: those jobs then fail on nodes that do not hold the file yet (ORCH-LOAD-103).',
+    status: 'FAILED_PRECONDITION',
+    retryable: false,
+  },
   // CLI errors (owner: the CLI): raised before anything is sent to the orchestrator.
   'ORCH-REQ-250': {
     message: 'malformed job input',
@@ -300,5 +321,32 @@ export const ORCH_ERRORS = defineErrors({
     recovery: 'The bearer token would cross the network in the clear. Start the orchestrator with --tls-cert/--tls-key, reach it over loopback (an SSH tunnel), or pass --insecure-control on a network you trust.',
     status: 'PERMISSION_DENIED',
     retryable: false,
+  },
+  // The fleet dashboard on the HTTP port (owner: dashboard).
+  'ORCH-AUTH-572': {
+    message: 'dashboard refused: operator token missing or wrong',
+    recovery:
+      'Log in at /dashboard with the operator token (CONCLAVE_OPERATOR_TOKEN or <data-dir>/operator-token), or send ' +
+      '`Authorization: Bearer <token>`. The line names the peer: many from one stranger mean someone is guessing.',
+    status: 'UNAUTHENTICATED',
+    retryable: false,
+  },
+  'ORCH-AUTH-573': {
+    message: 'dashboard refused: plaintext HTTP from a non-loopback address',
+    recovery:
+      'The HTTP port has no TLS, so the token and the session cookie would cross the network in the clear. Open ' +
+      'http://127.0.0.1:7401/dashboard through a tunnel (`ssh -L 7401:127.0.0.1:7401 host`, `kubectl port-forward`) or a ' +
+      'port published on the host\'s loopback, put a TLS proxy on the orchestrator\'s host, or start the orchestrator with ' +
+      '--insecure-control on a network you trust.',
+    status: 'PERMISSION_DENIED',
+    retryable: false,
+  },
+  'ORCH-NET-620': {
+    message: 'too many dashboard streams',
+    recovery:
+      'Each open dashboard tab holds one live stream and the orchestrator serves a bounded number; close tabs you do not ' +
+      'watch. The refused tab retries on its own.',
+    status: 'RESOURCE_EXHAUSTED',
+    retryable: true,
   },
 });
