@@ -1,6 +1,6 @@
 import { access, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { acquireDataDirLock, spawnChild, type Logger, type ReadinessOf, type ReadinessRole, type SpawnedChild } from '@conclave/common';
+import { acquireDataDirLock, spawnChild, type LogTap, type Logger, type ReadinessOf, type ReadinessRole, type SpawnedChild } from '@conclave/common';
 import { MODEL_SERVER_MAIN, modelServerJoinEnv, modelServerStartArgv } from '@conclave/model-server';
 import { NODE_AGENT_MAIN, nodeAgentJoinEnv, nodeAgentStartArgv } from '@conclave/node-agent';
 import { controlCallsFromClient, startOrchestrator } from '@conclave/orchestrator';
@@ -24,6 +24,8 @@ export interface LocalFleetOptions {
   /** The text model server's HTTP port; -1 leaves it out of the fleet. */
   modelServerPort: number;
   logger: Logger;
+  /** The tap `logger` was made with: the orchestrator stores its own records from it (`orchestrator logs`). */
+  logTap?: LogTap;
   /** Where node agents' log lines and demo results go. */
   print: (line: string) => void;
 }
@@ -53,7 +55,7 @@ export async function startLocalFleet(o: LocalFleetOptions): Promise<LocalFleet>
   let orchestrator: OrchestratorHandle;
   try {
     orchestrator = await startOrchestrator({
-      dataDir: orchestratorDir, grpcHost: '127.0.0.1', grpcPort: o.grpcPort, httpPort: o.httpPort, logger: o.logger,
+      dataDir: orchestratorDir, grpcHost: '127.0.0.1', grpcPort: o.grpcPort, httpPort: o.httpPort, logger: o.logger, ...(o.logTap ? { logTap: o.logTap } : {}),
     });
   } catch (err) {
     await lock.release();

@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
   acquireDataDirLock,
+  LogTap,
   createLogger,
   describeStartupFailure,
   describeUsageError,
@@ -81,14 +82,16 @@ async function lockFleetDir(): Promise<DataDirLock> {
 }
 
 const lock = await lockFleetDir();
+// The orchestrator's own records go into the fleet log store from here, at the console's level.
+const logTap = new LogTap(values['log-level'] as 'info');
 const logger = createLogger({
-  prefix: 'ORCH', level: values['log-level'] as 'info', console: true, file: { dir: resolve(dataDir, 'orchestrator', 'logs') },
+  prefix: 'ORCH', level: values['log-level'] as 'info', console: true, file: { dir: resolve(dataDir, 'orchestrator', 'logs') }, tap: logTap,
 });
 
 const exitCode = await runService({
   start: async () => {
     const fleet = await startLocalFleet({
-      dataDir, logger, print,
+      dataDir, logger, logTap, print,
       nodes: Number(values.nodes), slots: Number(values.slots), demoJobs: Number(values['demo-jobs']),
       grpcPort: Number(values['grpc-port']), httpPort: Number(values['http-port']),
       modelServerPort: Number(values['model-server-port']),

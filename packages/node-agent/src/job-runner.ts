@@ -47,11 +47,11 @@ export class JobRunner {
     let result: JobResult;
     try {
       result = { jobId: job.jobId, attempt: job.attempt, ...(await this.execute(job, controller.signal)) };
-      log.info('JOB', 'job completed', { runMs: result.runMs });
+      log.info('JOB', 'job completed', { runMs: roundMs(Number(result.runMs ?? 0)) });
     } catch (err) {
       const error = toJobError(err, controller.signal);
       // Wall time from the start: a failed run reports no time of its own.
-      const runMs = performance.now() - queuedAt;
+      const runMs = roundMs(performance.now() - queuedAt);
       if (error.code === 'NODE-JOB-801') log.info('JOB', 'job cancelled', { runMs, err: error.message });
       else log.warn('JOB', 'job failed', { code: error.code, err, runMs });
       result = { jobId: job.jobId, attempt: job.attempt, error, queueMs: runMs };
@@ -99,4 +99,9 @@ function toJobError(err: unknown, signal: AbortSignal): JobError {
     ? reason
     : new ConclaveError('NODE-JOB-802', { detail: reason instanceof Error ? reason.message : String(reason), cause: reason });
   return jobErrorOf(coded);
+}
+
+/** Milliseconds to the hundredth, for log lines. */
+function roundMs(ms: number): number {
+  return Math.round(ms * 100) / 100;
 }

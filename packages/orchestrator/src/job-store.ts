@@ -512,7 +512,8 @@ export function jobTimings(r: JobRecord, nowMs = Date.now()): JobTimings {
   const started = r.startedAtMs ?? 0;
   return {
     queueMs: Math.max(0, (started > 0 ? started : end) - r.createdAtMs),
-    runMs: r.runMs > 0 ? r.runMs : started > 0 ? Math.max(0, end - started) : 0,
+    // To the hundredth: a log line says 9.96, not 9.964795999999751.
+    runMs: Math.round((r.runMs > 0 ? r.runMs : started > 0 ? Math.max(0, end - started) : 0) * 100) / 100,
     totalMs: Math.max(0, end - r.createdAtMs),
     attempts: r.attempts,
   };
