@@ -1,4 +1,4 @@
-import type { Logger } from '@conclave/common';
+import type { LogTap, Logger } from '@conclave/common';
 import { startNodeAgent } from '@conclave/node-agent';
 import type { NodeAgentHandle } from '@conclave/node-agent';
 import type { ModelServerHandle } from './model-server.js';
@@ -18,6 +18,8 @@ export interface FleetMemberOptions {
   slots: number;
   /** A NODE logger: in the fleet the model server is a node like the others. */
   logger: Logger;
+  /** The tap of `logger` and of the server's MODEL logger: the node agent ships both. @default none shipped */
+  logTap?: LogTap;
 }
 
 /**
@@ -35,6 +37,7 @@ export function joinFleet(o: FleetMemberOptions): Promise<NodeAgentHandle> {
     slots: o.slots,
     httpPort: -1,
     logger: o.logger,
+    ...(o.logTap ? { logTap: o.logTap } : {}),
     inference: false,
     features: [TEXT_GENERATION_FEATURE],
     extraKinds: {
@@ -44,6 +47,7 @@ export function joinFleet(o: FleetMemberOptions): Promise<NodeAgentHandle> {
           {
             prompt: request?.prompt ?? '',
             requestId: job.jobId,
+            jobId: job.jobId,
             ...(request?.maxTokens ? { maxTokens: request.maxTokens } : {}),
             ...(request?.temperature ? { temperature: request.temperature } : {}),
             ...(request?.seed ? { seed: request.seed } : {}),

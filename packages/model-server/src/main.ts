@@ -6,6 +6,7 @@ import {
   EXIT_OK,
   EXIT_USAGE,
   acquireDataDirLock,
+  LogTap,
   createLogger,
   describeStartupFailure,
   describeUsageError,
@@ -17,7 +18,7 @@ import {
   type DataDirLock,
   type ReadinessOf,
 } from '@conclave/common';
-import { onFirstConnection } from '@conclave/node-agent';
+import { NODE_AGENT_DEFAULTS, onFirstConnection } from '@conclave/node-agent';
 import { configToOptions, loadModelServerConfig, modelServerConfigSchema } from './model-server-config.js';
 import { joinFleet } from './fleet-member.js';
 import { MODEL_SERVER_JOIN_ENV } from './launch.js';
@@ -87,8 +88,12 @@ async function runStart(flags: Record<string, string | undefined>): Promise<numb
       lock = await acquireDataDirLock({ dir: dataDir, role: 'model-server', errorCode: 'MODEL-STATE-704', unusableCode: 'MODEL-STATE-706' });
     }
     const fileLog = config.logDir ? { file: { dir: config.logDir } } : {};
-    const logger = createLogger({ prefix: 'MODEL', level: logLevel, ...fileLog });
-    const nodeLogger = createLogger({ prefix: 'NODE', level: logLevel, ...fileLog });
+    // In a fleet, the server's MODEL- records and its membership's NODE- records reach the
+    // orchestrator through the embedded node agent's shipping: one tap for both loggers.
+    const logTap = orchestrator ? new LogTap(NODE_AGENT_DEFAULTS.logShipLevel) : undefined;
+    const tap = logTap ? { tap: logTap } : {};
+    const logger = createLogger({ prefix: 'MODEL', level: logLevel, ...fileLog, ...tap });
+    const nodeLogger = createLogger({ prefix: 'NODE', level: logLevel, ...fileLog, ...tap });
     try {
       return await runService({
         start: async () => {
@@ -96,7 +101,9 @@ async function runStart(flags: Record<string, string | undefined>): Promise<numb
           let member: Awaited<ReturnType<typeof joinFleet>> | undefined;
           if (orchestrator) {
             try {
-              member = await joinFleet({ server, orchestrator, dataDir, slots: config.concurrency, ...(join ? { join } : {}), logger: nodeLogger });
+              member = await joinFleet({
+                server, orchestrator, dataDir, slots: config.concurrency, ...(join ? { join } : {}), logger: nodeLogger, ...(logTap ? { logTap } : {}),
+              });
             } catch (err) {
               if (isConclaveError(err) && err.code === 'NODE-STATE-702') {
                 // Never joined and no join string yet (compose and Kubernetes start it that way before

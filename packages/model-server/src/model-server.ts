@@ -31,6 +31,8 @@ export interface ModelGenerateRequest {
   stop?: string[];
   /** Correlation id for the log lines; generated when absent. */
   requestId?: string;
+  /** The fleet job this generation serves: its lines carry it, so `orchestrator logs --job` shows them. */
+  jobId?: string;
 }
 
 export interface ModelGenerateResult {
@@ -427,7 +429,7 @@ class ModelServer {
 
   private async generateInProcess(request: ModelGenerateRequest, signal?: AbortSignal): Promise<ModelGenerateResult> {
     const requestId = request.requestId ?? `gen-${randomUUID()}`;
-    const log = this.log.child({ requestId });
+    const log = this.log.child({ requestId, ...(request.jobId ? { jobId: request.jobId } : {}) });
     let input: EngineRequest['input'];
     if (request.messages && request.messages.length > 0) input = { messages: request.messages };
     else if (typeof request.prompt === 'string' && request.prompt.trim() !== '') input = { prompt: request.prompt };

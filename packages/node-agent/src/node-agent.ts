@@ -22,8 +22,8 @@ import { ChatOutbox } from './chat/chat-outbox.js';
 import { CHAT_SOCKET_FILE, ChatSocketServer } from './chat/chat-socket.js';
 import { registerLogShippingMetrics } from './logs/log-metrics.js';
 import { LogShipper } from './logs/log-shipper.js';
+import { AGENT_VERSION } from './version.js';
 
-export const AGENT_VERSION = '0.1.0';
 
 export type { NodeAgentOptions } from './node-agent-options.js';
 

@@ -8,7 +8,7 @@
  *              less what it spends idle with the same fleet, against the CPU this process spends
  *              writing the same records to a local JSON-lines file with the node's own logger.
  *
- *   node packages/testing/dist/bench/logs-bench.js [--seconds 10] [--nodes 10] [--rate 1000]
+ *   node packages/testing/dist/bench/logs-bench.js [--seconds 10] [--nodes 10] [--rate 1000] [--profile-dir DIR]
  */
 import { spawn } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
@@ -25,6 +25,8 @@ const OptionsSchema = z.object({
   nodes: z.coerce.number().int().positive().default(10),
   /** Records a second across the fleet. */
   rate: z.coerce.number().int().positive().default(1_000),
+  /** Write the orchestrator's CPU profile here when it exits. */
+  profileDir: z.string().optional(),
 });
 
 /** What each record carries besides its marker: about what a job line holds. */
@@ -37,11 +39,16 @@ interface BenchNode {
 }
 
 async function main(): Promise<number> {
-  const { values } = parseArgs({ options: { seconds: { type: 'string' }, nodes: { type: 'string' }, rate: { type: 'string' } }, strict: true });
-  const options = OptionsSchema.parse(values);
+  const { values } = parseArgs({
+    options: { seconds: { type: 'string' }, nodes: { type: 'string' }, rate: { type: 'string' }, 'profile-dir': { type: 'string' } }, strict: true,
+  });
+  const options = OptionsSchema.parse({ ...values, profileDir: values['profile-dir'] });
   const redis = await startRedis();
   const orchestratorDir = await tempDir('conclave-bench-logs-orch-');
-  const orchestrator = await spawnOrchestrator({ redisUrl: redis.url, dataDir: orchestratorDir.path });
+  const orchestrator = await spawnOrchestrator({
+    redisUrl: redis.url, dataDir: orchestratorDir.path,
+    ...(options.profileDir ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${options.profileDir}`] } : {}),
+  });
   const nodes: BenchNode[] = [];
   const env = { ...process.env, CONCLAVE_ADDRESS: orchestrator.address, CONCLAVE_OPERATOR_TOKEN: orchestrator.operatorToken };
   const follower = spawn(process.execPath, [ORCHESTRATOR_MAIN, 'logs', '-f', '--json', '--prefix', 'NODE-', '--section', 'REQ', '--limit', '1'], {
