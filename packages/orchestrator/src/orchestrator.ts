@@ -199,6 +199,7 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
     const stateStore = stateStoreGuard(redis);
     const logService = createLogControlService({
       store: logStore, logger, nodes: () => registry.list(), jobState: async (jobId) => (await jobs.peek(jobId))?.state,
+      stateStore: stateStoreGuard(logRedis),
     });
     const controlHandlers = {
       ...createControlService({

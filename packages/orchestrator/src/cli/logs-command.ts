@@ -1,6 +1,7 @@
 import { ConclaveError, EXIT_OK, formatConsoleLine } from '@conclave/common';
 import type { LogLevel, LogPrefix, Section } from '@conclave/common';
 import type { LogEntry__Output, LogQuery } from '@conclave/protocol';
+import { DEFAULT_HISTORY } from '../logs/log-limits.js';
 import { parseLevel, parsePrefix, parseSection, parseSince } from '../logs/log-query.js';
 import type { CliIo } from './cli-io.js';
 import { ControlCallError } from './control-calls.js';
@@ -16,7 +17,7 @@ export interface LogsOptions {
   job?: string;
   /** A duration back from now (`10m`) or an ISO time. */
   since?: string;
-  /** History before following: the newest N (default 200, 20 with -f). */
+  /** History: the newest N (default 200, 20 with -f), or with --since the first N from then. */
   limit?: number;
   json?: boolean;
   /** Resolves when the operator asks to stop (SIGINT, SIGTERM): the follow ends, exit 0. */
@@ -95,6 +96,7 @@ export async function logsCommand(calls: ControlCalls, io: CliIo, options: LogsO
   const query = logQueryOf(options);
   const follow = query.follow ?? false;
   let lastId = '';
+  let printed = 0;
   let jobEnded = false;
   let interrupted = false;
   let cancel: () => void = () => undefined;
@@ -111,6 +113,7 @@ export async function logsCommand(calls: ControlCalls, io: CliIo, options: LogsO
       for (const entry of message.entries) {
         io.stdout.write(`${options.json ? JSON.stringify(logEntryJson(entry)) : formatLogEntry(entry)}\n`);
         lastId = entry.id;
+        printed += 1;
       }
       if (message.jobEnded) jobEnded = true;
     });
@@ -119,6 +122,11 @@ export async function logsCommand(calls: ControlCalls, io: CliIo, options: LogsO
     try {
       await call.done;
       if (jobEnded) io.stderr.write(`job ${query.jobId ?? ''} has ended\n`);
+      const limit = query.limit || DEFAULT_HISTORY;
+      if (!follow && printed >= limit) {
+        const which = query.sinceMs ? `the first ${limit} from --since` : `the newest ${limit}`;
+        io.stderr.write(`${printed} records shown (${which}; --limit N for more); there may be more\n`);
+      }
       return EXIT_OK;
     } catch (err) {
       if (!follow || interrupted || !orchestratorAway(err)) throw err;

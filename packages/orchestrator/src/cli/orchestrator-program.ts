@@ -397,7 +397,7 @@ export function buildOrchestratorProgram(deps: OrchestratorCliDeps, setExitCode:
     .option('--level <level>', 'this level and more severe: error, warn, info, debug')
     .option('--job <id>', "one job's records, from the orchestrator and every node that ran it")
     .option('--since <when>', 'from a time back (10m, 2h, 1d) or an ISO time (2026-12-01T10:00:00Z)')
-    .option('--limit <n>', 'records of history: the newest N (default 200; 20 before following)')
+    .option('--limit <n>', 'records of history: the newest N (default 200; 20 before following), or with --since the first N from then')
     .action(async (opts: ClientFlags & {
       follow?: boolean; prefix?: string[]; node?: string; section?: string; level?: string; job?: string; since?: string; limit?: string; json?: boolean;
     }) => {

@@ -4,6 +4,8 @@ import { ConclaveError } from '@conclave/common';
 import type { Logger } from '@conclave/common';
 import type { ControlHandlers, LogEntries, LogEntry, LogQuery__Output, NodeInfo } from '@conclave/protocol';
 import { toServiceError } from '../grpc-errors.js';
+import { UNGUARDED } from '../state-store-guard.js';
+import type { StateStoreGuard } from '../state-store-guard.js';
 import type { JobStateName } from '../job-store.js';
 import { TERMINAL_STATES } from '../job-store.js';
 import type { LogFilter, StoredLogEntry } from './log-entry.js';
@@ -27,6 +29,8 @@ export interface LogControlServiceOptions {
   nodes: () => Promise<NodeInfo[]>;
   /** A job's state, or undefined for an unknown (or expired) job. */
   jobState: (jobId: string) => Promise<JobStateName | undefined>;
+  /** Fails the filter checks and the history read at once while Redis is away (ORCH-STATE-710). @default none */
+  stateStore?: StateStoreGuard;
 }
 
 export type LogControlHandlers = Pick<ControlHandlers, 'TailLogs'>;
@@ -48,6 +52,7 @@ export function toLogEntry(entry: StoredLogEntry): LogEntry {
 /** Control.TailLogs: the fleet log store's history, then (with `follow`) what comes. */
 export function createLogControlService(o: LogControlServiceOptions): LogControlService {
   const followers = new Set<(error: unknown) => void>();
+  const guard = o.stateStore ?? UNGUARDED;
 
   async function filterOf(query: LogQuery__Output): Promise<LogFilter> {
     const nodeId = query.node ? resolveNode(query.node, await o.nodes()) : undefined;
@@ -92,23 +97,26 @@ export function createLogControlService(o: LogControlServiceOptions): LogControl
 
     const run = async (): Promise<void> => {
       const query = call.request;
-      const filter = await filterOf(query);
+      // With Redis away the call fails at once (ORCH-STATE-710) instead of waiting for it.
+      const filter = await guard(() => filterOf(query));
       if (!query.follow) {
-        await send(await o.store.read(filter));
+        await send(await guard(() => o.store.read(filter)));
         finish();
         return;
       }
+      // A job's end does not cut the follow: it stops waiting, reads what is stored by then, and ends.
+      const drain = new AbortController();
       const jobEnd = filter.jobId !== undefined ? watchJobEnd(filter.jobId, o.jobState, stopped.signal) : undefined;
       void jobEnd?.then((endedJob) => {
-        if (endedJob) stopped.abort();
+        if (endedJob) drain.abort();
       });
-      for await (const batch of o.store.follow(filter, stopped.signal)) {
+      for await (const batch of o.store.follow(filter, stopped.signal, { drain: drain.signal })) {
         await send(batch);
         if (ended) return;
       }
       if (ended) return;
       // Only a job's end stops a follower from the orchestrator's side.
-      if (jobEnd && (await jobEnd)) await send([], true);
+      if (drain.signal.aborted) await send([], true);
       finish();
     };
     run().catch((err: unknown) => {

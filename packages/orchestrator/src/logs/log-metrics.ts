@@ -1,6 +1,9 @@
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { NewLogEntry } from './log-store.js';
 
+/** Gap reasons counted by the intake itself (or not drops at all): a gap record of theirs is not counted again. */
+const COUNTED_WHERE_DROPPED: ReadonlySet<string> = new Set(['node-rate', 'malformed', 'trimmed', 'restarted', 'buffer-full']);
+
 /** The fleet log store's metrics, in a registry of their own (merged into /metrics). */
 export class LogMetrics {
   readonly registry = new Registry();
@@ -24,8 +27,8 @@ export class LogMetrics {
       if (entry.gap) {
         const count = Number(entry.fields.count);
         const reason = typeof entry.fields.reason === 'string' ? entry.fields.reason : 'unknown';
-        // node-rate is counted where it was dropped, in the intake.
-        if (count > 0 && reason !== 'node-rate' && reason !== 'trimmed') this.dropped.inc({ reason }, count);
+        // The orchestrator's own drops are counted where they happen; a trim is not a drop.
+        if (count > 0 && !COUNTED_WHERE_DROPPED.has(reason)) this.dropped.inc({ reason }, count);
         continue;
       }
       this.stored.inc({ prefix: entry.prefix });

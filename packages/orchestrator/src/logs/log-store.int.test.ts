@@ -92,6 +92,34 @@ describe('the fleet log store on a real Redis', () => {
     expect(resumed.slice(1).every((e) => !e.gap)).toBe(true);
   });
 
+  it("keeps records once: a job's index holds references, and one whose record was trimmed reads as a gap", async () => {
+    const small = new LogStore(redis, { ...DEFAULT_LOG_LIMITS, maxRecords: 100 });
+    await small.append([orchEntry('early job line', { jobId: 'j-old' })]);
+    for (let i = 0; i < 10; i++) await small.append(Array.from({ length: 100 }, (_, j) => orchEntry(`m${i}-${j}`)));
+    await small.append([orchEntry('late job line', { jobId: 'j-old' })]);
+    // The index entry is a bare reference, not a second copy of the record.
+    const [ref] = await redis.xrange('conclave:{logs}:job:j-old', '-', '+', 'COUNT', 1);
+    expect(ref?.[1]).toEqual(['r', '1']);
+    const job = await small.read({ jobId: 'j-old' });
+    expect(job.map((e) => (e.gap ? `${e.code}:${String(e.fields.count)}` : e.message))).toEqual(['ORCH-STATE-721:1', 'late job line']);
+  });
+
+  it("drains a job's follower: what was stored before the end is read, then it ends", async () => {
+    const abort = new AbortController();
+    const drain = new AbortController();
+    const seen: string[] = [];
+    const following = (async () => {
+      for await (const entries of store.follow({ jobId: 'j-drain' }, abort.signal, { drain: drain.signal })) seen.push(...entries.map((e) => e.message));
+    })();
+    await store.append([orchEntry('queued', { jobId: 'j-drain' })]);
+    await waitUntil(() => seen.length === 1, { timeoutMs: 5_000 });
+    await store.append([orchEntry('completed', { jobId: 'j-drain' })]);
+    // Ended right after the last line was stored: the follower still reads it.
+    drain.abort();
+    await following;
+    expect(seen).toEqual(['queued', 'completed']);
+  });
+
   it('trims by age on append', async () => {
     const aging = new LogStore(redis, { ...DEFAULT_LOG_LIMITS, maxAgeMs: 60_000 });
     // 250 records from an hour ago (ids are times), then one now.
@@ -197,9 +225,12 @@ describe("a node session's log intake", () => {
       shipped(3, 'not json', { fieldsJson: '{' }),
     ]));
     await i.idle();
-    const entries = await store.read({ nodeId: 'n1' });
-    expect(JSON.stringify(entries)).not.toContain('hunter2');
+    const all = await store.read({ nodeId: 'n1' });
+    const entries = all.filter((e) => !e.gap);
+    expect(JSON.stringify(all)).not.toContain('hunter2');
     expect(entries.map((e) => e.message)).toEqual(['connecting to redis://:***@db:6379']);
+    // The two it refused are counted in one gap record, not dropped silently.
+    expect(all.filter((e) => e.gap)).toMatchObject([{ code: 'ORCH-REQ-265', fields: { count: 2, reason: 'malformed' } }]);
     expect(entries[0]?.fields).toEqual({ token: '[REDACTED]', apiKey: '[REDACTED]' });
     expect(captured.lines.filter((l) => l.includes('ORCH-REQ-265'))).toHaveLength(1);
     expect(await metrics.registry.getSingleMetricAsString('conclave_log_records_dropped_total')).toContain('reason="malformed"} 2');
@@ -219,6 +250,44 @@ describe("a node session's log intake", () => {
     i.receive(batch([shipped(101, 'later')]));
     await i.idle();
     expect((await store.read({ nodeId: 'n1', limit: 1 }))[0]?.message).toBe('later');
+  });
+
+  it("takes a node whose sequence started over (its spool lost) as a restart, says so, and stores what it sends", async () => {
+    const { intake: i, acks } = intake();
+    i.receive(batch(Array.from({ length: 5 }, (_, k) => shipped(101 + k, `old life ${k}`))));
+    await i.idle();
+    const { intake: again } = intake();
+    again.receive(batch([shipped(1, 'new life 1'), shipped(2, 'new life 2')]));
+    await again.idle();
+    const entries = await store.read({ nodeId: 'n1' });
+    expect(entries.slice(-3).map((e) => (e.gap ? `${e.code}:${String(e.fields.reason)}` : e.message))).toEqual([
+      'ORCH-STATE-723:restarted', 'new life 1', 'new life 2',
+    ]);
+    expect(await store.lastNodeSeq('n1')).toBe(2);
+    expect(acks).toEqual([105]);
+  });
+
+  it('keeps at most one batch waiting while Redis is slow: resends replace it', async () => {
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const appended: number[] = [];
+    const slow = Object.assign(Object.create(store) as LogStore, {
+      lastNodeSeq: () => Promise.resolve(0),
+      append: async (entries: NewLogEntry[]) => {
+        await gate;
+        appended.push(entries.length);
+        return entries.length;
+      },
+    });
+    const { intake: i, acks } = intake({ store: slow });
+    for (let k = 0; k < 50; k++) i.receive(batch([shipped(1, 'one')]));
+    release();
+    await i.idle();
+    // The first, then the last of the 49 that came while it waited (a resend: nothing new in it): two stores, not fifty.
+    expect(appended).toEqual([1, 0]);
+    expect(acks).toEqual([1, 1]);
   });
 
   it('does not ack a batch Redis did not take, and stores it when it comes again', async () => {

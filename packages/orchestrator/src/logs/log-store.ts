@@ -3,12 +3,9 @@ import { ConclaveError, levelPasses, type LogLevel, type LogPrefix, type Section
 import { LuaScript } from '../lua-script.js';
 import { redisKeys } from '../redis-keys.js';
 import type { LogFilter, LogReader, StoredLogEntry } from './log-entry.js';
-import { DEFAULT_LOG_LIMITS, MAX_HISTORY, type LogLimits } from './log-limits.js';
+import { DEFAULT_FOLLOW_HISTORY, DEFAULT_HISTORY, DEFAULT_LOG_LIMITS, MAX_HISTORY, type LogLimits } from './log-limits.js';
 import { APPEND_LOGS_SCRIPT } from './log-store-scripts.js';
 
-/** History returned without `limit`: the newest this many (200 alone, 20 before following). */
-export const DEFAULT_HISTORY = 200;
-export const DEFAULT_FOLLOW_HISTORY = 20;
 /**
  * The most entries one read examines for a filter that matches few of them (a section in the
  * fleet stream): a read stays bounded whatever the filter; a job's or node's own stream is used
@@ -21,6 +18,14 @@ const PAGE = 1_000;
 const FOLLOW_BLOCK_MS = 5_000;
 /** Followers at once: each holds a Redis connection for its blocking reads. */
 export const MAX_LOG_FOLLOWERS = 64;
+
+export interface FollowOptions {
+  /**
+   * Once aborted, the follower stops waiting: it reads what is stored up to now without blocking,
+   * yields it, and ends (a job's follower, after the job ended: its last lines are not cut off).
+   */
+  drain?: AbortSignal;
+}
 
 /** An entry before it is stored: the store gives it its id. */
 export type NewLogEntry = Omit<StoredLogEntry, 'id'> & {
@@ -58,9 +63,10 @@ export class LogStore implements LogReader {
 
   /**
    * Stores entries in one step; a node's batch also moves the node's stored seq to `upToSeq`, and
-   * entries at or below the stored seq are skipped (a batch sent again). Returns how many were stored.
+   * entries at or below the stored seq are skipped (a batch sent again). `restartFrom` first sets
+   * the stored seq back (the node's sequence started over). Returns how many were stored.
    */
-  async append(entries: readonly NewLogEntry[], node?: { nodeId: string; upToSeq: number }): Promise<number> {
+  async append(entries: readonly NewLogEntry[], node?: { nodeId: string; upToSeq: number; restartFrom?: number }): Promise<number> {
     if (entries.length === 0 && !node) return 0;
     const keys = [redisKeys.logs()];
     const keyIndex = new Map<string, number>();
@@ -86,7 +92,8 @@ export class LogStore implements LogReader {
     const cutoffMs = Math.max(0, this.now() - this.limits.maxAgeMs);
     const ids = await this.append_.runWithKeys(keys, [
       this.limits.maxRecords, this.limits.nodeMaxRecords, this.limits.jobMaxRecords, cutoffMs,
-      Math.ceil(this.limits.maxAgeMs / 1000), seqKey, node?.upToSeq ?? 0, entries.length, ...perEntry,
+      Math.ceil(this.limits.maxAgeMs / 1000), Math.ceil(Math.min(this.limits.maxAgeMs, this.limits.jobMaxAgeMs) / 1000),
+      seqKey, node?.upToSeq ?? 0, node?.restartFrom !== undefined ? 1 : 0, node?.restartFrom ?? 0, entries.length, ...perEntry,
     ]);
     return ids.filter((id) => id !== '').length;
   }
@@ -105,15 +112,17 @@ export class LogStore implements LogReader {
     return this.history(filter, filter.limit ?? DEFAULT_HISTORY);
   }
 
-  async *follow(filter: LogFilter, signal: AbortSignal): AsyncIterable<StoredLogEntry[]> {
+  async *follow(filter: LogFilter, signal: AbortSignal, options: FollowOptions = {}): AsyncIterable<StoredLogEntry[]> {
     if (this.followers >= MAX_LOG_FOLLOWERS) {
       throw new ConclaveError('ORCH-REQ-263', { detail: `${MAX_LOG_FOLLOWERS} followers already`, data: { max: MAX_LOG_FOLLOWERS } });
     }
     this.followers++;
     // Blocking reads hold their connection: each follower has its own, closed to cut a read short.
     const connection = this.redis.duplicate({ maxRetriesPerRequest: null, enableOfflineQueue: true });
+    const { drain } = options;
     const stop = () => connection.disconnect();
     signal.addEventListener('abort', stop, { once: true });
+    drain?.addEventListener('abort', stop, { once: true });
     try {
       const key = streamFor(filter);
       // Where the history ends, known before it is read: nothing stored meanwhile is missed.
@@ -124,35 +133,86 @@ export class LogStore implements LogReader {
       // rest comes through the blocking reads), the newest-N read always ends at `top`.
       const forward = filter.afterId !== undefined || filter.sinceMs !== undefined;
       let last = forward ? (history.at(-1)?.id ?? filter.afterId ?? `${Math.max(0, (filter.sinceMs ?? 0) - 1)}-${Number.MAX_SAFE_INTEGER}`) : top;
-      while (!signal.aborted) {
+      while (!signal.aborted && !drain?.aborted) {
         let reply: Array<[string, Array<[string, string[]]>]> | null;
         try {
           reply = (await connection.xread('COUNT', PAGE, 'BLOCK', FOLLOW_BLOCK_MS, 'STREAMS', key, last)) as typeof reply;
         } catch (err) {
-          if (signal.aborted) return;
+          if (signal.aborted || drain?.aborted) break;
           throw err;
         }
-        if (!reply) continue;
-        const raw = reply[0]?.[1] ?? [];
+        const raw = reply?.[0]?.[1] ?? [];
         if (raw.length === 0) continue;
-        const batch: StoredLogEntry[] = [];
-        // A full page means this follower is behind: it may have fallen past a trim.
-        if (raw.length === PAGE) {
-          const gap = await this.trimGap(key, last);
-          if (gap) batch.push(gap);
-        }
-        for (const [id, fields] of raw) {
-          const entry = parseEntry(id, fields);
-          if (entry && matches(entry, filter)) batch.push(entry);
-        }
+        const batch = await this.pageOf(key, raw, filter, last);
         last = raw.at(-1)?.[0] ?? last;
         if (batch.length > 0) yield batch;
+      }
+      if (signal.aborted || !drain?.aborted) return;
+      // Drained: what was stored up to now, read without blocking, then the end.
+      for (;;) {
+        const raw = await this.redis.xrange(key, `(${last}`, '+', 'COUNT', PAGE);
+        if (raw.length === 0) return;
+        const batch = await this.pageOf(key, raw, filter, last);
+        last = raw.at(-1)?.[0] ?? last;
+        if (batch.length > 0) yield batch;
+        if (raw.length < PAGE) return;
       }
     } finally {
       this.followers--;
       signal.removeEventListener('abort', stop);
+      drain?.removeEventListener('abort', stop);
       connection.disconnect();
     }
+  }
+
+  /** One page a follower read, as entries that match; a full page may have fallen past a trim. */
+  private async pageOf(key: string, raw: Array<[string, string[]]>, filter: LogFilter, after: string): Promise<StoredLogEntry[]> {
+    const batch: StoredLogEntry[] = [];
+    if (raw.length === PAGE) {
+      const gap = await this.trimGap(key, after);
+      if (gap) batch.push(gap);
+    }
+    for (const entry of await this.entriesOf(raw)) if (matches(entry, filter)) batch.push(entry);
+    return batch;
+  }
+
+  /**
+   * Stream entries as log entries: the fleet stream's hold the record, an index's only name it,
+   * and are read from the fleet stream. References whose record was trimmed read as one gap.
+   */
+  private async entriesOf(raw: ReadonlyArray<[string, string[]]>): Promise<StoredLogEntry[]> {
+    const refs = raw.filter(([, fields]) => fields[0] === 'r').map(([id]) => id);
+    const resolved = new Map<string, string[]>();
+    if (refs.length > 0) {
+      const pipeline = this.redis.pipeline();
+      for (const id of refs) pipeline.xrange(redisKeys.logs(), id, id);
+      const replies = (await pipeline.exec()) ?? [];
+      replies.forEach(([err, reply], i) => {
+        const found = !err && Array.isArray(reply) ? (reply[0] as [string, string[]] | undefined) : undefined;
+        if (found) resolved.set(refs[i] as string, found[1]);
+      });
+    }
+    const out: StoredLogEntry[] = [];
+    let trimmed = 0;
+    let firstTrimmed = '';
+    const flushTrimmed = () => {
+      if (trimmed === 0) return;
+      out.push(trimGapEntry(firstTrimmed, { reason: 'trimmed', count: trimmed }));
+      trimmed = 0;
+    };
+    for (const [id, fields] of raw) {
+      const recordFields = fields[0] === 'r' ? resolved.get(id) : fields;
+      const entry = recordFields ? parseEntry(id, recordFields) : undefined;
+      if (entry) {
+        flushTrimmed();
+        out.push(entry);
+      } else if (fields[0] === 'r') {
+        if (trimmed === 0) firstTrimmed = id;
+        trimmed++;
+      }
+    }
+    flushTrimmed();
+    return out;
   }
 
   /**
@@ -175,9 +235,8 @@ export class LogStore implements LogReader {
       while (out.length < wanted && scanned < MAX_SCANNED_PER_READ) {
         const page = await this.redis.xrange(key, from, until, 'COUNT', PAGE);
         scanned += page.length;
-        for (const [id, fields] of page) {
-          const entry = parseEntry(id, fields);
-          if (entry && matches(entry, filter)) out.push(entry);
+        for (const entry of await this.entriesOf(page)) {
+          if (matches(entry, filter)) out.push(entry);
           if (out.length >= wanted) break;
         }
         if (page.length < PAGE) break;
@@ -189,9 +248,8 @@ export class LogStore implements LogReader {
     while (out.length < wanted && scanned < MAX_SCANNED_PER_READ) {
       const page = await this.redis.xrevrange(key, to, '-', 'COUNT', PAGE);
       scanned += page.length;
-      for (const [id, fields] of page) {
-        const entry = parseEntry(id, fields);
-        if (entry && matches(entry, filter)) out.push(entry);
+      for (const entry of await this.entriesOf(page)) {
+        if (matches(entry, filter)) out.push(entry);
         if (out.length >= wanted) break;
       }
       if (page.length < PAGE) break;
@@ -222,14 +280,17 @@ export class LogStore implements LogReader {
     const added = Number(field('entries-added'));
     const first = field('first-entry') as [string, string[]] | null;
     if (!first || !(added > length) || compareIds(first[0], afterId) <= 0) return undefined;
-    // The trimmed count is known only when nothing before `afterId` was ever stored (a fresh follower).
-    const [firstMs] = first[0].split('-');
-    const error = new ConclaveError('ORCH-STATE-721');
-    return {
-      id: previousId(first[0]), timeMs: Number(firstMs), level: 'warn', prefix: 'ORCH', section: 'STATE', code: error.code,
-      message: error.entry.message, fields: { reason: 'trimmed', after: afterId, oldestKept: first[0] }, gap: true,
-    };
+    return trimGapEntry(previousId(first[0]), { reason: 'trimmed', after: afterId, oldestKept: first[0] });
   }
+}
+
+/** ORCH-STATE-721 where records the reader asked for were trimmed; its time is that of the id. */
+function trimGapEntry(id: string, fields: Record<string, unknown>): StoredLogEntry {
+  const error = new ConclaveError('ORCH-STATE-721');
+  return {
+    id, timeMs: Number(id.split('-')[0]), level: 'warn', prefix: 'ORCH', section: 'STATE', code: error.code,
+    message: error.entry.message, fields, gap: true,
+  };
 }
 
 /** The stream a filter reads: a job's, a node's, or the fleet's. */
@@ -246,8 +307,9 @@ export function matches(entry: StoredLogEntry, filter: LogFilter): boolean {
     if (filter.section !== undefined && entry.section !== filter.section) return false;
     if (filter.level !== undefined && !levelPasses(entry.level, filter.level)) return false;
   }
-  if (filter.nodeId !== undefined && entry.node !== filter.nodeId) return false;
-  if (filter.jobId !== undefined && entry.jobId !== filter.jobId) return false;
+  // A node's or a job's reads come from its own stream, so a gap read there is its own.
+  if (!entry.gap && filter.nodeId !== undefined && entry.node !== filter.nodeId) return false;
+  if (!entry.gap && filter.jobId !== undefined && entry.jobId !== filter.jobId) return false;
   if (filter.sinceMs !== undefined && filter.afterId === undefined && entry.timeMs < filter.sinceMs) return false;
   return true;
 }

@@ -1,4 +1,4 @@
-import { ConclaveError, LOG_LEVELS, SECTIONS, maskUrlCredentials, redact } from '@conclave/common';
+import { ConclaveError, LOG_LEVELS, SECTIONS, maskUrlCredentials, redact, toConclaveError } from '@conclave/common';
 import type { LogLevel, LogPrefix, Logger, Section } from '@conclave/common';
 import type { LogBatch__Output, LogGap__Output, ShippedLogRecord__Output } from '@conclave/protocol';
 import type { LogMetrics } from './log-metrics.js';
@@ -16,6 +16,8 @@ export const MAX_SHIPPED_MESSAGE_CHARS = 2_048;
 export const MAX_SHIPPED_FIELDS_CHARS = 8_192;
 /** Records one batch may carry; the node sends at most 512. */
 export const MAX_RECORDS_PER_BATCH = 1_024;
+/** The longest one batch's store may take before it counts as failed (Redis away or stalled). */
+export const STORE_TIMEOUT_MS = 5_000;
 
 export interface LogShippingFigures {
   spoolBytes: number;
@@ -43,7 +45,9 @@ export interface NodeLogIntakeOptions {
  */
 export class NodeLogIntake {
   private lastSeq: number | undefined;
-  private chain: Promise<void> = Promise.resolve();
+  /** The batch being stored, and the one that came meanwhile (a newer one, or the same sent again). */
+  private storing: Promise<void> | undefined;
+  private waiting: LogBatch__Output | undefined;
   private readonly bucket: TokenBucket;
   private malformedLogged = false;
   private storeFailureLogged = false;
@@ -56,16 +60,20 @@ export class NodeLogIntake {
     this.bucket = new TokenBucket(rate, rate * NODE_LOG_BURST_SECONDS, o.now);
   }
 
+  /**
+   * Stores batches one at a time, in the order they came. At most one waits behind the one being
+   * stored: a node sends its next batch only after an ack, so a batch that comes meanwhile is a
+   * resend or newer, and replaces the waiting one (seq dedup makes either safe). A Redis outage
+   * thus holds two batches per node, not one per resend.
+   */
   receive(batch: LogBatch__Output): void {
     if (this.closed) return;
     this.spoolBytes = Number(batch.spoolBytes);
     this.droppedTotal = Number(batch.droppedTotal);
     this.o.metrics?.spoolBytes.set({ node: this.o.nodeName }, this.spoolBytes);
-    this.chain = this.chain.then(() => this.store(batch)).catch((err: unknown) => {
-      // Not acknowledged: the node sends the batch again. Logged once per streak, not per batch.
-      if (!this.storeFailureLogged) this.o.logger.failure(err, { section: 'STATE', node: this.o.nodeId }, 'warn');
-      this.storeFailureLogged = true;
-      this.lastSeq = undefined;
+    this.waiting = batch;
+    this.storing ??= this.drain().finally(() => {
+      this.storing = undefined;
     });
   }
 
@@ -77,25 +85,86 @@ export class NodeLogIntake {
   /** The session ended: batches still waiting are not stored (the node sends them again). */
   close(): void {
     this.closed = true;
+    this.waiting = undefined;
     this.o.metrics?.spoolBytes.remove({ node: this.o.nodeName });
   }
 
   /** Resolves when every batch received so far is handled (tests). */
-  idle(): Promise<void> {
-    return this.chain;
+  async idle(): Promise<void> {
+    while (this.storing) await this.storing;
+  }
+
+  private async drain(): Promise<void> {
+    for (let batch = this.takeWaiting(); batch && !this.closed; batch = this.takeWaiting()) {
+      try {
+        await this.withTimeout(this.store(batch));
+        this.storeFailureLogged = false;
+      } catch (err) {
+        // Not acknowledged: the node sends the batch again. Logged once per streak, not per batch.
+        if (!this.storeFailureLogged) {
+          this.o.logger.failure(toConclaveError(err, 'ORCH-STATE-724'), { node: this.o.nodeId }, 'warn');
+        }
+        this.storeFailureLogged = true;
+        this.lastSeq = undefined;
+      }
+    }
+  }
+
+  private takeWaiting(): LogBatch__Output | undefined {
+    const batch = this.waiting;
+    this.waiting = undefined;
+    return batch;
+  }
+
+  /** A store that does not answer in STORE_TIMEOUT_MS counts as failed: no ack, and the node's resend tries again. */
+  private withTimeout(work: Promise<void>): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new ConclaveError('ORCH-STATE-724', { detail: `no answer from Redis in ${STORE_TIMEOUT_MS} ms` })), STORE_TIMEOUT_MS);
+    });
+    return Promise.race([work, timedOut]).finally(() => clearTimeout(timer));
   }
 
   private async store(batch: LogBatch__Output): Promise<void> {
     if (this.closed) return;
     this.lastSeq ??= await this.o.store.lastNodeSeq(this.o.nodeId);
-    const entries = this.entriesOf(batch, this.lastSeq);
-    const upToSeq = Math.max(this.lastSeq, ...batch.records.map((r) => Number(r.seq)), ...batch.gaps.map((g) => Number(g.toSeq)));
-    const stored = await this.o.store.append(entries.list, { nodeId: this.o.nodeId, upToSeq });
-    this.storeFailureLogged = false;
+    let storedSeq = this.lastSeq;
+    let batchTop = 0;
+    let batchFirst = Number.MAX_SAFE_INTEGER;
+    for (const record of batch.records.slice(0, MAX_RECORDS_PER_BATCH)) {
+      batchTop = Math.max(batchTop, Number(record.seq));
+      batchFirst = Math.min(batchFirst, Number(record.seq));
+    }
+    for (const gap of batch.gaps) {
+      batchTop = Math.max(batchTop, Number(gap.toSeq));
+      batchFirst = Math.min(batchFirst, Number(gap.fromSeq));
+    }
+    // A node sends its next batch only once the last is stored, so a batch wholly below what is
+    // stored is no resend: the node's sequence started over (its spool and seq state were lost,
+    // a board restored from an image). Taken as a restart, and said, instead of dropped as duplicates.
+    const restarted = batchTop > 0 && batchTop < storedSeq;
+    const prefix: NewLogEntry[] = [];
+    if (restarted) {
+      prefix.push(this.notice('ORCH-STATE-723', { reason: 'restarted', storedSeq, firstSeq: batchFirst }));
+      storedSeq = batchFirst - 1;
+    }
+    const entries = this.entriesOf(batch, storedSeq);
+    const upToSeq = Math.max(storedSeq, batchTop);
+    const list = [...prefix, ...entries.list];
+    const stored = await this.o.store.append(list, { nodeId: this.o.nodeId, upToSeq, ...(restarted ? { restartFrom: storedSeq } : {}) });
     this.lastSeq = upToSeq;
-    this.o.metrics?.recordsReceived(entries.list, stored);
+    this.o.metrics?.recordsReceived(list, stored);
     for (const [reason, count] of entries.dropped) this.o.metrics?.dropped.inc({ reason }, count);
     if (!this.closed) this.o.ack(upToSeq);
+  }
+
+  /** A gap-like record about this node's shipping, written by the orchestrator. */
+  private notice(code: 'ORCH-STATE-723' | 'ORCH-REQ-264' | 'ORCH-REQ-265', fields: Record<string, unknown>): NewLogEntry {
+    const error = new ConclaveError(code);
+    return {
+      timeMs: Date.now(), level: 'warn', prefix: 'ORCH', section: error.entry.section, code, message: error.entry.message,
+      node: this.o.nodeId, nodeName: this.o.nodeName, fields, gap: true,
+    };
   }
 
   /** The batch's records and gaps as entries, in seq order, with what was dropped and why. */
@@ -138,13 +207,9 @@ export class NodeLogIntake {
       lastTimeMs = entry.timeMs;
       list.push(entry);
     }
-    if (overBudget > 0) {
-      const error = new ConclaveError('ORCH-REQ-264');
-      list.push({
-        timeMs: Date.now(), level: 'warn', prefix: 'ORCH', section: 'REQ', code: error.code, message: error.entry.message,
-        node: this.o.nodeId, nodeName: this.o.nodeName, fields: { count: overBudget, reason: 'node-rate' }, gap: true,
-      });
-    }
+    if (overBudget > 0) list.push(this.notice('ORCH-REQ-264', { count: overBudget, reason: 'node-rate' }));
+    const malformed = dropped.get('malformed') ?? 0;
+    if (malformed > 0) list.push(this.notice('ORCH-REQ-265', { count: malformed, reason: 'malformed' }));
     return { list, dropped };
   }
 

@@ -69,8 +69,16 @@ export const LOG_ERRORS = defineErrors({
   },
   'ORCH-STATE-723': {
     message: 'log records missing from a node',
-    recovery: "The node's sequence jumped without saying why (a spool deleted by hand, a restored SD card). The node's local log files may still have them.",
+    recovery:
+      "The node's sequence jumped without saying why, or started over (`reason=restarted`: its spool and sequence state were deleted, " +
+      "or the board was restored from an image). The node's local log files may still have what is missing; shipping goes on by itself.",
     status: 'DATA_LOSS',
     retryable: false,
+  },
+  'ORCH-STATE-724': {
+    message: "a node's log batch was not stored",
+    recovery: 'Redis did not take it (unreachable, or no answer within 5 s). Nothing is lost: the batch was not acknowledged, so the node keeps it in its spool and sends it again.',
+    status: 'UNAVAILABLE',
+    retryable: true,
   },
 });
