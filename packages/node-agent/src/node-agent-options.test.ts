@@ -20,5 +20,7 @@ describe('node agent options', () => {
     expect({ httpPort: parsed.httpPort, httpHost: parsed.httpHost }).toEqual({
       httpPort: NODE_AGENT_DEFAULTS.httpPort, httpHost: NODE_AGENT_DEFAULTS.httpHost,
     });
+    expect({ logShipLevel: parsed.logShipLevel, logSpoolMaxBytes: parsed.logSpoolMaxBytes }).toEqual({ logShipLevel: 'info', logSpoolMaxBytes: 67_108_864 });
+    expect(resolveNodeAgentOptions({ dataDir: '/d', logger: nullLogger }).logSpoolMaxBytes).toBe(parsed.logSpoolMaxBytes);
   });
 });

@@ -2,7 +2,7 @@ import { chmod, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConclaveError, captureLogger, parseReadinessLine, type ClosableLogger } from '@conclave/common';
+import { ConclaveError, captureLogger, parseReadinessLine, type ClosableLogger, type LoggerOptions } from '@conclave/common';
 import { runNodeAgentCli, type NodeAgentCliDeps } from './node-agent-program.js';
 import type { StartNodeAgentOptions } from './start-command.js';
 
@@ -78,6 +78,24 @@ describe('node-agent CLI', () => {
     const r = await run(['start', '--config', file, '--slots', '4'], env);
     expect(r.code).toBe(0);
     expect(r.started[0]).toMatchObject({ orchestrator: 'env:7400', dataDir: '/from/file', slots: 4, name: 'from-file', httpPort: -1 });
+  });
+
+  it('makes its logger with a tap at the ship level and hands the agent that tap and the spool bound', async () => {
+    const made: LoggerOptions[] = [];
+    const createLogger = (options: LoggerOptions) => {
+      made.push(options);
+      return Object.assign(captureLogger('NODE').logger, { close: async () => {} }) as ClosableLogger;
+    };
+    const defaults = await run(['start', '--orchestrator', 'o:1', '--data-dir', dir], {}, { createLogger });
+    expect(defaults.started[0]?.logTap?.level).toBe('info');
+    expect(defaults.started[0]?.logTap).toBe(made[0]?.tap);
+    expect(defaults.started[0]?.logSpoolMaxBytes).toBe(64 * 1024 * 1024);
+    const given = await run(['start', '--orchestrator', 'o:1', '--data-dir', dir, '--log-ship-level', 'warn'], { CONCLAVE_LOG_SPOOL_MAX_BYTES: '1048576' });
+    expect(given.started[0]?.logTap?.level).toBe('warn');
+    expect(given.started[0]?.logSpoolMaxBytes).toBe(1_048_576);
+    const tooSmall = await run(['start', '--orchestrator', 'o:1', '--data-dir', dir, '--log-spool-max-bytes', '1000']);
+    expect(tooSmall.code).toBe(2);
+    expect(tooSmall.stderr).toMatch(/logSpoolMaxBytes \(from flag, env CONCLAVE_LOG_SPOOL_MAX_BYTES\)/);
   });
 
   it('missing or invalid settings are NODE-STATE-703, exit 2, and the agent is not started', async () => {

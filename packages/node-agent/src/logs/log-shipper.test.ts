@@ -194,6 +194,25 @@ describe('LogShipper', () => {
     expect(h.own.lines.some((l) => / WARN {2}NODE-STATE-720 log spool full: the oldest unshipped log records were dropped .*count=\d+/.test(l))).toBe(true);
   });
 
+  it('a drop while a batch is in flight leaves that batch whole and gaps only what was never sent', async () => {
+    const h = await start({ spoolMaxBytes: 16_384, segmentMaxBytes: 4_096, ackTimeoutMs: 60_000 });
+    h.connect();
+    logN(h, 10, 'z'.repeat(150));
+    await waitUntil(() => h.link.batches.length === 1, { what: 'the first batch' });
+    logN(h, 290, 'z'.repeat(150));
+    await waitUntil(() => h.shipper.stats().droppedTotal['spool-full'] > 0, { what: 'a drop' });
+    h.link.autoAck = (upTo) => h.ack(upTo);
+    h.ack(10);
+    await waitUntil(() => h.link.batches.some((b) => b.records.some((r) => r.seq === 300)), { what: 'the last record' });
+    const { records, gaps } = received(h.link);
+    expect(seqs(h.link.batches[0])).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect(gaps).toHaveLength(1);
+    expect(gaps[0]).toMatchObject({ fromSeq: 11, reason: 'spool-full' });
+    expect(gaps[0]!.count).toBe(gaps[0]!.toSeq - 10);
+    expect(records.size + gaps[0]!.count).toBe(300);
+    expect(records.has(gaps[0]!.toSeq + 1)).toBe(true);
+  });
+
   it('goes on with the next seq after a clean restart, sending nothing twice', async () => {
     const a = await start();
     a.link.autoAck = (upTo) => a.ack(upTo);

@@ -132,9 +132,10 @@ export class LogShipper {
       this.shipped += done.batch.records.filter((r) => r.seq > this.ackedUpTo).length;
       void this.ledger.acked(done.ledgerGaps).catch((err: unknown) => this.writeFailed(err));
     }
-    if (upTo <= this.ackedUpTo) return void this.pump(true);
-    this.ackedUpTo = upTo;
-    void this.spool.release(upTo);
+    if (upTo > this.ackedUpTo) {
+      this.ackedUpTo = upTo;
+      void this.spool.release(upTo);
+    }
     void this.pump(true);
   }
 
@@ -250,7 +251,10 @@ export class LogShipper {
       const outcome = await this.spool.append(entries);
       written = outcome.written;
       error = outcome.error;
-      for (const drop of outcome.drops) await this.spoolFull(drop);
+      // Every drop in the ledger before anything else runs: the next batch (read after this
+      // append) must carry them all, or the orchestrator would take the later seqs as missing.
+      const saved = outcome.drops.map((drop) => this.spoolFull(drop));
+      await Promise.all(saved);
     } catch (err) {
       error = err;
     }
@@ -263,7 +267,8 @@ export class LogShipper {
     else this.writeFailed(error);
   }
 
-  private async spoolFull(drop: SpoolDrop): Promise<void> {
+  /** Counts and logs a drop and takes it into the ledger at once; resolves when the ledger is on disk. */
+  private spoolFull(drop: SpoolDrop): Promise<void> {
     this.dropped['spool-full'] += drop.records;
     this.o.logger.failure(
       new ConclaveError('NODE-STATE-720', {
@@ -272,7 +277,7 @@ export class LogShipper {
       {},
       'warn',
     );
-    await this.ledger.note(drop).catch((err: unknown) => this.writeFailed(err));
+    return this.ledger.note(drop).catch((err: unknown) => this.writeFailed(err));
   }
 
   private writeFailed(err: unknown): void {

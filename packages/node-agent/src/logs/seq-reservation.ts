@@ -39,7 +39,9 @@ export class SeqReservation {
   /** Resolves once seqs through `seq` are reserved on disk: at once, or after one write per block. */
   async reserveThrough(seq: number, lastUsed: number): Promise<void> {
     if (seq <= this.current.reserved) return;
-    await this.write({ ...this.current, reserved: seq - 1 + this.block, lastUsed: Math.max(this.current.lastUsed, lastUsed) });
+    // Whole blocks (10,000, 20,000…): the mark says at a glance how far the seqs went.
+    const reserved = Math.ceil(seq / this.block) * this.block;
+    await this.write({ ...this.current, reserved, lastUsed: Math.max(this.current.lastUsed, lastUsed) });
   }
 
   /** At close: where the seqs and the acknowledgements stand. */
