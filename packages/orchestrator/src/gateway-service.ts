@@ -161,12 +161,12 @@ export function createGatewayService(o: GatewayServiceOptions): NodeGatewayHandl
         }
         clearTimeout(registerTimer);
         let chatEndpoint: NodeChatEndpoint | undefined;
-        // Before the session, which reads its figures; its acks go through the session made next.
-        let sessionRef: NodeSession | undefined;
+        // Before the session, which reads its figures. Its acks go through the session made next:
+        // an ack answers a batch the session received, so the session exists by then.
         const logIntake = o.logs
           ? new NodeLogIntake({
             ...o.logs, nodeId: request.nodeId, nodeName: request.name, logger: o.logger.child({ node: request.nodeId }),
-            ack: (upToSeq) => sessionRef?.send({ logAck: { upToSeq } }),
+            ack: (upToSeq) => session.send({ logAck: { upToSeq } }),
           })
           : undefined;
         const session = new NodeSession({
@@ -193,7 +193,6 @@ export function createGatewayService(o: GatewayServiceOptions): NodeGatewayHandl
           onLogs: (_s, batch) => logIntake?.receive(batch),
           ...(logIntake ? { logShipping: () => logIntake.figures() } : {}),
         });
-        sessionRef = session;
         if (logIntake) session.once('closed', () => logIntake.close());
         if (o.chat) {
           const endpoint = new NodeChatEndpoint({
