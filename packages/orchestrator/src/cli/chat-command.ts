@@ -5,8 +5,8 @@ import {
 } from '@conclave/protocol';
 import type { ChatDelivery__Output, ChatMessage__Output, ChatRoom__Output } from '@conclave/protocol';
 import type { CliIo } from './cli-io.js';
-import { ControlCallError } from './control-calls.js';
 import type { ControlCalls } from './control-calls.js';
+import { followAgain } from './follow-again.js';
 import { formatJson, formatKeyValues, formatTable, formatTime, orDash } from './output-format.js';
 
 /** The default of `chat claim --ttl`. */
@@ -119,41 +119,15 @@ export async function tailRoomCommand(calls: ControlCalls, io: CliIo, options: T
       lastSeq = Number(m.seq);
     }
   };
-  let interrupted = false;
-  let cancel: () => void = () => undefined;
-  if (follow && options.interrupted) {
-    void options.interrupted.then(() => {
-      interrupted = true;
-      cancel();
-    });
-  }
-  for (let attempt = 0; ; attempt += 1) {
-    const call = calls.followRoom({ room: options.room, afterSeq: lastSeq, epoch, follow }, onDelivery);
-    cancel = () => call.cancel();
-    if (interrupted) call.cancel();
-    try {
-      await call.done;
-      return EXIT_OK;
-    } catch (err) {
-      // Without -f, or for an error retrying cannot fix, the tail ends with it.
-      if (!follow || interrupted || !orchestratorAway(err)) throw err;
-      const delayMs = Math.min(FOLLOW_RETRY_CAP_MS, FOLLOW_RETRY_BASE_MS * 2 ** Math.min(attempt, 4));
-      io.stderr.write(`${(err as Error).message}: following again from #${lastSeq + 1} in ${delayMs} ms\n`);
-      await Promise.race([new Promise((resolve) => setTimeout(resolve, delayMs)), options.interrupted ?? new Promise(() => undefined)]);
-      if (interrupted) return EXIT_OK;
-    }
-  }
+  // Without -f, or for an error retrying cannot fix, the tail ends with it.
+  await followAgain({
+    follow, io, ...(options.interrupted ? { interrupted: options.interrupted } : {}),
+    open: () => calls.followRoom({ room: options.room, afterSeq: lastSeq, epoch, follow }, onDelivery),
+    resumeAt: () => `from #${lastSeq + 1}`,
+  });
+  return EXIT_OK;
 }
 
-/** The orchestrator went away (a restart, a dropped connection): what a follow waits out. */
-function orchestratorAway(err: unknown): boolean {
-  if (err instanceof ControlCallError) return err.status === 'UNAVAILABLE';
-  return err instanceof ConclaveError && err.entry.status === 'UNAVAILABLE';
-}
-
-/** `tail -f` after a lost orchestrator: tries again from 250 ms, doubling, at most every 2 s. */
-const FOLLOW_RETRY_BASE_MS = 250;
-const FOLLOW_RETRY_CAP_MS = 2_000;
 
 function formatResync(delivery: ChatDelivery__Output): string {
   const snapshot = delivery.snapshot;

@@ -1,11 +1,11 @@
-import { ConclaveError, EXIT_OK, formatConsoleLine } from '@conclave/common';
+import { EXIT_OK, formatConsoleLine } from '@conclave/common';
 import type { LogLevel, LogPrefix, Section } from '@conclave/common';
-import type { LogEntry__Output, LogQuery } from '@conclave/protocol';
+import type { LogEntries__Output, LogEntry__Output, LogQuery } from '@conclave/protocol';
 import { DEFAULT_HISTORY } from '../logs/log-limits.js';
 import { parseLevel, parsePrefix, parseSection, parseSince } from '../logs/log-query.js';
 import type { CliIo } from './cli-io.js';
-import { ControlCallError } from './control-calls.js';
 import type { ControlCalls } from './control-calls.js';
+import { followAgain } from './follow-again.js';
 
 export interface LogsOptions {
   follow?: boolean;
@@ -83,10 +83,6 @@ export function formatLogEntry(entry: LogEntry__Output): string {
   });
 }
 
-/** `logs -f` after a lost orchestrator: tries again from 250 ms, doubling, at most every 2 s. */
-const FOLLOW_RETRY_BASE_MS = 250;
-const FOLLOW_RETRY_CAP_MS = 2_000;
-
 /**
  * `orchestrator logs`: the fleet log store's records that match, oldest first; with `-f` the new
  * ones as they come, resuming after the last one printed when the orchestrator restarts (no line
@@ -98,48 +94,25 @@ export async function logsCommand(calls: ControlCalls, io: CliIo, options: LogsO
   let lastId = '';
   let printed = 0;
   let jobEnded = false;
-  let interrupted = false;
-  let cancel: () => void = () => undefined;
-  if (follow && options.interrupted) {
-    void options.interrupted.then(() => {
-      interrupted = true;
-      cancel();
-    });
-  }
-  for (let attempt = 0; ; attempt += 1) {
-    // A resumed follow reads from its last entry on: no history limit, no since.
-    const resumed: LogQuery = lastId ? { ...query, afterId: lastId, sinceMs: 0, limit: 0 } : query;
-    const call = calls.tailLogs(resumed, (message) => {
-      for (const entry of message.entries) {
-        io.stdout.write(`${options.json ? JSON.stringify(logEntryJson(entry)) : formatLogEntry(entry)}\n`);
-        lastId = entry.id;
-        printed += 1;
-      }
-      if (message.jobEnded) jobEnded = true;
-    });
-    cancel = () => call.cancel();
-    if (interrupted) call.cancel();
-    try {
-      await call.done;
-      if (jobEnded) io.stderr.write(`job ${query.jobId ?? ''} has ended\n`);
-      const limit = query.limit || DEFAULT_HISTORY;
-      if (!follow && printed >= limit) {
-        const which = query.sinceMs ? `the first ${limit} from --since` : `the newest ${limit}`;
-        io.stderr.write(`${printed} records shown (${which}; --limit N for more); there may be more\n`);
-      }
-      return EXIT_OK;
-    } catch (err) {
-      if (!follow || interrupted || !orchestratorAway(err)) throw err;
-      const delayMs = Math.min(FOLLOW_RETRY_CAP_MS, FOLLOW_RETRY_BASE_MS * 2 ** Math.min(attempt, 4));
-      io.stderr.write(`${(err as Error).message}: following again${lastId ? ` after ${lastId}` : ''} in ${delayMs} ms\n`);
-      await Promise.race([new Promise((resolve) => setTimeout(resolve, delayMs)), options.interrupted ?? new Promise(() => undefined)]);
-      if (interrupted) return EXIT_OK;
+  const onEntries = (message: LogEntries__Output): void => {
+    for (const entry of message.entries) {
+      io.stdout.write(`${options.json ? JSON.stringify(logEntryJson(entry)) : formatLogEntry(entry)}\n`);
+      lastId = entry.id;
+      printed += 1;
     }
+    if (message.jobEnded) jobEnded = true;
+  };
+  await followAgain({
+    follow, io, ...(options.interrupted ? { interrupted: options.interrupted } : {}),
+    // A resumed follow reads from its last entry on: no history limit, no since.
+    open: () => calls.tailLogs(lastId ? { ...query, afterId: lastId, sinceMs: 0, limit: 0 } : query, onEntries),
+    resumeAt: () => (lastId ? `after ${lastId}` : 'from the start'),
+  });
+  if (jobEnded) io.stderr.write(`job ${query.jobId ?? ''} has ended\n`);
+  const limit = query.limit || DEFAULT_HISTORY;
+  if (!follow && printed >= limit) {
+    const which = query.sinceMs ? `the first ${limit} from --since` : `the newest ${limit}`;
+    io.stderr.write(`${printed} records shown (${which}; --limit N for more); there may be more\n`);
   }
-}
-
-/** The orchestrator went away (a restart, a dropped connection, not up yet): what a follow waits out. */
-function orchestratorAway(err: unknown): boolean {
-  if (err instanceof ControlCallError) return err.status === 'UNAVAILABLE';
-  return err instanceof ConclaveError && err.entry.status === 'UNAVAILABLE';
+  return EXIT_OK;
 }
