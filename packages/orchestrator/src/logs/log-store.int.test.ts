@@ -22,24 +22,25 @@ function batch(records: ShippedLogRecord__Output[], gaps: LogBatch__Output['gaps
   return { records, gaps, spoolBytes: 1234, droppedTotal: 0 };
 }
 
+// One redis-server for the file, emptied before each test.
+let server: RedisServerHandle;
+let redis: Redis;
+let store: LogStore;
+
+beforeAll(async () => {
+  server = await startRedis();
+  redis = new Redis(server.url, { enableAutoPipelining: true });
+});
+beforeEach(async () => {
+  await redis.flushall();
+  store = new LogStore(redis, DEFAULT_LOG_LIMITS);
+});
+afterAll(async () => {
+  await redis?.quit();
+  await server?.stop();
+});
+
 describe('the fleet log store on a real Redis', () => {
-  let server: RedisServerHandle;
-  let redis: Redis;
-  let store: LogStore;
-
-  beforeAll(async () => {
-    server = await startRedis();
-    redis = new Redis(server.url, { enableAutoPipelining: true });
-  });
-  beforeEach(async () => {
-    await redis.flushall();
-    store = new LogStore(redis, DEFAULT_LOG_LIMITS);
-  });
-  afterAll(async () => {
-    await redis?.quit();
-    await server?.stop();
-  });
-
   it("reads one job's records from the orchestrator and two nodes, and one node's, without the others", async () => {
     await store.append([orchEntry('job queued', { jobId: 'j1' }), orchEntry('job queued', { jobId: 'j2' })]);
     await store.append([{ ...orchEntry('job running', { jobId: 'j1' }), prefix: 'NODE', node: 'n1', nodeName: 'alpha', seq: 1 }], { nodeId: 'n1', upToSeq: 1 });
@@ -165,23 +166,6 @@ describe('the fleet log store on a real Redis', () => {
 });
 
 describe("a node session's log intake", () => {
-  let server: RedisServerHandle;
-  let redis: Redis;
-  let store: LogStore;
-
-  beforeAll(async () => {
-    server = await startRedis();
-    redis = new Redis(server.url, { enableAutoPipelining: true });
-  });
-  beforeEach(async () => {
-    await redis.flushall();
-    store = new LogStore(redis, DEFAULT_LOG_LIMITS);
-  });
-  afterAll(async () => {
-    await redis?.quit();
-    await server?.stop();
-  });
-
   function intake(extra: Partial<ConstructorParameters<typeof NodeLogIntake>[0]> = {}) {
     const acks: number[] = [];
     const captured = captureLogger('ORCH');
