@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
+import { captureLogger } from '@conclave/common';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startRedis, waitUntil } from '@conclave/testing';
 import type { RedisServerHandle } from '@conclave/testing';
@@ -229,6 +230,18 @@ describe('JobStore: the job index', () => {
     await store.update('done', { state: 'cancelled', finishedAtMs: 5 });
     expect((await store.activeJobsOf('resnet')).sort()).toEqual(['q', 'r']);
     expect(await store.activeJobsOf('nope')).toEqual([]);
+  });
+
+  it('logs a lost index write under ORCH-STATE-712, and the record keeps the change', async () => {
+    const { logger, lines } = captureLogger('ORCH');
+    const store = new JobStore(redis, TTL, { logger });
+    await store.create(record('j', 1));
+    // A key of the wrong type makes the index script fail, as a Redis that refuses writes would.
+    await redis.set(redisKeys.jobCounts(), 'not a hash');
+    expect(await store.update('j', { state: 'running', node: 'n1' })).toMatchObject({ state: 'running' });
+    const line = await waitUntil(() => lines.find((l) => l.includes('ORCH-STATE-712')), { timeoutMs: 5_000 });
+    expect(line).toMatch(/WARN +ORCH-STATE-712 job index not updated jobId=j state=running cause="WRONGTYPE /);
+    expect(await redis.hget(redisKeys.job('j'), 'state')).toBe('running');
   });
 
   it('refuses a page token it did not make with ORCH-REQ-203', async () => {

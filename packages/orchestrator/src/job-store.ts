@@ -305,7 +305,10 @@ export class JobStore extends EventEmitter<JobStoreEvents> {
     if (applied === 1) {
       // Not awaited: no round trip more on a job's path. It is sent now, so anything this
       // connection sends later (a list, the next update) runs after it.
-      this.index(record).catch((err: unknown) => this.options.logger?.warn('STATE', 'could not update the job index; it is repaired later', { jobId: id, err }));
+      // A lost index write is repaired by reconcileIndex (the record is the truth).
+      this.index(record).catch((cause: unknown) => this.options.logger?.failure(
+        new ConclaveError('ORCH-STATE-712', { data: { jobId: id, state: record.state }, cause }), {}, 'warn',
+      ));
       this.emit('update', record);
     }
     return { applied: applied === 1, record };

@@ -277,7 +277,7 @@ function toNodeInfo(s: NodeSession): NodeInfo {
     lastSeenMs: s.lastSeenMs, connectedAtMs: s.connectedAtMs, cpuCores: s.cpuCores, memoryBytes: s.memoryBytes,
     features: [...s.features], address: s.address, draining: s.draining, memoryUsedBytes: s.memoryUsedBytes,
     clockOffsetMs: s.clockOffsetMs,
-    // The session keeps no log-shipping figures yet (the gateway's log intake has them).
+    // As the node's last log batch said (the gateway's log intake); 0 before its first batch.
     logSpoolBytes: s.logShipping.spoolBytes, logDroppedTotal: s.logShipping.droppedTotal,
   };
 }

@@ -1,6 +1,6 @@
 import type { NodeInfo } from '@conclave/protocol';
 import type { DashboardSources } from './dashboard-sources.js';
-import { chatFragment, jobsFragment, nodesFragment, queueFragment, unavailable } from './fragments.js';
+import { chatFragment, jobsFragment, nodesFragment, panelErrorOf, queueFragment, unavailable } from './fragments.js';
 import type { SafeHtml } from './html.js';
 import type { Panel } from './pages.js';
 
@@ -11,6 +11,8 @@ export const FLEET_PANELS: readonly FleetPanel[] = ['nodes', 'queue', 'jobs', 'c
 export interface FleetSnapshot {
   /** Empty when the registry did not answer. */
   nodes: NodeInfo[];
+  /** Why the registry did not answer; then no node name can be resolved. */
+  nodesError?: unknown;
   panels: Record<FleetPanel, SafeHtml>;
   atMs: number;
 }
@@ -99,13 +101,13 @@ export class DashboardFeed {
     const nodeList = nodes.status === 'fulfilled' ? nodes.value : [];
     const atMs = this.now();
     const panels: Record<FleetPanel, SafeHtml> = {
-      nodes: nodes.status === 'fulfilled' ? nodesFragment(nodes.value, atMs) : unavailable('nodes', reasonOf(nodes.reason)),
-      queue: queue.status === 'fulfilled' ? queueFragment(queue.value) : unavailable('queue', reasonOf(queue.reason)),
-      jobs: jobs.status === 'fulfilled' ? jobsFragment(jobs.value, nodeList) : unavailable('jobs', reasonOf(jobs.reason)),
-      chat: rooms.status === 'fulfilled' ? chatFragment(rooms.value) : unavailable('chat', reasonOf(rooms.reason)),
+      nodes: nodes.status === 'fulfilled' ? nodesFragment(nodes.value, atMs) : unavailable('nodes', panelErrorOf(nodes.reason)),
+      queue: queue.status === 'fulfilled' ? queueFragment(queue.value) : unavailable('queue', panelErrorOf(queue.reason)),
+      jobs: jobs.status === 'fulfilled' ? jobsFragment(jobs.value, nodeList) : unavailable('jobs', panelErrorOf(jobs.reason)),
+      chat: rooms.status === 'fulfilled' ? chatFragment(rooms.value) : unavailable('chat', panelErrorOf(rooms.reason)),
     };
     const previous = this.latest;
-    const snapshot: FleetSnapshot = { nodes: nodeList, panels, atMs };
+    const snapshot: FleetSnapshot = { nodes: nodeList, panels, atMs, ...(nodes.status === 'rejected' ? { nodesError: nodes.reason as unknown } : {}) };
     this.latest = snapshot;
     const changed: Partial<Record<FleetPanel, SafeHtml>> = {};
     for (const panel of FLEET_PANELS) {
@@ -126,8 +128,4 @@ export class DashboardFeed {
       }),
     ]).finally(() => clearTimeout(timer));
   }
-}
-
-function reasonOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

@@ -1,11 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { connect } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
-import { captureLogger } from '@conclave/common';
+import { ConclaveError, captureLogger } from '@conclave/common';
 import type { NodeInfo } from '@conclave/protocol';
 import { startHttpServer, type HttpServerHandle } from '../http-server.js';
 import type { LogFilter, LogReader, StoredLogEntry } from '../logs/log-entry.js';
-import { createDashboard, isLoopbackHost } from './dashboard.js';
+import { createDashboard, type DashboardOptions } from './dashboard.js';
 import type { DashboardJob, DashboardRoom, DashboardSources } from './dashboard-sources.js';
 
 const TOKEN = 'dashboard-test-token-0123456789abcdef';
@@ -57,6 +59,8 @@ interface Fixture {
   rooms: DashboardRoom[];
   logs: FakeLogReader;
   lines: string[];
+  /** Set: the registry fails with it. */
+  nodesError?: Error;
 }
 
 let fixture: Fixture | undefined;
@@ -66,14 +70,17 @@ afterEach(async () => {
   fixture = undefined;
 });
 
-async function start(options: { maxStreams?: number } = {}): Promise<Fixture> {
+async function start(options: Pick<DashboardOptions, 'maxStreams' | 'refusalLogIntervalMs' | 'stalledStreamMs'> = {}): Promise<Fixture> {
   const { logger, lines } = captureLogger('ORCH');
   const nodes: NodeInfo[] = [{ id: 'a1b2c3d4e5f6a7b8c9d0', name: EVIL, state: 'connected', slots: 2, running: 0, backendActive: 'cpu', lastSeenMs: Date.now() }];
   const jobs: DashboardJob[] = [];
   const rooms: DashboardRoom[] = [{ name: 'fleet', headSeq: 1, members: 1, messages: [{ seq: 1, sender: 'operator', kind: 'text', text: `hi ${EVIL}`, atMs: Date.now() }] }];
   const logs = new FakeLogReader();
   const sources: DashboardSources = {
-    nodes: async () => nodes,
+    nodes: async () => {
+      if (fixture?.nodesError) throw fixture.nodesError;
+      return nodes;
+    },
     jobs: async (limit) => jobs.slice(0, limit),
     queue: async () => ({ waiting: jobs.filter((j) => j.state === 'queued').length }),
     chatRooms: async () => rooms,
@@ -180,8 +187,21 @@ describe('dashboard', () => {
     expect(line).toMatch(/WARN +ORCH-AUTH-572 dashboard refused: operator token missing or wrong/);
     expect(line).toContain('reason=mismatch');
     expect(f.lines.join('\n')).not.toContain('not-the-token-at-all');
+  });
+
+  it('logs the refusals of one address once per interval, the next line counting those held back', async () => {
+    const f = await start({ refusalLogIntervalMs: 1_000 });
+    const refusals = () => f.lines.filter((l) => l.includes('ORCH-AUTH-572'));
+    for (let i = 0; i < 20; i++) expect((await login(f, `wrong-token-${i}`)).status).toBe(401);
     expect((await login(f, '')).status).toBe(401);
-    expect(f.lines.filter((l) => l.includes('reason=missing'))).toHaveLength(1);
+    expect((await fetch(`${f.base}/dashboard`, { headers: { authorization: 'Bearer wrong-token-wrong-token' } })).status).toBe(401);
+    expect(refusals()).toHaveLength(1);
+    expect(refusals()[0]).toContain('suppressed=0');
+    await sleep(1_100);
+    expect((await login(f, '')).status).toBe(401);
+    expect(refusals()).toHaveLength(2);
+    expect(refusals()[1]).toContain('reason=missing');
+    expect(refusals()[1]).toContain('suppressed=21');
   });
 
   it('logs in with the token: an HttpOnly, SameSite=Strict cookie that is not the token opens the page', async () => {
@@ -215,7 +235,8 @@ describe('dashboard', () => {
     const wrong = await fetch(`${f.base}/dashboard`, { headers: { authorization: 'Bearer wrong-token-wrong-token' } });
     expect(wrong.status).toBe(401);
     expect((await fetch(`${f.base}/dashboard/events`, { headers: { authorization: 'Basic abc' } })).status).toBe(401);
-    expect(f.lines.filter((l) => l.includes('ORCH-AUTH-572'))).toHaveLength(2);
+    // Both from this address within the interval: one line.
+    expect(f.lines.filter((l) => l.includes('ORCH-AUTH-572'))).toHaveLength(1);
     const events = await openEvents(f, '', bearer);
     expect(events.res.status).toBe(200);
     expect(events.res.headers.get('content-type')).toBe('text/event-stream; charset=utf-8');
@@ -252,9 +273,46 @@ describe('dashboard', () => {
     expect(logs).not.toContain('too low');
     expect(logs).not.toContain('other node');
     await events.close();
-    const bad = await fetch(`${f.base}/dashboard/events?level=loud`, { headers: bearer });
+  });
+
+  it('shows a refused filter in the tail’s panel with its code, on the page and on its stream, and follows nothing', async () => {
+    const f = await start();
+    f.logs.push({ timeMs: Date.now(), level: 'warn', prefix: 'NODE', section: 'NET', message: 'any line', node: 'a1b2c3d4e5f6a7b8c9d0' });
+    const page = await fetch(`${f.base}/dashboard?node=gamma&level=warn`, { headers: bearer });
+    expect(page.status).toBe(404);
+    const body = await page.text();
+    expect(body).toContain('<div id="logs" sse-swap="logs"><p class="unavailable" role="alert">No live tail for this filter: <code class="code">ORCH-REQ-260</code> unknown node in a log filter: &quot;gamma&quot;</p></div>');
+    // The form keeps what was typed; the stream asks for the same tail.
+    expect(body).toContain('<input name="node" value="gamma"');
+    expect(body).toContain('sse-connect="/dashboard/events?node=gamma&amp;level=warn"');
+    const events = await openEvents(f, '?node=gamma&level=warn', bearer);
+    expect(events.res.status).toBe(200);
+    expect(await events.next('logs')).toContain('<code class="code">ORCH-REQ-260</code> unknown node in a log filter: &quot;gamma&quot;');
+    expect(await events.next('nodes')).toContain('a1b2c3d4e5f6');
+    await sleep(400);
+    expect(events.events.filter((e) => e.event === 'logs')).toHaveLength(1);
+    expect(events.events.some((e) => e.data.includes('any line'))).toBe(false);
+    await events.close();
+
+    const bad = await fetch(`${f.base}/dashboard?level=loud&prefix=NODE`, { headers: bearer });
     expect(bad.status).toBe(400);
-    expect(await bad.text()).toBe('level must be one of error, warn, info, debug');
+    const badBody = await bad.text();
+    expect(badBody).toContain('<code class="code">ORCH-REQ-261</code> malformed log query: level &quot;loud&quot;: want one of error, warn, info, debug');
+    expect(badBody).toContain('sse-connect="/dashboard/events?level=loud&amp;prefix=NODE"');
+    const badEvents = await openEvents(f, '?level=loud', bearer);
+    expect(await badEvents.next('logs')).toContain('<code class="code">ORCH-REQ-261</code>');
+    await badEvents.close();
+  });
+
+  it('says that a node filter waits on the registry when the registry did not answer, instead of calling the node unknown', async () => {
+    const f = await start();
+    f.nodesError = new ConclaveError('ORCH-STATE-710', { detail: 'Redis connection is reconnecting' });
+    const page = await fetch(`${f.base}/dashboard?node=a1b2c3d4e5f6a7b8c9d0`, { headers: bearer });
+    expect(page.status).toBe(503);
+    const body = await page.text();
+    expect(body).toContain('No live tail for this filter: <code class="code">ORCH-STATE-710</code> state store (Redis) unavailable: Redis connection is reconnecting');
+    expect(body).toContain('nodes unavailable: <code class="code">ORCH-STATE-710</code>');
+    expect(body).not.toContain('ORCH-REQ-260');
   });
 
   it('bounds the open streams, and ends them when the server closes', async () => {
@@ -292,7 +350,7 @@ describe('dashboard', () => {
   });
 
   it('refuses plaintext callers from off this host unless told otherwise', async () => {
-    const visit = (allowRemotePlaintext: boolean, host = '10.0.0.2:7401') => {
+    const visit = (allowRemotePlaintext: boolean, host = '10.0.0.2:7401', remoteAddress = '10.1.2.3') => {
       const { logger, lines } = captureLogger('ORCH');
       const sources: DashboardSources = { nodes: async () => [], jobs: async () => [], queue: async () => ({}), chatRooms: async () => [] };
       const dashboard = createDashboard({ operatorToken: TOKEN, sources, logger, allowRemotePlaintext });
@@ -309,7 +367,7 @@ describe('dashboard', () => {
             return this;
           },
         };
-        const req = { url: '/dashboard', method: 'GET', headers: { host }, socket: { remoteAddress: '10.1.2.3', remotePort: 4000 } };
+        const req = { url: '/dashboard', method: 'GET', headers: { host }, socket: { remoteAddress, remotePort: 4000 } };
         expect(dashboard.handle(req as unknown as IncomingMessage, res as unknown as ServerResponse)).toBe(true);
       });
       return done.then(() => ({ status, lines }));
@@ -318,15 +376,51 @@ describe('dashboard', () => {
     expect(refused.status).toBe(403);
     expect(refused.lines.some((l) => l.includes('ORCH-AUTH-573') && l.includes('10.1.2.3'))).toBe(true);
     expect((await visit(true)).status).toBe(200);
-    // A browser that dialled its own loopback (a tunnel, a port published on the host's loopback).
-    expect((await visit(false, '127.0.0.1:7401')).status).toBe(200);
-    expect((await visit(false, 'localhost:8080')).status).toBe(200);
+    // Any client can claim a loopback Host: only the connection's own address counts.
+    for (const host of ['127.0.0.1:7401', 'localhost:8080', '[::1]:7401']) expect((await visit(false, host)).status, host).toBe(403);
+    // A loopback peer is a TLS proxy or a tunnel's end on this host, whatever name the browser used.
+    expect((await visit(false, 'fleet.example.com', '127.0.0.1')).status).toBe(200);
+    expect((await visit(false, '127.0.0.1:7401', '::ffff:127.0.0.1')).status).toBe(200);
+    expect((await visit(false, 'localhost:7401', '::1')).status).toBe(200);
   });
 
-  it('knows a loopback Host header', () => {
-    for (const host of ['localhost', 'LOCALHOST:7401', '127.0.0.1', '127.1.2.3:80', '[::1]:7401', '[::1]']) expect(isLoopbackHost(host), host).toBe(true);
-    for (const host of [undefined, '', 'example.com', '10.0.0.1:7401', '127.0.0.1.evil.example', 'localhost.evil.example', '[::2]:1', '::1']) {
-      expect(isLoopbackHost(host), String(host)).toBe(false);
+  it('ends a stream whose browser stopped reading, freeing its slot', async () => {
+    const f = await start({ maxStreams: 1, stalledStreamMs: 300 });
+    // One panel larger than loopback's socket buffers: a reader who takes nothing blocks the stream.
+    f.nodes.push({ id: 'bbbb0000bbbb0000', name: 'x'.repeat(32 * 2 ** 20), state: 'connected' });
+    const socket = connect(Number(new URL(f.base).port), '127.0.0.1');
+    socket.on('error', () => undefined);
+    socket.write(`GET /dashboard/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TOKEN}\r\n\r\n`);
+    socket.pause();
+    try {
+      const deadline = Date.now() + 15_000;
+      while (!f.lines.some((l) => l.includes('ORCH-NET-622'))) {
+        if (Date.now() > deadline) throw new Error(`no ORCH-NET-622 line; got ${f.lines.join('\n')}`);
+        await sleep(50);
+      }
+      expect(f.lines.find((l) => l.includes('ORCH-NET-622'))).toMatch(/WARN +ORCH-NET-622 dashboard stream ended: the browser stopped reading blockedMs=\d+ peer=ipv4:127\.0\.0\.1:/);
+      f.nodes.pop();
+      const next = await openEvents(f, '', bearer);
+      expect(next.res.status).toBe(200);
+      await next.close();
+    } finally {
+      socket.destroy();
     }
+  });
+
+  it('logs a request that failed under ORCH-NET-621', async () => {
+    const f = await start();
+    // A login form whose sender went away halfway: reading its body fails.
+    const socket = connect(Number(new URL(f.base).port), '127.0.0.1');
+    socket.on('error', () => undefined);
+    socket.write('POST /dashboard/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\ntoken=abc');
+    await sleep(100);
+    socket.destroy();
+    const deadline = Date.now() + 5_000;
+    while (!f.lines.some((l) => l.includes('dashboard request failed'))) {
+      if (Date.now() > deadline) throw new Error(`no failure line; got ${f.lines.join('\n')}`);
+      await sleep(50);
+    }
+    expect(f.lines.find((l) => l.includes('dashboard request failed'))).toMatch(/WARN +ORCH-NET-621 dashboard request failed peer=ipv4:127\.0\.0\.1:\d+ path=\/dashboard\/login suppressed=0 cause="aborted"/);
   });
 });

@@ -1,16 +1,18 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ConclaveError, httpStatusOf } from '@conclave/common';
-import type { Logger } from '@conclave/common';
+import { ConclaveError, httpStatusOf, isConclaveError } from '@conclave/common';
+import type { LogMeta, Logger } from '@conclave/common';
+import type { LogFilter } from '../logs/log-entry.js';
 import { bearerTokenOf, isLoopbackPeer, operatorTokenMatches, type OperatorAuthFailure } from '../operator-auth.js';
 import { DashboardAssets } from './dashboard-assets.js';
-import { DashboardFeed } from './dashboard-feed.js';
-import { JOBS_PER_LIST, logsFragment } from './fragments.js';
+import { DashboardFeed, type FleetSnapshot } from './dashboard-feed.js';
+import { JOBS_PER_LIST, logsFragment, panelErrorOf } from './fragments.js';
 import { DashboardSessions, SESSION_COOKIE, cookieValue } from './dashboard-session.js';
 import type { DashboardSources } from './dashboard-sources.js';
 import { html, type SafeHtml } from './html.js';
-import { logFilterOf, parseLogTailQuery } from './log-tail-query.js';
+import { logFilterOf, logTailParamsAsGiven, logTailSearchParams, parseLogTailQuery, type LogTailQuery } from './log-tail-query.js';
 import { LogTail } from './log-tail.js';
 import { DASHBOARD_PATH, EVENTS_PATH, LOGIN_PATH, LOGOUT_PATH, dashboardPage, loginPage, messagePage } from './pages.js';
+import { PeerLogLimiter } from './peer-log-limiter.js';
 import { SseStream } from './sse-stream.js';
 
 export interface DashboardOptions {
@@ -19,16 +21,27 @@ export interface DashboardOptions {
   sources: DashboardSources;
   logger: Logger;
   /**
-   * The HTTP port has no TLS, so without this a request is served only when it stayed on one
-   * machine: from a loopback peer (a TLS proxy on this host), or sent by a browser to a loopback
-   * address on its own machine (an SSH tunnel, `kubectl port-forward`, a container port published
-   * on the host's loopback, whose peer is the bridge). Else the token and the cookie would cross
-   * the network in the clear, which the Control API refuses too. `--insecure-control`.
+   * The HTTP port has no TLS, so without this a request is served only from a loopback peer:
+   * a TLS proxy on this host, or the end of a tunnel (SSH, `kubectl port-forward`). Else the
+   * token and the cookie would cross the network in the clear, which the Control API refuses
+   * too (ORCH-AUTH-573). The Host header is not asked: any client can send `Host: localhost`.
+   * `--insecure-control`.
    * @default false
    */
   allowRemotePlaintext?: boolean;
   /** Open live streams at most (one per open tab); more are refused (ORCH-NET-620, 429). @default 16 */
   maxStreams?: number;
+  /**
+   * How long a stream's socket may stay unable to take more before the stream is ended
+   * (ORCH-NET-622), freeing its slot. @default 30_000
+   */
+  stalledStreamMs?: number;
+  /**
+   * A refused request (ORCH-AUTH-572, ORCH-AUTH-573, ORCH-NET-620) or a failed one (ORCH-NET-621)
+   * is logged at most once per peer address this often, the line counting those held back
+   * (`suppressed`): strangers can send them as fast as they like. @default 60_000
+   */
+  refusalLogIntervalMs?: number;
   /** How often the panels are read again and changes pushed. @default 1_000 */
   updateIntervalMs?: number;
   /** How long a login lasts. @default 43_200_000 (12 h) */
@@ -44,6 +57,9 @@ interface ResolvedDashboardOptions extends Required<Omit<DashboardOptions, 'sour
   logger: Logger;
   operatorToken: string;
 }
+
+/** Peer addresses whose refusals are counted; past that the one logged longest ago is forgotten. */
+const MAX_LOGGED_PEERS = 1_000;
 
 /** The largest login form read: a token is at most a few hundred bytes. */
 export const MAX_LOGIN_BODY_BYTES = 4_096;
@@ -86,10 +102,13 @@ export interface Dashboard {
  */
 export function createDashboard(options: DashboardOptions): Dashboard {
   const o: ResolvedDashboardOptions = {
-    allowRemotePlaintext: false, maxStreams: 16, updateIntervalMs: 1_000, sessionTtlMs: 12 * 3_600_000,
-    sourceTimeoutMs: 5_000, messagesPerRoom: 5, ...options,
+    allowRemotePlaintext: false, maxStreams: 16, stalledStreamMs: 30_000, refusalLogIntervalMs: 60_000,
+    updateIntervalMs: 1_000, sessionTtlMs: 12 * 3_600_000, sourceTimeoutMs: 5_000, messagesPerRoom: 5, ...options,
   };
   const log = o.logger;
+  // Apart, so that a flood of refusals does not hide the failures of a caller let in.
+  const refusalLines = new PeerLogLimiter({ intervalMs: o.refusalLogIntervalMs, maxPeers: MAX_LOGGED_PEERS });
+  const failureLines = new PeerLogLimiter({ intervalMs: o.refusalLogIntervalMs, maxPeers: MAX_LOGGED_PEERS });
   const sessions = new DashboardSessions(o.operatorToken, o.sessionTtlMs);
   const assets = new DashboardAssets();
   const feed = new DashboardFeed({
@@ -112,6 +131,12 @@ export function createDashboard(options: DashboardOptions): Dashboard {
     return address.includes(':') ? `ipv6:[${address}]:${req.socket.remotePort ?? 0}` : `ipv4:${address}:${req.socket.remotePort ?? 0}`;
   };
 
+  /** Logs `err` for this peer unless a line for its address was logged within the interval. */
+  const logLimited = (lines: PeerLogLimiter, req: IncomingMessage, err: ConclaveError, meta: LogMeta) => {
+    const admitted = lines.admit(req.socket.remoteAddress ?? '');
+    if (admitted) log.failure(err, { peer: peerOf(req), ...meta, suppressed: admitted.suppressed }, 'warn');
+  };
+
   const authenticate = (req: IncomingMessage): Auth => {
     const header = req.headers.authorization;
     if (header !== undefined) {
@@ -125,7 +150,7 @@ export function createDashboard(options: DashboardOptions): Dashboard {
 
   const refused = (req: IncomingMessage, res: ServerResponse, failure: OperatorAuthFailure, path: string, page: SafeHtml | string) => {
     const err = new ConclaveError('ORCH-AUTH-572', { data: { reason: failure } });
-    log.failure(err, { peer: peerOf(req), path, reason: failure }, 'warn');
+    logLimited(refusalLines, req, err, { path, reason: failure });
     send(res, httpStatusOf(err.entry.status), page);
   };
 
@@ -169,11 +194,16 @@ export function createDashboard(options: DashboardOptions): Dashboard {
       if (auth.failure) return refused(req, res, auth.failure, DASHBOARD_PATH, loginPage('That is not the operator token.'));
       return send(res, 200, loginPage());
     }
-    const parsed = parseLogTailQuery(url.searchParams);
-    const query = 'query' in parsed ? parsed.query : { prefixes: [] };
     const snapshot = await feed.current();
+    const tail = tailFilterOf(url, snapshot);
+    if ('error' in tail) {
+      const status = isConclaveError(tail.error) ? httpStatusOf(tail.error.entry.status) : 503;
+      const logs = logsFragment([], { kind: 'refused', error: panelErrorOf(tail.error) });
+      // The stream gets the same parameters, so that it shows the same refusal.
+      return send(res, status, dashboardPage({ ...snapshot.panels, logs }, tail.query ?? { prefixes: [] }, logTailParamsAsGiven(url.searchParams)));
+    }
     const logs = o.sources.logs ? html`<p class="empty">Connecting to the live tail…</p>` : logsFragment([], { kind: 'not-stored' });
-    send(res, 'error' in parsed ? 400 : 200, dashboardPage({ ...snapshot.panels, logs }, query, 'error' in parsed ? parsed.error : undefined));
+    send(res, 200, dashboardPage({ ...snapshot.panels, logs }, tail.query, logTailSearchParams(tail.query)));
   }
 
   async function events(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
@@ -182,14 +212,18 @@ export function createDashboard(options: DashboardOptions): Dashboard {
       if (auth.failure) return refused(req, res, auth.failure, EVENTS_PATH, 'operator token missing or wrong');
       return send(res, 401, 'log in at /dashboard first');
     }
-    const parsed = parseLogTailQuery(url.searchParams);
-    if ('error' in parsed) return send(res, 400, parsed.error);
     if (streams.size >= o.maxStreams) {
       const err = new ConclaveError('ORCH-NET-620', { detail: `${o.maxStreams} open`, data: { maxStreams: o.maxStreams } });
-      log.failure(err, { peer: peerOf(req) }, 'warn');
+      logLimited(refusalLines, req, err, {});
       return send(res, httpStatusOf(err.entry.status), 'too many dashboard streams; close other tabs', { 'retry-after': '5' });
     }
-    const stream = new SseStream(res, { ...SECURITY_HEADERS, ...NO_STORE });
+    const stream = new SseStream(res, {
+      headers: { ...SECURITY_HEADERS, ...NO_STORE },
+      stallTimeoutMs: o.stalledStreamMs,
+      onStalled: (blockedMs) => {
+        log.failure(new ConclaveError('ORCH-NET-622', { data: { blockedMs } }), { peer: peerOf(req) }, 'warn');
+      },
+    });
     streams.add(stream);
     // Subscribed before the first snapshot is read, so that no change falls between the two.
     const unsubscribe = feed.subscribe((changed) => {
@@ -205,7 +239,9 @@ export function createDashboard(options: DashboardOptions): Dashboard {
     if (stream.isClosed) return;
     for (const [panel, fragment] of Object.entries(snapshot.panels)) stream.send(panel, fragment.text);
     // Made once the nodes are known: a node given by name is followed by its id.
-    tail.current = new LogTail({ reader: o.sources.logs, filter: logFilterOf(parsed.query, snapshot.nodes), onRender: (panel) => stream.send('logs', panel.text) });
+    const filter = tailFilterOf(url, snapshot);
+    if ('error' in filter) return stream.send('logs', logsFragment([], { kind: 'refused', error: panelErrorOf(filter.error) }).text);
+    tail.current = new LogTail({ reader: o.sources.logs, filter: filter.filter, onRender: (panel) => stream.send('logs', panel.text) });
     tail.current.start();
   }
 
@@ -221,9 +257,9 @@ export function createDashboard(options: DashboardOptions): Dashboard {
   async function route(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const path = url.pathname;
     const method = req.method ?? 'GET';
-    if (!o.allowRemotePlaintext && !isLoopbackPeer(peerOf(req)) && !isLoopbackHost(req.headers.host)) {
+    if (!o.allowRemotePlaintext && !isLoopbackPeer(peerOf(req))) {
       const err = new ConclaveError('ORCH-AUTH-573', { data: { reason: 'plaintext-remote' } });
-      log.failure(err, { peer: peerOf(req), host: req.headers.host, path }, 'warn');
+      logLimited(refusalLines, req, err, { host: req.headers.host, path });
       return send(res, httpStatusOf(err.entry.status), messagePage('Refused', 'Plain HTTP from another machine: open the dashboard through an SSH tunnel or port-forward (http://127.0.0.1:7401/dashboard), or a TLS proxy on the orchestrator\'s host.'));
     }
     const only = (allowed: string) => {
@@ -256,8 +292,9 @@ export function createDashboard(options: DashboardOptions): Dashboard {
         return false;
       }
       if (url.pathname !== DASHBOARD_PATH && !url.pathname.startsWith(`${DASHBOARD_PATH}/`)) return false;
-      route(req, res, url).catch((err: unknown) => {
-        log.warn('HEALTH', 'dashboard request failed', { path: url.pathname, err });
+      route(req, res, url).catch((cause: unknown) => {
+        const err = new ConclaveError('ORCH-NET-621', { cause });
+        logLimited(failureLines, req, err, { path: url.pathname });
         if (!res.headersSent) send(res, 500, messagePage('Error', 'The dashboard could not answer; the orchestrator log says why.'));
         else res.destroy();
       });
@@ -273,13 +310,22 @@ export function createDashboard(options: DashboardOptions): Dashboard {
 }
 
 /**
- * Whether a Host header names this machine's loopback (`localhost`, `127.x.y.z`, `[::1]`, any
- * port): what the browser dialled, so a page it got that way never crossed a network in plaintext.
+ * The tail's query and store filter for a page's URL, or why there is none: a refused value
+ * (ORCH-REQ-261), a node that is neither an id nor a name the registry knows (ORCH-REQ-260),
+ * or a node that cannot be resolved because the registry did not answer.
  */
-export function isLoopbackHost(host: string | undefined): boolean {
-  if (!host) return false;
-  const name = (/^\[([^\]]*)\](?::\d+)?$/.exec(host)?.[1] ?? host.replace(/:\d+$/, '')).toLowerCase();
-  return name === 'localhost' || name === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name);
+function tailFilterOf(
+  url: URL, snapshot: FleetSnapshot,
+): { query: LogTailQuery; filter: LogFilter } | { query: LogTailQuery | undefined; error: unknown } {
+  const parsed = parseLogTailQuery(url.searchParams);
+  if ('error' in parsed) return { query: undefined, error: parsed.error };
+  const { query } = parsed;
+  if (query.node !== undefined && snapshot.nodesError !== undefined) return { query, error: snapshot.nodesError };
+  try {
+    return { query, filter: logFilterOf(query, snapshot.nodes) };
+  } catch (err) {
+    return { query, error: err };
+  }
 }
 
 /**

@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
+import { ConclaveError } from '@conclave/common';
 import type { NodeInfo } from '@conclave/protocol';
 import type { StoredLogEntry } from '../logs/log-entry.js';
 import type { DashboardJob } from './dashboard-sources.js';
-import { chatFragment, jobsFragment, logsFragment, nodesFragment, queueFragment, unavailable } from './fragments.js';
+import { chatFragment, jobsFragment, logsFragment, nodesFragment, panelErrorOf, queueFragment, unavailable } from './fragments.js';
 
 const EVIL = '<script>alert(1)</script>';
 const ESCAPED = '&lt;script&gt;alert(1)&lt;/script&gt;';
@@ -70,7 +71,7 @@ describe('dashboard fragments', () => {
   it('says when the tail has no store, no records, or failed, and shows gaps', () => {
     expect(logsFragment([], { kind: 'not-stored' }).text).toContain('keeps no fleet log store');
     expect(logsFragment([], { kind: 'live' }).text).toContain('No matching log records yet.');
-    expect(logsFragment([], { kind: 'error', reason: EVIL }).text).toContain(`log tail interrupted, retrying: ${ESCAPED}`);
+    expect(logsFragment([], { kind: 'error', error: { message: EVIL } }).text).toContain(`log tail interrupted, retrying: ${ESCAPED}`);
     expect(logsFragment([entry({ gap: true, fields: { count: 7, reason: 'trimmed' } })], { kind: 'live' }).text).toContain('7 records missing (trimmed)');
   });
 
@@ -90,6 +91,17 @@ describe('dashboard fragments', () => {
 
   it('shows the queue counts and escapes an unavailable source’s reason', () => {
     expect(queueFragment({ waiting: 3, active: 1 }).text).toContain('data-queue-state="waiting"><span class="count">3</span>');
-    expect(unavailable('chat', EVIL).text).toBe(`<p class="unavailable">chat unavailable: ${ESCAPED}</p>`);
+    expect(unavailable('chat', { message: EVIL }).text).toBe(`<p class="unavailable">chat unavailable: ${ESCAPED}</p>`);
+  });
+
+  it('shows an error with its catalog code, and a refused filter without any records', () => {
+    const refused = new ConclaveError('ORCH-REQ-260', { detail: JSON.stringify(EVIL) });
+    expect(panelErrorOf(refused)).toEqual({ code: 'ORCH-REQ-260', message: `unknown node in a log filter: ${JSON.stringify(EVIL)}` });
+    expect(panelErrorOf(new Error('plain'))).toEqual({ message: 'plain' });
+    const text = logsFragment([entry({})], { kind: 'refused', error: panelErrorOf(refused) }).text;
+    expect(text).toBe('<p class="unavailable" role="alert">No live tail for this filter: <code class="code">ORCH-REQ-260</code> unknown node in a log filter: &quot;&lt;script&gt;alert(1)&lt;/script&gt;&quot;</p>');
+    expect(logsFragment([], { kind: 'error', error: { code: 'ORCH-REQ-263', message: 'too many log followers' } }).text)
+      .toContain('log tail interrupted, retrying: <code class="code">ORCH-REQ-263</code> too many log followers');
+    expect(unavailable('nodes', { code: 'ORCH-STATE-710', message: 'down' }).text).toContain('nodes unavailable: <code class="code">ORCH-STATE-710</code> down');
   });
 });

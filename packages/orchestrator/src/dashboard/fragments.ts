@@ -1,3 +1,4 @@
+import { isConclaveError } from '@conclave/common';
 import type { NodeInfo } from '@conclave/protocol';
 import type { StoredLogEntry } from '../logs/log-entry.js';
 import type { DashboardJob, DashboardRoom, QueueCounts } from './dashboard-sources.js';
@@ -11,9 +12,24 @@ const MAX_FIELD_CHARS = 200;
 /** Jobs per list (running, failed, finished). */
 export const JOBS_PER_LIST = 20;
 
+/** An error as a panel shows it: its catalog code, when it has one, and its message. */
+export interface PanelError {
+  code?: string;
+  message: string;
+}
+
+export function panelErrorOf(err: unknown): PanelError {
+  if (isConclaveError(err)) return { code: err.code, message: err.message };
+  return { message: err instanceof Error ? err.message : String(err) };
+}
+
+function problem(error: PanelError): SafeHtml {
+  return html`${error.code ? html`<code class="code">${error.code}</code> ` : ''}${truncate(error.message, MAX_TEXT_CHARS)}`;
+}
+
 /** A panel whose source failed or did not answer in time. */
-export function unavailable(what: string, reason: string): SafeHtml {
-  return html`<p class="unavailable">${what} unavailable: ${truncate(reason, MAX_TEXT_CHARS)}</p>`;
+export function unavailable(what: string, error: PanelError): SafeHtml {
+  return html`<p class="unavailable">${what} unavailable: ${problem(error)}</p>`;
 }
 
 /** One row per node: state, backend, loaded models, load and the telemetry of its last heartbeat. */
@@ -77,13 +93,18 @@ ${room.messages.length === 0 ? html`<p class="empty">no messages</p>` : html`<ol
 </article>`)}`;
 }
 
-/** The tail's state beside its entries. */
-export type LogTailStatus = { kind: 'live' } | { kind: 'not-stored' } | { kind: 'error'; reason: string };
+/**
+ * The tail's state beside its entries: `error` is a follow that failed and is retried,
+ * `refused` a filter that cannot be followed (no tail runs).
+ */
+export type LogTailStatus =
+  | { kind: 'live' } | { kind: 'not-stored' } | { kind: 'error'; error: PanelError } | { kind: 'refused'; error: PanelError };
 
 /** The tail, newest first (the page needs no script to keep the newest in view). */
 export function logsFragment(entries: readonly StoredLogEntry[], status: LogTailStatus): SafeHtml {
   if (status.kind === 'not-stored') return html`<p class="empty">This orchestrator keeps no fleet log store: the live tail is off.</p>`;
-  const note = status.kind === 'error' ? html`<p class="unavailable">log tail interrupted, retrying: ${truncate(status.reason, MAX_TEXT_CHARS)}</p>` : '';
+  if (status.kind === 'refused') return html`<p class="unavailable" role="alert">No live tail for this filter: ${problem(status.error)}</p>`;
+  const note = status.kind === 'error' ? html`<p class="unavailable">log tail interrupted, retrying: ${problem(status.error)}</p>` : '';
   if (entries.length === 0) return html`${note}<p class="empty">No matching log records yet.</p>`;
   const lines = [...entries].reverse().map((e) => (e.gap
     ? html`<li class="gap" data-log-id="${e.id}"><time>${formatClockMs(e.timeMs)}</time> ${String(e.fields.count ?? '?')} records missing (${String(e.fields.reason ?? 'unknown')})</li>`

@@ -1,7 +1,8 @@
-import { LOG_LEVELS, LOG_PREFIXES, SECTIONS } from '@conclave/common';
+import { ConclaveError, isConclaveError } from '@conclave/common';
 import type { LogLevel, LogPrefix, Section } from '@conclave/common';
 import type { NodeInfo } from '@conclave/protocol';
 import type { LogFilter } from '../logs/log-entry.js';
+import { parseLevel, parsePrefix, parseSection, resolveNode } from '../logs/log-query.js';
 
 /** The live tail's filters as the page's form and the stream's URL carry them. */
 export interface LogTailQuery {
@@ -14,35 +15,42 @@ export interface LogTailQuery {
   job?: string;
 }
 
+/** The parameters the tail reads; the others are no filter of it. */
+const LOG_TAIL_KEYS = ['prefix', 'node', 'section', 'level', 'job'] as const;
+
 /** Longer node or job values are refused: no id or name is that long. */
 const MAX_VALUE_LENGTH = 128;
 
 /**
- * Reads `prefix` (repeated or comma-separated), `node`, `section`, `level` and `job`; empty
- * values mean no filter. Anything else is an error message for the operator.
+ * Reads `prefix` (repeated or comma-separated), `node`, `section`, `level` and `job` as
+ * `orchestrator logs` reads its flags (log-query.ts); empty values mean no filter. A value
+ * outside its set, or too long, is ORCH-REQ-261, for the tail's panel to show.
  */
-export function parseLogTailQuery(params: URLSearchParams): { query: LogTailQuery } | { error: string } {
-  const prefixes = params.getAll('prefix').flatMap((p) => p.split(',')).map((p) => p.trim().toUpperCase()).filter(Boolean);
-  const badPrefix = prefixes.find((p) => !(LOG_PREFIXES as readonly string[]).includes(p));
-  if (badPrefix !== undefined) return { error: `prefix must be one of ${LOG_PREFIXES.join(', ')}` };
-  const query: LogTailQuery = { prefixes: [...new Set(prefixes)] as LogPrefix[] };
-  const section = value(params, 'section')?.toUpperCase();
-  if (section !== undefined) {
-    if (!(SECTIONS as readonly string[]).includes(section)) return { error: `section must be one of ${SECTIONS.join(', ')}` };
-    query.section = section as Section;
+export function parseLogTailQuery(params: URLSearchParams): { query: LogTailQuery } | { error: ConclaveError } {
+  try {
+    return { query: readQuery(params) };
+  } catch (err) {
+    if (isConclaveError(err)) return { error: err };
+    throw err;
   }
-  const level = value(params, 'level')?.toLowerCase();
-  if (level !== undefined) {
-    if (!(LOG_LEVELS as readonly string[]).includes(level)) return { error: `level must be one of ${LOG_LEVELS.join(', ')}` };
-    query.level = level as LogLevel;
-  }
+}
+
+function readQuery(params: URLSearchParams): LogTailQuery {
+  const prefixes = params.getAll('prefix').flatMap((p) => p.split(',')).filter((p) => p.trim() !== '').map(parsePrefix);
+  const query: LogTailQuery = { prefixes: [...new Set(prefixes)] };
+  const section = value(params, 'section');
+  if (section !== undefined) query.section = parseSection(section);
+  const level = value(params, 'level');
+  if (level !== undefined) query.level = parseLevel(level);
   for (const key of ['node', 'job'] as const) {
     const text = value(params, key);
     if (text === undefined) continue;
-    if (text.length > MAX_VALUE_LENGTH) return { error: `${key} is longer than ${MAX_VALUE_LENGTH} characters` };
+    if (text.length > MAX_VALUE_LENGTH) {
+      throw new ConclaveError('ORCH-REQ-261', { detail: `${key} is longer than ${MAX_VALUE_LENGTH} characters`, data: { key, length: text.length } });
+    }
     query[key] = text;
   }
-  return { query };
+  return query;
 }
 
 /** The query as URL parameters (for the stream's URL), in a fixed order. */
@@ -56,14 +64,22 @@ export function logTailSearchParams(query: LogTailQuery): URLSearchParams {
   return params;
 }
 
-/** The store's filter; a node given by name is looked up among `nodes` (an unknown one is taken as an id). */
+/**
+ * The tail's parameters as they were given, the others dropped: the stream's URL for a page
+ * whose query was refused, so that its stream shows the same refusal instead of an unfiltered tail.
+ */
+export function logTailParamsAsGiven(params: URLSearchParams): URLSearchParams {
+  return new URLSearchParams([...params].filter(([key]) => (LOG_TAIL_KEYS as readonly string[]).includes(key)));
+}
+
+/**
+ * The store's filter. A node is resolved among `nodes` as `orchestrator logs` resolves it
+ * (an id, else the connected one of that name, else the one seen last); neither is ORCH-REQ-260.
+ */
 export function logFilterOf(query: LogTailQuery, nodes: readonly NodeInfo[]): LogFilter {
   const filter: LogFilter = {};
   if (query.prefixes.length > 0) filter.prefixes = query.prefixes;
-  if (query.node !== undefined) {
-    const node = query.node;
-    filter.nodeId = nodes.find((n) => n.id === node)?.id ?? nodes.find((n) => n.name === node)?.id ?? node;
-  }
+  if (query.node !== undefined) filter.nodeId = resolveNode(query.node, nodes);
   if (query.section !== undefined) filter.section = query.section;
   if (query.level !== undefined) filter.level = query.level;
   if (query.job !== undefined) filter.jobId = query.job;

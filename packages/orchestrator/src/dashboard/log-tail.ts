@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { LogFilter, LogReader, StoredLogEntry } from '../logs/log-entry.js';
-import { logsFragment, type LogTailStatus } from './fragments.js';
+import { logsFragment, panelErrorOf, type LogTailStatus } from './fragments.js';
 import type { SafeHtml } from './html.js';
 
 export interface LogTailOptions {
@@ -65,7 +65,7 @@ export class LogTail {
         }
       } catch (err) {
         if (signal.aborted) return;
-        this.status = { kind: 'error', reason: err instanceof Error ? err.message : String(err) };
+        this.status = { kind: 'error', error: panelErrorOf(err) };
         this.scheduleRender();
       }
       // A follow that ended or failed starts again from the last entry shown.

@@ -1,6 +1,6 @@
 import { LOG_LEVELS, LOG_PREFIXES, SECTIONS } from '@conclave/common';
 import { html, SafeHtml, type HtmlValue } from './html.js';
-import { logTailSearchParams, type LogTailQuery } from './log-tail-query.js';
+import type { LogTailQuery } from './log-tail-query.js';
 
 /** Where everything lives; the session cookie's Path. */
 export const DASHBOARD_PATH = '/dashboard';
@@ -62,9 +62,12 @@ export function messagePage(title: string, text: string): SafeHtml {
   return shell(title, html`<div class="login"><h1>${title}</h1><p>${text}</p><p><a href="${DASHBOARD_PATH}">Back to the dashboard</a></p></div>`, false);
 }
 
-/** The dashboard: every panel as it is now, then kept current by the event stream. */
-export function dashboardPage(panels: PanelHtml, query: LogTailQuery, problem?: string): SafeHtml {
-  const params = logTailSearchParams(query).toString();
+/**
+ * The dashboard: every panel as it is now, then kept current by the event stream, whose URL
+ * carries `streamParams` (the tail's filters); `query` fills the filter form.
+ */
+export function dashboardPage(panels: PanelHtml, query: LogTailQuery, streamParams: URLSearchParams): SafeHtml {
+  const params = streamParams.toString();
   const streamUrl = params ? `${EVENTS_PATH}?${params}` : EVENTS_PATH;
   const panel = (id: Panel, title: string, extra: HtmlValue = '', wide = false) => html`<section class="${wide ? 'wide' : ''}" aria-labelledby="${id}-title">
 <h2 id="${id}-title">${title}</h2>${extra}
@@ -77,11 +80,11 @@ ${panel('nodes', 'Nodes', '', true)}
 ${panel('queue', 'Queue')}
 ${panel('chat', 'Chat rooms')}
 ${panel('jobs', 'Jobs', '', true)}
-${panel('logs', 'Live log tail', filterForm(query, problem), true)}
+${panel('logs', 'Live log tail', filterForm(query), true)}
 </main>`, true);
 }
 
-function filterForm(query: LogTailQuery, problem?: string): SafeHtml {
+function filterForm(query: LogTailQuery): SafeHtml {
   const options = (values: readonly string[], selected: string | undefined, any: string) => html`<option value="">${any}</option>${values.map((v) => html`<option value="${v}"${v === selected ? new SafeHtml(' selected') : ''}>${v}</option>`)}`;
   return html`<form class="filters" method="get" action="${DASHBOARD_PATH}">
 <fieldset><legend>prefix</legend>${LOG_PREFIXES.map((p) => html`<label><input type="checkbox" name="prefix" value="${p}"${query.prefixes.includes(p) ? new SafeHtml(' checked') : ''}>${p}</label>`)}</fieldset>
@@ -90,5 +93,5 @@ function filterForm(query: LogTailQuery, problem?: string): SafeHtml {
 <label>level <select name="level">${options(LOG_LEVELS, query.level, 'debug and up')}</select></label>
 <label>job <input name="job" value="${query.job ?? ''}" placeholder="job id" size="14"></label>
 <button type="submit">Filter</button> <a href="${DASHBOARD_PATH}">clear</a>
-</form>${problem ? html`<p class="unavailable" role="alert">${problem}</p>` : ''}`;
+</form>`;
 }

@@ -13,31 +13,48 @@ export function sseEvent(event: string, data: string): string {
   return `event: ${event}\n${lines}\n`;
 }
 
+export interface SseStreamOptions {
+  /** Sent with the 200 beside the stream's own content type. */
+  headers: Record<string, string>;
+  /**
+   * How long the socket's buffer may stay full (`writableNeedDrain`) before the stream is ended:
+   * a browser that stopped reading (a sleeping laptop, a dead network) would otherwise hold one
+   * of the bounded stream slots for as long as TCP keeps the connection. @default 30_000
+   */
+  stallTimeoutMs?: number;
+  /** Told once, with how long the socket was blocked, just before a stalled stream is destroyed. */
+  onStalled?: (blockedMs: number) => void;
+}
+
 /**
  * A server-sent event stream whose events each replace a whole panel, so that a slow reader
  * needs no queue: while the socket's buffer is full only the newest event of each name is
- * kept, and those are written once it drains.
+ * kept, and those are written once it drains. One that does not drain within
+ * `stallTimeoutMs` is destroyed.
  */
 export class SseStream {
   private readonly pending = new Map<string, string>();
   private waiting = false;
   private closed = false;
   private readonly keepalive: NodeJS.Timeout;
+  private stallTimer: NodeJS.Timeout | undefined;
+  private readonly stallTimeoutMs: number;
 
-  constructor(private readonly res: ServerResponse, headers: Record<string, string>) {
+  constructor(private readonly res: ServerResponse, private readonly o: SseStreamOptions) {
+    this.stallTimeoutMs = o.stallTimeoutMs ?? 30_000;
     res.writeHead(200, {
-      ...headers,
+      ...o.headers,
       'content-type': 'text/event-stream; charset=utf-8',
       // Buffering proxies (nginx) would hold the events back.
       'x-accel-buffering': 'no',
     });
-    res.write(`retry: ${SSE_RETRY_MS}\n\n`);
     res.on('drain', () => this.flush());
     this.keepalive = setInterval(() => {
       if (!this.waiting) this.write(': keepalive\n\n');
     }, SSE_KEEPALIVE_MS);
     this.keepalive.unref();
     res.on('close', () => this.dispose());
+    this.write(`retry: ${SSE_RETRY_MS}\n\n`);
   }
 
   get isClosed(): boolean {
@@ -63,11 +80,26 @@ export class SseStream {
 
   private write(chunk: string): void {
     if (this.closed) return;
-    if (!this.res.write(chunk)) this.waiting = true;
+    if (this.res.write(chunk) || this.waiting) return;
+    this.waiting = true;
+    const blockedAtMs = Date.now();
+    this.stallTimer = setTimeout(() => {
+      this.stallTimer = undefined;
+      if (this.closed) return;
+      // Emptied without a drain event: nothing else would flush the pending events.
+      if (!this.res.writableNeedDrain) return this.flush();
+      this.o.onStalled?.(Date.now() - blockedAtMs);
+      // Not end(): that would queue behind the data the reader does not take.
+      this.dispose();
+      this.res.destroy();
+    }, this.stallTimeoutMs);
+    this.stallTimer.unref();
   }
 
   private flush(): void {
     this.waiting = false;
+    clearTimeout(this.stallTimer);
+    this.stallTimer = undefined;
     const events = [...this.pending];
     this.pending.clear();
     for (const [name, data] of events) this.send(name, data);
@@ -76,6 +108,7 @@ export class SseStream {
   private dispose(): void {
     this.closed = true;
     clearInterval(this.keepalive);
+    clearTimeout(this.stallTimer);
     this.pending.clear();
   }
 }

@@ -334,10 +334,11 @@ export const ORCH_ERRORS = defineErrors({
   'ORCH-AUTH-573': {
     message: 'dashboard refused: plaintext HTTP from a non-loopback address',
     recovery:
-      'The HTTP port has no TLS, so the token and the session cookie would cross the network in the clear. Open ' +
-      'http://127.0.0.1:7401/dashboard through a tunnel (`ssh -L 7401:127.0.0.1:7401 host`, `kubectl port-forward`) or a ' +
-      'port published on the host\'s loopback, put a TLS proxy on the orchestrator\'s host, or start the orchestrator with ' +
-      '--insecure-control on a network you trust.',
+      'The HTTP port has no TLS, so the token and the session cookie would cross the network in the clear. Only the ' +
+      'connection\'s own address counts, never the Host header: open http://127.0.0.1:7401/dashboard through a tunnel that ' +
+      'ends on loopback beside the orchestrator (`ssh -L 7401:127.0.0.1:7401 host`, `kubectl port-forward`), put a TLS proxy ' +
+      'on the orchestrator\'s host (in its network namespace, for a container: a Docker port mapping arrives from the ' +
+      'bridge, not loopback), or start the orchestrator with --insecure-control on a network you trust.',
     status: 'PERMISSION_DENIED',
     retryable: false,
   },
@@ -347,6 +348,31 @@ export const ORCH_ERRORS = defineErrors({
       'Each open dashboard tab holds one live stream and the orchestrator serves a bounded number; close tabs you do not ' +
       'watch. The refused tab retries on its own.',
     status: 'RESOURCE_EXHAUSTED',
+    retryable: true,
+  },
+  'ORCH-NET-621': {
+    message: 'dashboard request failed',
+    recovery:
+      'The dashboard answered 500 (or cut the connection when the answer had begun); the line has the path and the error. ' +
+      'A browser that went away mid-request is harmless; anything else is a bug: report it with the line.',
+    status: 'INTERNAL',
+    retryable: true,
+  },
+  'ORCH-NET-622': {
+    message: 'dashboard stream ended: the browser stopped reading',
+    recovery:
+      'Its socket took no event for longer than the dashboard waits (30 s), so the stream was closed to free its slot. ' +
+      'A tab that was asleep or on a dead network reconnects on its own when it wakes.',
+    status: 'DEADLINE_EXCEEDED',
+    retryable: true,
+  },
+  'ORCH-STATE-712': {
+    message: 'job index not updated',
+    recovery:
+      'Redis refused or lost the index write after the job record changed; the record is right. `orchestrator jobs list` ' +
+      'and conclave_jobs may show the job in its old state until the index is checked against the records of queued and ' +
+      'running jobs (at a metrics scrape, at most once a minute). Check the orchestrator log for Redis errors.',
+    status: 'UNAVAILABLE',
     retryable: true,
   },
 });
