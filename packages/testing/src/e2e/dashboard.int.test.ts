@@ -85,7 +85,8 @@ describe.skipIf(skip)('the fleet dashboard in Chromium', () => {
     const node = await spawnNodeAgent({ orchestrator: setup.orchestrator, dataDir: nodeDir.path, name, slots: 2 });
     cleanup.add(() => node.stop());
     const row = page.locator(`#nodes tr[data-node-id="${node.nodeId}"]`);
-    await row.locator('.state', { hasText: 'connected' }).waitFor();
+    // Exactly: an enrolled node shows first as "disconnected" (its id for a name) until its session is live.
+    await row.locator('.state', { hasText: /^connected$/ }).waitFor();
     expect(await row.locator('.name').textContent()).toBe(name);
     expect(await page.locator('#nodes b').count()).toBe(0);
 
