@@ -245,11 +245,15 @@ describe('CpuBackend', () => {
       const control = await lagWhileRunning(() => timedMs(() => runOnThisThread(session, inputs)));
       const pool = await lagWhileRunning(() => timedMs(() => backend.run(sha256, wire)));
       const runMs = median(control.runMs);
-      const figures = JSON.stringify({ layers, runMs, control, pool });
-      // The watch sees a blocked loop: on this thread each run stalls it for about its length.
-      expect(control.maxLagMs, figures).toBeGreaterThanOrEqual(0.8 * runMs);
+      // The floors below take the control's fastest run, not its median: on a shared machine the
+      // control's runs spread widely (CI saw 25 to 80 ms), and the fastest is the one closest to
+      // the work itself, which the pool cannot beat by much.
+      const fastestRunMs = Math.min(...control.runMs);
+      const figures = JSON.stringify({ layers, runMs, fastestRunMs, control, pool });
+      // The watch sees a blocked loop: on this thread each run stalls it for at least its length.
+      expect(control.maxLagMs, figures).toBeGreaterThanOrEqual(0.8 * fastestRunMs);
       // The pool ran work of the same size while the loop was watched.
-      expect(median(pool.runMs), figures).toBeGreaterThanOrEqual(0.5 * runMs);
+      expect(median(pool.runMs), figures).toBeGreaterThanOrEqual(0.5 * fastestRunMs);
       // And meanwhile the loop never stalled as a run on it would (the control: at least 0.8 of a
       // run). Not half a run: on 2 busy cores the two workers and the loop share them, and CI saw
       // a 33 ms lag beside 64 ms runs with the loop plainly free.
