@@ -32,6 +32,10 @@ const SCENARIOS = {
     script: 'packages/testing/dist/bench/logs-bench.js',
     about: "fleet logs: a node's log call → `orchestrator logs -f`, and the orchestrator's CPU per 1,000 records vs a local log file",
   },
+  hailo: {
+    script: 'packages/testing/dist/bench/hailo-bench.js',
+    about: 'what the Hailo shim adds per 640×640×3 frame (socket, sidecar, post.onnx) vs HailoRT called in process (fake HailoRT)',
+  },
   faults: {
     script: 'packages/testing/dist/bench/faults-bench.js',
     about: 'failure detection and recovery (node crash/silence, orchestrator restart) vs the targets',

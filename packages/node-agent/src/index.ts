@@ -22,3 +22,7 @@ export { CHAT_SOCKET_FILE } from './chat/chat-socket.js';
 export { ChatSocketClient, type SocketAnswer } from './chat/chat-socket-client.js';
 export { ChatReplyError, type ChatErrorJson } from './chat/chat-error.js';
 export { CHAT_ACK_DELAY_MS } from './chat/chat-client.js';
+// The Hailo backend and its sidecar, for the node's own wiring, benchmarks and tests.
+export { HailoBackend, type HailoBackendOptions } from './hailo/hailo-backend.js';
+export { SidecarClient, SidecarSupervisor, detectHailo, readBoardHealth } from './hailo/index.js';
+export type { SidecarSupervisorOptions, SidecarTensorData, HailoDetection } from './hailo/index.js';

@@ -1,5 +1,8 @@
 import { ConclaveError } from '@conclave/common';
-import { checkInputs, type TensorSpec, type WireTensor } from '@conclave/protocol';
+import {
+  checkInputs, type AcceleratorInfo, type HailoManifest__Output, type ModelArtifact__Output, type ModelBackendStatus,
+  type TensorSpec, type WireTensor,
+} from '@conclave/protocol';
 
 /** Which backend runs a model: onnxruntime on the CPU, or the Hailo sidecar. */
 export type BackendName = 'cpu' | 'hailo';
@@ -12,6 +15,9 @@ export interface BackendModel {
   readonly path: string;
   readonly inputs: readonly TensorSpec[];
   readonly outputs: readonly TensorSpec[];
+  /** The bundle's other files (HEFs, pre/post parts), fetched only by a backend that can use them. */
+  readonly artifacts?: readonly ModelArtifact__Output[];
+  readonly hailo?: HailoManifest__Output | null;
 }
 
 export interface RunOptions {
@@ -46,6 +52,12 @@ export interface InferenceBackend {
   loadedModels(): string[];
   /** Fails queued and running jobs and releases every runtime resource. */
   dispose(): Promise<void>;
+  /** Where each loaded model really runs, and how it fares: a backend that routes between devices says it. */
+  modelBackends?(): ModelBackendStatus[];
+  /** The accelerator behind the backend, now (absent for the CPU). */
+  accelerator?(): AcceleratorInfo | undefined;
+  /** Called when a model moves between devices, so that the orchestrator hears it before the next heartbeat. */
+  onRouteChange?(listener: () => void): void;
 }
 
 /**

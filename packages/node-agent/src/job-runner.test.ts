@@ -13,7 +13,7 @@ const SHA = 'c'.repeat(64);
 function assignment(jobId: string, attempt = 1): AssignJob__Output {
   return {
     jobId, attempt, kind: 'infer', timeoutMs: 0, generate: null, inputs: {},
-    model: { name: 'affine', sha256: SHA, size: 1, inputs: [], outputs: [] },
+    model: { name: 'affine', sha256: SHA, size: 1, inputs: [], outputs: [], artifacts: [], hailo: null },
   };
 }
 

@@ -84,7 +84,9 @@ export class JobRunner {
     if (!model) throw new ConclaveError('NODE-JOB-802', { detail: 'assignment without a model' });
     const path = await this.o.fetcher.ensure(model);
     signal.throwIfAborted();
-    await backend.load({ sha256: model.sha256, path, inputs: model.inputs, outputs: model.outputs });
+    await backend.load({
+      sha256: model.sha256, path, inputs: model.inputs, outputs: model.outputs, artifacts: model.artifacts, hailo: model.hailo,
+    });
     const { outputs, runMs } = await backend.run(model.sha256, job.inputs as Record<string, WireTensor>, {
       signal,
       ...(job.timeoutMs > 0 ? { timeoutMs: job.timeoutMs } : {}),

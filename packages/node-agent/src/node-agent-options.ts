@@ -1,5 +1,6 @@
 import { cpus } from 'node:os';
 import type { LogTap, Logger } from '@conclave/common';
+import type { BackendKind, BackendSelectionOptions } from './hailo/backend-selection.js';
 import type { InferenceBackend } from './inference-backend.js';
 import type { JobRunner } from './job-runner.js';
 import { DEFAULT_LOG_SHIP_LEVEL, LOG_SPOOL_MAX_BYTES } from './logs/log-shipper-options.js';
@@ -43,8 +44,24 @@ export interface NodeAgentOptions {
   extraKinds?: ConstructorParameters<typeof JobRunner>[0]['extraKinds'];
   /** The board's wall clock, as the handshake sees it (tests set a skewed one). @default Date.now */
   now?: () => number;
-  /** Replaces the CPU backend (tests, or the Hailo selector). */
+  /** Replaces the backend `backendKind` would build (tests). */
   backend?: InferenceBackend;
+  /**
+   * `cpu`: onnxruntime on the board's cores only; `hailo`: the Hailo chip through its sidecar
+   * (the agent does not start without one, NODE-STATE-732); `auto`: Hailo when detection finds
+   * the chip, else the CPU. @default NODE_AGENT_DEFAULTS.backendKind ('auto')
+   */
+  backendKind?: BackendKind;
+  /** Detection reads `dev/hailo0` and `sys/…` under this directory. @default '/' */
+  detectionRoot?: string;
+  /** The Hailo sidecar's unix socket. @default `<dataDir>/hailo.sock` with `hailoSidecarCommand`, else `/run/conclave/hailo.sock` */
+  hailoSocket?: string;
+  /** Command that runs the sidecar as the agent's child (`--socket PATH` appended); absent: attach to the socket of systemd's unit. */
+  hailoSidecarCommand?: string[];
+  /** Extra environment for the sidecar child. */
+  hailoSidecarEnv?: Record<string, string>;
+  /** Periods and thresholds of the Hailo backend's fallback (tests shorten them). */
+  hailo?: BackendSelectionOptions['hailo'];
   /**
    * false: runs no models (the model server, which serves only its `features`): no backend is
    * created, none is advertised, and an ONNX job that arrives anyway fails with NODE-JOB-803.
@@ -58,6 +75,7 @@ export const NODE_AGENT_DEFAULTS = Object.freeze({
   httpPort: 7403,
   httpHost: '127.0.0.1',
   inference: true,
+  backendKind: 'auto' as BackendKind,
   /** The level of the tap the CLI makes its logger with (the agent takes the tap, not the level). */
   logShipLevel: DEFAULT_LOG_SHIP_LEVEL,
   logSpoolMaxBytes: LOG_SPOOL_MAX_BYTES,
@@ -65,7 +83,8 @@ export const NODE_AGENT_DEFAULTS = Object.freeze({
 
 /** Options with every default the agent can decide before it knows its node id. */
 export interface ResolvedNodeAgentOptions
-  extends Omit<NodeAgentOptions, 'httpPort' | 'httpHost' | 'slots' | 'features' | 'inference' | 'logSpoolMaxBytes'> {
+  extends Omit<NodeAgentOptions, 'httpPort' | 'httpHost' | 'slots' | 'features' | 'inference' | 'logSpoolMaxBytes' | 'backendKind'> {
+  backendKind: BackendKind;
   httpPort: number;
   httpHost: string;
   slots: number;
@@ -83,6 +102,7 @@ export function resolveNodeAgentOptions(options: NodeAgentOptions): ResolvedNode
     slots: options.slots ?? Math.max(1, cpus().length),
     features: options.features ?? [],
     inference: options.inference ?? NODE_AGENT_DEFAULTS.inference,
+    backendKind: options.backendKind ?? NODE_AGENT_DEFAULTS.backendKind,
     logSpoolMaxBytes: options.logSpoolMaxBytes ?? NODE_AGENT_DEFAULTS.logSpoolMaxBytes,
   };
 }

@@ -5,7 +5,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { ConclaveError, assertPortFree, type LogTap } from '@conclave/common';
 import type { ClientOptions, JobResult } from '@conclave/protocol';
-import { CpuBackend } from './cpu-backend.js';
+import { selectBackend } from './hailo/backend-selection.js';
 import { JobRunner } from './job-runner.js';
 import { ModelFetcher } from './model-fetcher.js';
 import { ModelStore } from './model-store.js';
@@ -63,15 +63,31 @@ export async function startNodeAgent(given: NodeAgentOptions): Promise<NodeAgent
   const chatOutbox = await ChatOutbox.open(join(options.dataDir, 'chat-outbox'), { logger: chatLogger });
   const chatCursors = await ChatCursors.open(join(options.dataDir, 'chat', 'cursors.json'), { logger: chatLogger });
   const logShipper = options.logTap ? await openLogShipper(options.logTap) : undefined;
-  const backend = !options.inference ? undefined : (options.backend ?? (await CpuBackend.create({ workers: slots, logger })));
-  const backends = backend ? [backend.name] : [];
+  // The runner and fetcher send through the link, and the link hands them their work:
+  // the references close the loop after construction.
+  const parts: { runner?: JobRunner; fetcher?: ModelFetcher } = {};
+  const selected = !options.inference
+    ? undefined
+    : options.backend
+      ? { backend: options.backend, backends: [options.backend.name], reason: 'given', close: () => options.backend!.dispose() }
+      : await selectBackend({
+        kind: options.backendKind, slots, logger, dataDir: options.dataDir,
+        ...(options.detectionRoot ? { detectionRoot: options.detectionRoot } : {}),
+        ...(options.hailoSocket ? { hailoSocket: options.hailoSocket } : {}),
+        ...(options.hailoSidecarCommand ? { hailoSidecarCommand: options.hailoSidecarCommand } : {}),
+        ...(options.hailoSidecarEnv ? { hailoSidecarEnv: options.hailoSidecarEnv } : {}),
+        ...(options.hailo ? { hailo: options.hailo } : {}),
+        fetchArtifact: (artifact) => {
+          if (!parts.fetcher) return Promise.reject(new ConclaveError('NODE-NET-603', { detail: 'not connected yet' }));
+          return parts.fetcher.ensure({ name: `${artifact.role}${artifact.chip ? `:${artifact.chip}` : ''}`, sha256: artifact.sha256, size: artifact.size });
+        },
+      });
+  const backend = selected?.backend;
+  const backends = selected?.backends ?? [];
 
   const eventLoopDelay = monitorEventLoopDelay({ resolution: 10 });
   eventLoopDelay.enable();
 
-  // The runner and fetcher send through the link, and the link hands them their work:
-  // the references close the loop after construction.
-  const parts: { runner?: JobRunner; fetcher?: ModelFetcher } = {};
   let reportFatal: (err: ConclaveError) => void = () => {};
   const fatal = new Promise<ConclaveError>((resolve) => {
     reportFatal = resolve;
@@ -88,8 +104,11 @@ export async function startNodeAgent(given: NodeAgentOptions): Promise<NodeAgent
   const status = (): NodeStatusSources => ({
     nodeId, name, slots, store, outbox, runner: jobRunner, ...(backend ? { backend } : {}),
     capabilities: {
-      cpuCores: cpus().length, memoryBytes: totalmem(), backends, backendActive: backend?.name ?? '',
+      cpuCores: cpus().length, memoryBytes: totalmem(), backends,
+      backendActive: backend?.accelerator?.()?.state === 'active' ? backend.name : backends[0] ?? '',
+      backendReason: selected?.reason ?? '',
       features: options.features, agentVersion: AGENT_VERSION,
+      ...(backend?.accelerator?.() ? { accelerator: backend.accelerator() } : {}),
     },
   });
   const link: OrchestratorLink = new OrchestratorLink({
@@ -184,6 +203,8 @@ export async function startNodeAgent(given: NodeAgentOptions): Promise<NodeAgent
       return undefined;
     });
 
+  // A model that moves between the chip and the CPU is told at once, not at the next heartbeat.
+  backend?.onRouteChange?.(() => link.heartbeatNow());
   link.start();
   logger.info('STATE', 'node agent started', { name, slots, orchestrator, backend: backend?.name ?? 'none', models: store.list().length });
 
@@ -201,7 +222,7 @@ export async function startNodeAgent(given: NodeAgentOptions): Promise<NodeAgent
       // After the link: nothing more arrives; every pending post goes to disk, the cursors are written.
       await chat.close();
       jobRunner.cancelAll('node shutting down');
-      await backend?.dispose();
+      await selected?.close();
       await outbox.persistAll();
       // Last: the records of the shutdown itself are in the spool for the next start.
       await logShipper?.close();

@@ -14,7 +14,7 @@ export interface NodeStatusSources {
   store: Pick<ModelStore, 'list'>;
   outbox: Pick<Outbox, 'pending'>;
   runner: Pick<JobRunner, 'runningJobs'>;
-  backend?: Pick<InferenceBackend, 'name' | 'loadedModels'>;
+  backend?: Pick<InferenceBackend, 'name' | 'loadedModels' | 'modelBackends' | 'accelerator'>;
   /** @default os.totalmem() - os.freemem() */
   memoryUsedBytes?: () => number;
 }
@@ -39,9 +39,19 @@ export async function registerMessage(s: NodeStatusSources): Promise<Register> {
 
 /** One heartbeat: load, memory, and the jobs running now (`sentAtMs` is the link's). */
 export function heartbeatMessage(s: NodeStatusSources): Heartbeat {
+  const accelerator = s.backend?.accelerator?.();
   return {
     slots: s.slots, loadedModels: s.backend?.loadedModels() ?? [],
-    memoryUsedBytes: s.memoryUsedBytes?.() ?? totalmem() - freemem(), backendActive: s.backend?.name ?? '',
+    memoryUsedBytes: s.memoryUsedBytes?.() ?? totalmem() - freemem(), backendActive: activeBackend(s),
     runningJobs: s.runner.runningJobs(),
+    ...(accelerator ? { accelerator } : {}),
+    modelBackends: s.backend?.modelBackends?.() ?? [],
   };
+}
+
+/** The backend doing the work now: a Hailo backend whose sidecar is down runs everything on the CPU. */
+function activeBackend(s: NodeStatusSources): string {
+  const accelerator = s.backend?.accelerator?.();
+  if (accelerator && accelerator.state !== 'active') return 'cpu';
+  return s.backend?.name ?? '';
 }

@@ -275,14 +275,21 @@ export class OrchestratorLink {
     }
   }
 
+  /**
+   * Sends a heartbeat at once, between the timer's: a model that moved from the chip to the CPU is
+   * news the scheduler should not hear a whole interval late. Nothing is sent while not connected.
+   */
+  heartbeatNow(): void {
+    if (this.stateValue !== 'connected') return;
+    this.send({ heartbeat: { ...this.o.heartbeat(), sentAtMs: Date.now() } });
+  }
+
   private registered(registered: Registered__Output): void {
     this.backoff.reset();
     if (registered.heartbeatIntervalMs > 0) this.heartbeatIntervalMs = registered.heartbeatIntervalMs;
     this.setState('connected');
     clearInterval(this.heartbeatTimer);
-    this.heartbeatTimer = setInterval(() => {
-      this.send({ heartbeat: { ...this.o.heartbeat(), sentAtMs: Date.now() } });
-    }, this.heartbeatIntervalMs);
+    this.heartbeatTimer = setInterval(() => this.heartbeatNow(), this.heartbeatIntervalMs);
     this.o.logger.info('NET', 'connected to orchestrator', { address: this.o.address });
     this.o.handler.connected(registered);
   }

@@ -7,7 +7,7 @@ import type { Logger } from '@conclave/common';
 import { DEFAULT_MAX_PLAINTEXT_BYTES, checkInputs, encodeOrchestratorMessage, jobErrorOf } from '@conclave/protocol';
 import type {
   NodeInfo, NodeRequest__Output, ListJobsRequest__Output, ListJobsResponse, RemoveModelRequest__Output,
-  AddModelRequest__Output, ControlHandlers, GetJobRequest__Output, Job, ModelInfo, SubmitJobRequest__Output, WireTensor,
+  AddModelRequest__Output, ControlHandlers, GetJobRequest__Output, Job, ModelInfo, Requirements__Output, SubmitJobRequest__Output, WireTensor,
 } from '@conclave/protocol';
 import type { Dispatcher, JobData } from './dispatcher.js';
 import { toServiceError, unary } from './grpc-errors.js';
@@ -15,11 +15,13 @@ import type { JobRecord, JobStore } from './job-store.js';
 import {
   DEFAULT_LIST_LIMIT, JOB_STATES, MAX_LIST_LIMIT, jobStateOf, jobTimings, loadTensors, storeTensors, TERMINAL_STATES, toWireJob,
 } from './job-store.js';
-import type { ModelRegistry } from './model-registry.js';
+import type { ModelRegistry, ModelUpload } from './model-registry.js';
 import { toModelInfo } from './model-registry.js';
 import type { NodeRegistry } from './node-registry.js';
 import { redisKeys } from './redis-keys.js';
+import { hefChipsOf } from './model-bundle.js';
 import { unmetNeed } from './scheduling/scheduler.js';
+import type { JobNeeds, NodeOffer } from './scheduling/scheduler.js';
 import { UNGUARDED } from './state-store-guard.js';
 import type { StateStoreGuard } from './state-store-guard.js';
 
@@ -96,12 +98,34 @@ export async function waitingReasons(registry: Pick<NodeRegistry, 'live' | 'list
   let known: NodeInfo[] | undefined;
   for (const record of records) {
     if (record.state !== 'queued' || !record.requirements) continue;
-    if (unmetNeed(registry.live(), record.requirements) === undefined) continue;
+    if (unmetNeed(registry.live(), needsOf(record)) === undefined) continue;
     known ??= await registry.list();
-    const reason = unmetNeed(known.map((n) => ({ backends: n.backends ?? [], features: n.features ?? [] })), record.requirements);
+    const reason = unmetNeed(known.map(offerOf), needsOf(record));
     if (reason) reasons.set(record.id, reason);
   }
   return reasons;
+}
+
+/** What the record keeps of a job's needs (its requirements and, for Job.waiting, its model's HEF chips). */
+function needsOf(record: JobRecord): Pick<JobNeeds, 'accelerator' | 'capability' | 'hefChips'> {
+  const requirements = record.requirements;
+  return {
+    ...(requirements?.accelerator ? { accelerator: requirements.accelerator } : {}),
+    ...(requirements?.capability ? { capability: requirements.capability } : {}),
+    ...(requirements?.hefChips ? { hefChips: requirements.hefChips } : {}),
+  };
+}
+
+/**
+ * A listed node as an offer: a node not connected now has no accelerator serving, whatever its
+ * last heartbeat said (a job waiting for one should say which nodes have it, and why not).
+ */
+function offerOf(n: NodeInfo): NodeOffer {
+  const a = n.accelerator;
+  const accelerator = a?.kind
+    ? { kind: a.kind, arch: a.arch ?? '', ...(n.state === 'connected' ? { state: a.state ?? '', reason: a.reason ?? '' } : { state: 'unavailable', reason: `node ${n.state ?? 'disconnected'}` }) }
+    : undefined;
+  return { name: n.name ?? n.id ?? '', backends: n.backends ?? [], features: n.features ?? [], accelerator };
 }
 
 export function createControlService(o: ControlServiceOptions): JobControlHandlers {
@@ -226,11 +250,12 @@ export function createControlService(o: ControlServiceOptions): JobControlHandle
   }
 
   function addModel(call: grpc.ServerReadableStream<AddModelRequest__Output, ModelInfo>, callback: grpc.sendUnaryData<ModelInfo>): void {
-    let header: { name: string; size: number } | undefined;
+    let header: ModelUpload | undefined;
     async function* chunks(): AsyncGenerator<Uint8Array> {
       for await (const part of call as AsyncIterable<AddModelRequest__Output>) {
         if (part.part === 'header' && part.header && !header) {
-          header = { name: part.header.name, size: part.header.size };
+          const { name, size, files, hailo } = part.header;
+          header = { name, size: Number(size), files: files.map((f) => ({ ...f, size: Number(f.size) })), hailo };
           continue;
         }
         if (!header) throw new ConclaveError('ORCH-REQ-203', { detail: 'AddModel must start with a header' });
@@ -246,7 +271,7 @@ export function createControlService(o: ControlServiceOptions): JobControlHandle
         if (!first.done) yield first.value;
         yield* iterator;
       }
-      const record = await o.models.add(header.name, header.size, rest());
+      const record = await o.models.add(header, rest());
       return toModelInfo(record);
     };
     guard(() => Promise.resolve()).then(run).then(
@@ -313,7 +338,10 @@ export function createJobSubmitter(
     const record: JobRecord = {
       id, state: 'queued', kind: data.kind, model: data.model?.name ?? '', node: '', attempts: 0,
       createdAtMs: Date.now(), finishedAtMs: 0, runMs: 0,
-      requirements: { accelerator: data.needs.accelerator ?? '', capability: data.needs.capability ?? '' },
+      requirements: {
+        accelerator: data.needs.accelerator ?? '', capability: data.needs.capability ?? '', preferAccelerator: data.needs.preferAccelerator ?? '',
+        ...(data.needs.hefChips ? { hefChips: [...data.needs.hefChips] } : {}),
+      },
     };
     // The record and the queue entry go out together: one round trip on every submit. Both use
     // this connection and Redis runs a connection's commands in order, so the record exists
@@ -333,6 +361,7 @@ export function createJobSubmitter(
     logger.info('JOB', 'job queued', {
       jobId: id, attempt: 1, kind: data.kind, model: record.model, priority: request.priority,
       ...(data.needs.accelerator ? { accelerator: data.needs.accelerator } : {}),
+      ...(data.needs.preferAccelerator ? { preferAccelerator: data.needs.preferAccelerator } : {}),
       ...(data.needs.capability ? { capability: data.needs.capability } : {}),
       ...(waitingFor ? { waiting: waitingFor } : {}),
     });
@@ -358,7 +387,7 @@ export function createJobSubmitter(
       if (maxTokens > MAX_GENERATE_TOKENS) outOfRange('generate.max_tokens', maxTokens, `0 (the model's default) to ${MAX_GENERATE_TOKENS}`);
       return {
         kind: 'generate', generate: request.generate, timeoutMs,
-        needs: { capability: 'text-generation', ...(requirements?.accelerator ? { accelerator: requirements.accelerator } : {}) },
+        needs: { capability: 'text-generation', ...acceleratorNeeds(requirements) },
       };
     }
     if (request.payload !== 'infer' || !request.infer) {
@@ -370,12 +399,17 @@ export function createJobSubmitter(
     if (problem) throw new ConclaveError('ORCH-REQ-201', { detail: problem, data: { model: model.name } });
     return {
       kind: 'infer',
-      model: { name: model.name, sha256: model.sha256, size: model.size, inputs: model.inputs, outputs: model.outputs },
+      model: {
+        name: model.name, sha256: model.sha256, size: model.size, inputs: model.inputs, outputs: model.outputs,
+        // The node fetches of these only what it can use (a HEF for its chip, the parts around it).
+        artifacts: model.artifacts, ...(model.hailo ? { hailo: model.hailo } : {}),
+      },
       inputs: storeTensors(inputs),
       timeoutMs,
       needs: {
         modelSha256: model.sha256,
-        ...(requirements?.accelerator ? { accelerator: requirements.accelerator } : {}),
+        hefChips: hefChipsOf(model.artifacts),
+        ...acceleratorNeeds(requirements),
         ...(requirements?.capability ? { capability: requirements.capability } : {}),
       },
     };
@@ -405,6 +439,12 @@ export function createJobSubmitter(
   }
 
   return submitJob;
+}
+
+/** A required accelerator, or else a preferred one (the preference means nothing beside a requirement). */
+function acceleratorNeeds(requirements: Requirements__Output | null | undefined): Pick<JobNeeds, 'accelerator' | 'preferAccelerator'> {
+  if (requirements?.accelerator) return { accelerator: requirements.accelerator };
+  return requirements?.preferAccelerator ? { preferAccelerator: requirements.preferAccelerator } : {};
 }
 
 function outOfRange(field: string, value: number, range: string): never {

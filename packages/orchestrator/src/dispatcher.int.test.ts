@@ -80,7 +80,7 @@ class FakeNode {
   heartbeat(loadedModels: string[]): void {
     this.session.receive({
       body: 'heartbeat',
-      heartbeat: { slots: this.session.slots, loadedModels, memoryUsedBytes: 0, backendActive: '', sentAtMs: 0, runningJobs: [] },
+      heartbeat: { slots: this.session.slots, loadedModels, memoryUsedBytes: 0, backendActive: '', sentAtMs: 0, runningJobs: [], accelerator: null, modelBackends: [] },
     });
   }
 

@@ -17,7 +17,7 @@ export async function runGenerateJob(
 ): Promise<GenerateResult> {
   const request: SubmitJobRequest__Output = {
     payload: 'generate', generate: { prompt, maxTokens, temperature: 0, seed: 0 }, infer: null,
-    requirements: { accelerator: '', capability: 'text-generation' }, priority: 0, timeoutMs: o.timeoutMs, clientJobId: '',
+    requirements: { accelerator: '', capability: 'text-generation', preferAccelerator: '' }, priority: 0, timeoutMs: o.timeoutMs, clientJobId: '',
   };
   // Listening before the submit: an update that comes before the submit returns is not missed.
   let finish: (record: JobRecord) => void = () => undefined;

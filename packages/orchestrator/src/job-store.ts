@@ -18,6 +18,10 @@ export type StoredTensor = { dtype: string; dims: number[]; raw: string };
 export interface JobRequirements {
   accelerator: string;
   capability: string;
+  /** Absent in records written before preferences existed. */
+  preferAccelerator?: string;
+  /** The chips the job's model has a HEF for, so that Job.waiting can say none fits; not on the wire. */
+  hefChips?: string[];
 }
 
 export interface JobRecord {
@@ -577,7 +581,9 @@ export function toWireJob(r: JobRecord, waiting = ''): Job {
     // An attempt's error stays in the record for the log, but a completed job has none.
     error: r.state === 'completed' ? null : r.error ?? null,
     generated: r.generated ?? null,
-    requirements: r.requirements ?? null,
+    requirements: r.requirements
+      ? { accelerator: r.requirements.accelerator, capability: r.requirements.capability, preferAccelerator: r.requirements.preferAccelerator ?? '' }
+      : null,
     waiting: r.state === 'queued' ? waiting : '',
   };
 }

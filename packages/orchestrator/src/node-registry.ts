@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import { ConclaveError } from '@conclave/common';
 import type { Logger } from '@conclave/common';
 import { authError } from '@conclave/protocol';
-import type { AuthFailure, NodeInfo } from '@conclave/protocol';
+import type { AcceleratorInfo, AuthFailure, NodeInfo } from '@conclave/protocol';
 import type { NodeSession } from './node-session.js';
 import { redisKeys } from './redis-keys.js';
 import type { NodeSnapshot } from './scheduling/scheduler.js';
@@ -220,6 +220,8 @@ export class NodeRegistry extends EventEmitter<NodeRegistryEvents> {
         backends: (h.backends ?? '').split(',').filter(Boolean), lastSeenMs: Number(h.lastSeenMs ?? 0),
         cpuCores: Number(h.cpuCores ?? 0), memoryBytes: Number(h.memoryBytes ?? 0),
         features: (h.features ?? '').split(',').filter(Boolean), address: h.address ?? '', draining: drainedIds.has(h.id),
+        // Its last word, kept so that a job waiting for its accelerator can name it; not serving while offline.
+        accelerator: h.accelerator ? (JSON.parse(h.accelerator) as AcceleratorInfo) : null,
       });
     });
     // Nodes the enrollment store knows but that never connected (pending approval, say).
@@ -263,6 +265,7 @@ export class NodeRegistry extends EventEmitter<NodeRegistryEvents> {
         backends: session.backends.join(','), features: session.features.join(','),
         cpuCores: String(session.cpuCores), memoryBytes: String(session.memoryBytes),
         lastSeenMs: String(session.lastSeenMs), address: session.address,
+        accelerator: session.accelerator ? JSON.stringify(session.accelerator) : '',
       });
     } catch (err) {
       this.logger.warn('STATE', 'could not record node state', { node: session.id, err });
@@ -279,6 +282,7 @@ function toNodeInfo(s: NodeSession): NodeInfo {
     clockOffsetMs: s.clockOffsetMs,
     // As the node's last log batch said (the gateway's log intake); 0 before its first batch.
     logSpoolBytes: s.logShipping.spoolBytes, logDroppedTotal: s.logShipping.droppedTotal,
+    accelerator: s.accelerator ?? null, modelBackends: [...s.modelBackends],
   };
 }
 

@@ -1,13 +1,13 @@
 import { describe, expect, it, vi } from 'vitest';
 import { captureLogger, ConclaveError } from '@conclave/common';
-import type { NodeMessage__Output, OrchestratorMessage } from '@conclave/protocol';
+import type { AcceleratorInfo__Output, NodeMessage__Output, OrchestratorMessage, Register__Output } from '@conclave/protocol';
 import {
   ADOPTION_GRACE_MS, DEAD_AFTER_MISSED, MAX_UNRECORDED_RESULTS_PER_NODE, NodeSession, SUSPECT_AFTER_MISSED, type NodeLink,
 } from './node-session.js';
 import { canRun } from './scheduling/scheduler.js';
 
 /** A NodeSession over a recording link: what it sends, and how it was closed. */
-function session(options: { slots?: number; runningJobs?: string[]; maxSlots?: number } = {}) {
+function session(options: { slots?: number; runningJobs?: string[]; maxSlots?: number; capabilities?: Register__Output['capabilities'] } = {}) {
   const sent: OrchestratorMessage[] = [];
   const closed: ConclaveError[] = [];
   const link: NodeLink = {
@@ -25,7 +25,7 @@ function session(options: { slots?: number; runningJobs?: string[]; maxSlots?: n
   const s = new NodeSession({
     link,
     register: {
-      nodeId: 'n1', name: 'pi-01', slots: options.slots ?? 2, models: ['m'], pendingResults: [], capabilities: null,
+      nodeId: 'n1', name: 'pi-01', slots: options.slots ?? 2, models: ['m'], pendingResults: [], capabilities: options.capabilities ?? null,
       runningJobs: options.runningJobs ?? [],
     },
     logger: logs.logger,
@@ -42,7 +42,14 @@ function session(options: { slots?: number; runningJobs?: string[]; maxSlots?: n
 }
 
 const heartbeat = (runningJobs: string[], slots = 2): NodeMessage__Output => ({
-  body: 'heartbeat', heartbeat: { slots, loadedModels: [], memoryUsedBytes: 0, backendActive: '', sentAtMs: 0, runningJobs },
+  body: 'heartbeat', heartbeat: {
+    slots, loadedModels: [], memoryUsedBytes: 0, backendActive: '', sentAtMs: 0, runningJobs, accelerator: null, modelBackends: [],
+  },
+});
+
+const hailo = (state: string, extra: Partial<AcceleratorInfo__Output> = {}): AcceleratorInfo__Output => ({
+  kind: 'hailo', state, reason: '', arch: 'HAILO8', firmwareVersion: '4.20.0', hailortVersion: '4.20.0', driverVersion: '4.20.0',
+  pcieGen: 3, pcieWidth: 1, temperatureC: 52, throttled: '0x0', warnings: [], ...extra,
 });
 
 const result = (jobId: string, attempt = 1): NodeMessage__Output => ({
@@ -68,10 +75,10 @@ describe('NodeSession lifecycle', () => {
   it('comes back from suspect when the node is heard from, and never back from dead or closed', () => {
     const { s } = session();
     s.heartbeatsMissed(SUSPECT_AFTER_MISSED);
-    s.receive({ body: 'heartbeat', heartbeat: { slots: 2, loadedModels: [], memoryUsedBytes: 0, backendActive: '', sentAtMs: 0, runningJobs: [] } });
+    s.receive({ body: 'heartbeat', heartbeat: { slots: 2, loadedModels: [], memoryUsedBytes: 0, backendActive: '', sentAtMs: 0, runningJobs: [], accelerator: null, modelBackends: [] } });
     expect(s.state).toBe('connected');
     s.close(new ConclaveError('ORCH-NET-602', { detail: 'stream ended' }));
-    s.receive({ body: 'heartbeat', heartbeat: { slots: 2, loadedModels: [], memoryUsedBytes: 0, backendActive: '', sentAtMs: 0, runningJobs: [] } });
+    s.receive({ body: 'heartbeat', heartbeat: { slots: 2, loadedModels: [], memoryUsedBytes: 0, backendActive: '', sentAtMs: 0, runningJobs: [], accelerator: null, modelBackends: [] } });
     s.heartbeatsMissed(DEAD_AFTER_MISSED);
     expect(s.state).toBe('closed');
   });
@@ -174,7 +181,7 @@ describe('NodeSession lifecycle', () => {
     const { s, capacity } = session();
     s.receive({
       body: 'heartbeat',
-      heartbeat: { slots: 4, loadedModels: ['m'], memoryUsedBytes: 5_000, backendActive: 'hailo', sentAtMs: Date.now() - 50, runningJobs: [] },
+      heartbeat: { slots: 4, loadedModels: ['m'], memoryUsedBytes: 5_000, backendActive: 'hailo', sentAtMs: Date.now() - 50, runningJobs: [], accelerator: null, modelBackends: [] },
     });
     expect([...s.loadedModels]).toEqual(['m']);
     expect(s.slots).toBe(4);
@@ -194,5 +201,49 @@ describe('NodeSession lifecycle', () => {
     const b = session();
     b.s.receive({ body: 'register', register: { nodeId: 'n1', name: '', slots: 1, models: [], pendingResults: [], capabilities: null, runningJobs: [] } });
     expect(b.closed.map((e) => e.code)).toEqual(['ORCH-NET-603']);
+  });
+});
+
+describe('NodeSession accelerator and model backends', () => {
+  const capabilities = (accelerator: AcceleratorInfo__Output | null): Register__Output['capabilities'] => ({
+    backends: ['cpu', 'hailo'], backendActive: 'hailo', cpuCores: 4, memoryBytes: 8, features: [], agentVersion: '1', accelerator, backendReason: '',
+  });
+
+  it('keeps the accelerator from Register, then each heartbeat, and gives it to placement', () => {
+    const { s } = session({ capabilities: capabilities(hailo('active')) });
+    expect(s.accelerator?.state).toBe('active');
+    expect(s.snapshot().accelerator?.arch).toBe('HAILO8');
+    const beat = heartbeat([]);
+    s.receive({
+      ...beat,
+      heartbeat: {
+        ...beat.heartbeat!, accelerator: hailo('active', { temperatureC: 61 }),
+        modelBackends: [{ sha256: 'm', backend: 'cpu', reason: 'golden check failed', p50Ms: 40, runs: 3, errors: 1 }],
+      },
+    });
+    expect(s.accelerator?.temperatureC).toBe(61);
+    expect(s.modelBackends).toEqual([expect.objectContaining({ sha256: 'm', backend: 'cpu', reason: 'golden check failed' })]);
+    expect(s.snapshot().modelBackends?.get('m')).toBe('cpu');
+    // A heartbeat without one (an older agent, or the device gone from detection) clears it.
+    s.receive(heartbeat([]));
+    expect(s.accelerator).toBeUndefined();
+    expect(s.snapshot().modelBackends?.size).toBe(0);
+  });
+
+  it('wakes waiting jobs and logs when the accelerator state or a model backend changes, and only then', () => {
+    const { s, logs, capacity } = session({ capabilities: capabilities(hailo('active')) });
+    const beat = (accelerator: AcceleratorInfo__Output, backend = 'hailo'): NodeMessage__Output => ({
+      ...heartbeat([]),
+      heartbeat: { ...heartbeat([]).heartbeat!, accelerator, modelBackends: [{ sha256: 'm', backend, reason: '', p50Ms: 1, runs: 1, errors: 0 }] },
+    });
+    s.receive(beat(hailo('active')));
+    const afterFirst = capacity();
+    s.receive(beat(hailo('active', { temperatureC: 70 })));
+    expect(capacity()).toBe(afterFirst);
+    s.receive(beat(hailo('unavailable', { reason: 'sidecar exited' }), 'cpu'));
+    expect(capacity()).toBe(afterFirst + 1);
+    expect(logs.lines.some((l) => l.includes('node accelerator state changed') && l.includes('to=unavailable') && l.includes('sidecar exited'))).toBe(true);
+    s.receive(beat(hailo('unavailable', { reason: 'sidecar exited' }), 'hailo'));
+    expect(capacity()).toBe(afterFirst + 2);
   });
 });

@@ -2,7 +2,8 @@ import { EventEmitter } from 'node:events';
 import { ConclaveError } from '@conclave/common';
 import type { Logger } from '@conclave/common';
 import type {
-  AssignJob, ChatAck__Output, ChatRequests__Output, FetchModel__Output, LogBatch__Output, Heartbeat__Output, JobResult__Output, NodeMessage__Output, OrchestratorMessage, Register__Output,
+  AcceleratorInfo__Output, AssignJob, ChatAck__Output, ChatRequests__Output, FetchModel__Output, LogBatch__Output, Heartbeat__Output, JobResult__Output,
+  ModelBackendStatus__Output, NodeMessage__Output, OrchestratorMessage, Register__Output,
 } from '@conclave/protocol';
 import type { NodeSnapshot } from './scheduling/scheduler.js';
 
@@ -124,6 +125,9 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
   private loadedModelsValue: ReadonlySet<string> = new Set<string>();
   private backendActiveValue: string;
   private memoryUsedValue = 0;
+  private acceleratorValue: AcceleratorInfo__Output | undefined;
+  private modelBackendsValue: readonly ModelBackendStatus__Output[] = [];
+  private modelBackendMap: ReadonlyMap<string, string> = new Map();
   /** Orchestrator clock minus the node's at its last heartbeat (one-way latency included). */
   private clockOffsetValue = 0;
   private readonly link: NodeLink;
@@ -153,6 +157,7 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
     this.features = caps?.features ?? [];
     this.cpuCores = caps?.cpuCores ?? 0;
     this.memoryBytes = caps?.memoryBytes ?? 0;
+    this.acceleratorValue = caps?.accelerator?.kind ? caps.accelerator : undefined;
     this.address = o.address;
   }
 
@@ -178,6 +183,16 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
 
   get backendActive(): string {
     return this.backendActiveValue;
+  }
+
+  /** The node's accelerator as its last word said (Register, then each heartbeat); undefined without one. */
+  get accelerator(): AcceleratorInfo__Output | undefined {
+    return this.acceleratorValue;
+  }
+
+  /** Where each loaded model really runs, from the last heartbeat. */
+  get modelBackends(): readonly ModelBackendStatus__Output[] {
+    return this.modelBackendsValue;
   }
 
   get memoryUsedBytes(): number {
@@ -230,6 +245,7 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
       id: this.id, state: this.stateValue === 'closed' ? 'disconnected' : this.stateValue, slots: this.slotsValue, running: this.running,
       loadedModels: this.loadedModelsValue, storedModels: this.storedModels, backends: this.backends,
       features: this.features, draining: this.drainingValue, lastAssignedAtMs: this.lastAssignedValue,
+      name: this.name, accelerator: this.acceleratorValue, modelBackends: this.modelBackendMap,
     };
   }
 
@@ -392,12 +408,37 @@ export class NodeSession extends EventEmitter<NodeSessionEvents> {
     this.memoryUsedValue = Number(heartbeat.memoryUsedBytes);
     if (Number(heartbeat.sentAtMs) > 0) this.clockOffsetValue = Date.now() - Number(heartbeat.sentAtMs);
     this.runningJobsValue = new Set(heartbeat.runningJobs);
+    // Absent (not just empty) from a hand-built heartbeat of a test or an older encoder: none.
+    const placementChanged = this.takeAccelerator(heartbeat.accelerator ?? null, heartbeat.modelBackends ?? []);
     const slots = heartbeat.slots > 0 ? this.allowedSlots(heartbeat.slots) : this.slotsValue;
-    if (slots !== this.slotsValue) {
+    if (slots !== this.slotsValue || placementChanged) {
       this.slotsValue = slots;
       this.emit('capacity');
     }
     this.dropLostAdoptions();
+  }
+
+  /**
+   * Keeps the heartbeat's accelerator and model backends; a heartbeat without an accelerator
+   * (an agent that predates them, or a node without one) clears it. Returns whether placement
+   * may see the node differently: the accelerator's state or a model's backend changed, which
+   * may let a job waiting for the chip run (the registry's capacity event wakes it).
+   */
+  private takeAccelerator(accelerator: AcceleratorInfo__Output | null, modelBackends: readonly ModelBackendStatus__Output[]): boolean {
+    const next = accelerator?.kind ? accelerator : undefined;
+    const before = this.acceleratorValue;
+    const stateChanged = before?.kind !== next?.kind || before?.state !== next?.state || before?.arch !== next?.arch;
+    if (stateChanged && (before || next)) {
+      const meta = { kind: next?.kind ?? before?.kind, from: before?.state ?? 'none', to: next?.state ?? 'none', ...(next?.reason ? { reason: next.reason } : {}) };
+      if (next?.state === 'active' || !before) this.logger.info('HEALTH', 'node accelerator state changed', meta);
+      else this.logger.warn('HEALTH', 'node accelerator state changed', meta);
+    }
+    this.acceleratorValue = next;
+    this.modelBackendsValue = modelBackends;
+    const map = new Map(modelBackends.map((m) => [m.sha256, m.backend]));
+    const backendsChanged = map.size !== this.modelBackendMap.size || [...map].some(([sha, backend]) => this.modelBackendMap.get(sha) !== backend);
+    this.modelBackendMap = map;
+    return stateChanged || backendsChanged;
   }
 
   /** An adopted job the node no longer lists, with no result after the grace, is run again. */

@@ -253,7 +253,7 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
           operatorToken, allowRemotePlaintext: o.insecureControl, sources: fleetDashboardSources({ registry, queue, chat, jobs }),
         },
         logs: logStore,
-        metrics: Registry.merge([createOrchestratorMetrics({ queue, jobs, registry }), logMetrics.registry]),
+        metrics: Registry.merge([createOrchestratorMetrics({ queue, jobs, registry, models }), logMetrics.registry]),
         readiness: async () => {
           const failed: string[] = [];
           if (!serving) failed.push('grpc');

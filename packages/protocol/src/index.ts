@@ -2,6 +2,7 @@ export type * from './generated/index.js';
 export type { ProtoGrpcType as ControlProtoGrpcType } from './generated/control.js';
 export type { ProtoGrpcType as GatewayProtoGrpcType } from './generated/gateway.js';
 export { loadConclaveProtos, protoDir, PROTO_LOADER_OPTIONS } from './load-protos.js';
+export { default as protobuf } from 'protobufjs';
 export type { ConclaveProtos } from './load-protos.js';
 export {
   createControlClient, createGatewayClient, DEFAULT_CHANNEL_OPTIONS, MAX_MESSAGE_BYTES, tlsCertificateFingerprint,

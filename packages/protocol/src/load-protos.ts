@@ -23,6 +23,7 @@ export const PROTO_FILES = [
   'conclave/v1/jobs.proto',
   'conclave/v1/gateway.proto',
   'conclave/v1/control.proto',
+  'conclave/v1/hailo.proto',
 ];
 
 /** The /proto directory: beside the repo's packages in a checkout, or CONCLAVE_PROTO_DIR in an image. */

@@ -63,6 +63,13 @@ export async function runNodeAgentCli(argv: readonly string[], deps: NodeAgentCl
         .choices(['error', 'warn', 'info', 'debug']),
     )
     .option('--log-spool-max-bytes <bytes>', `unshipped log records kept on disk at most; past it the oldest go (default ${START_DEFAULTS.logSpoolMaxBytes}; env CONCLAVE_LOG_SPOOL_MAX_BYTES)`)
+    .addOption(
+      new Option('--backend <kind>', 'auto: the Hailo chip when detected, else the CPU; hailo: only with the chip; cpu (default auto; env CONCLAVE_BACKEND)')
+        .choices(['auto', 'cpu', 'hailo']),
+    )
+    .option('--hailo-socket <path>', 'the Hailo sidecar\'s unix socket (default: <data-dir>/hailo.sock with --hailo-sidecar-command, else /run/conclave/hailo.sock; env CONCLAVE_HAILO_SOCKET)')
+    .option('--hailo-sidecar-command <command>', 'run the sidecar as a child, e.g. "python3 /opt/conclave/hailo-sidecar/conclave-hailo-sidecar" (default: attach to systemd\'s; env CONCLAVE_HAILO_SIDECAR_COMMAND)')
+    .option('--detection-root <dir>', 'Hailo detection reads dev/ and sys/ under it (default /; env CONCLAVE_DETECTION_ROOT)')
     .option('--config <file>', 'YAML file with the same keys in camelCase (env CONCLAVE_CONFIG)')
     .action(async (opts: Record<string, string | boolean | undefined>) => {
       const { config: file, ...flags } = opts;

@@ -25,6 +25,7 @@ export type { TextOut } from '@conclave/common';
 export type StartNodeAgentOptions = Pick<
   NodeAgentOptions,
   'orchestrator' | 'join' | 'dataDir' | 'name' | 'slots' | 'httpHost' | 'httpPort' | 'logger' | 'tls' | 'tlsCa' | 'logTap' | 'logSpoolMaxBytes'
+  | 'backendKind' | 'hailoSocket' | 'hailoSidecarCommand' | 'detectionRoot'
 >;
 
 export interface StartedNodeAgent {
@@ -156,5 +157,9 @@ export function toNodeAgentOptions(config: NodeAgentConfig, dataDir: string, log
     httpPort: config.httpPort,
     logger,
     logSpoolMaxBytes: config.logSpoolMaxBytes,
+    backendKind: config.backend,
+    ...(config.hailoSocket !== undefined ? { hailoSocket: resolve(config.hailoSocket) } : {}),
+    ...(config.hailoSidecarCommand !== undefined ? { hailoSidecarCommand: config.hailoSidecarCommand.split(/\s+/) } : {}),
+    detectionRoot: resolve(config.detectionRoot),
   };
 }

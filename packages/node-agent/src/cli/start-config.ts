@@ -36,6 +36,14 @@ export const nodeAgentConfigSchema = z.object({
   logShipLevel: z.enum(['error', 'warn', 'info', 'debug']).default(NODE_AGENT_DEFAULTS.logShipLevel),
   /** Bytes of unshipped records kept in `<dataDir>/log-spool/`; past it the oldest go, counted as a gap. */
   logSpoolMaxBytes: z.number().int().min(LOG_SPOOL_MIN_BYTES).default(NODE_AGENT_DEFAULTS.logSpoolMaxBytes),
+  /** `auto`: the Hailo chip when detection finds it, else the CPU; `hailo`: refuse to start without it; `cpu`: never the chip. */
+  backend: z.enum(['auto', 'cpu', 'hailo']).default(NODE_AGENT_DEFAULTS.backendKind),
+  /** The Hailo sidecar's unix socket (mode 0600, the agent's user). @default `<dataDir>/hailo.sock` with `hailoSidecarCommand`, else /run/conclave/hailo.sock */
+  hailoSocket: z.string().min(1).optional(),
+  /** Runs the sidecar as the agent's child: words split on spaces, `--socket PATH` appended. Absent: attach to systemd's. */
+  hailoSidecarCommand: z.string().trim().min(1).optional(),
+  /** Detection reads dev/hailo0 and sys/… under this directory. */
+  detectionRoot: z.string().min(1).default('/'),
 });
 
 export type NodeAgentConfig = z.output<typeof nodeAgentConfigSchema>;

@@ -103,6 +103,7 @@ export const submitFlagsSchema = z.object({
   priority: z.coerce.number().int().min(0).max(UINT32_MAX).optional(),
   timeoutMs: z.coerce.number().int().min(0).max(UINT32_MAX).optional(),
   accelerator: z.enum(['cpu', 'hailo']).optional(),
+  preferAccelerator: z.enum(['hailo']).optional(),
   capability: z.string().min(1).optional(),
   clientJobId: z.string().min(1).optional(),
   wait: z.boolean().default(false),
@@ -157,6 +158,26 @@ export const jobsListFlagsSchema = z.object({
   limit: z.coerce.number({ error: 'must be a whole number' }).int().min(1).max(MAX_JOBS_LIST_LIMIT).default(DEFAULT_JOBS_LIST_LIMIT),
   json: z.boolean().default(false),
 });
+
+/** `--hef CHIP=FILE.hef`: a HEF and the chip it was compiled for. */
+const hefFlag = z
+  .string()
+  .regex(/^(hailo8|hailo8l)=.+$/, 'must be CHIP=FILE.hef with CHIP hailo8 or hailo8l')
+  .transform((text) => {
+    const at = text.indexOf('=');
+    return { chip: text.slice(0, at) as 'hailo8' | 'hailo8l', path: text.slice(at + 1) };
+  });
+
+/** `models add` flags: the bundle's files besides model.onnx. */
+export const addModelFlagsSchema = z.object({
+  hef: z.array(hefFlag).default([]),
+  pre: z.string().min(1).optional(),
+  post: z.string().min(1).optional(),
+  hailoManifest: z.string().min(1).optional(),
+  json: z.boolean().default(false),
+});
+
+export type AddModelFlags = z.output<typeof addModelFlagsSchema>;
 
 /** `models remove` flags. */
 export const removeModelFlagsSchema = z.object({

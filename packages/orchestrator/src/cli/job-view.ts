@@ -33,7 +33,7 @@ export interface JobJson {
   finishedAtMs: number;
   runMs: number;
   /** What the job asked of its node (empty strings: any), or null when it said nothing. */
-  requirements: { accelerator: string; capability: string } | null;
+  requirements: { accelerator: string; preferAccelerator: string; capability: string } | null;
   /** Why a queued job waits when no node in the fleet can run it; empty otherwise. */
   waiting: string;
 }
@@ -63,7 +63,9 @@ export function jobToJson(job: Job__Output): JobJson {
     createdAtMs: job.createdAtMs,
     finishedAtMs: job.finishedAtMs,
     runMs: job.runMs,
-    requirements: job.requirements ? { accelerator: job.requirements.accelerator, capability: job.requirements.capability } : null,
+    requirements: job.requirements
+      ? { accelerator: job.requirements.accelerator, preferAccelerator: job.requirements.preferAccelerator, capability: job.requirements.capability }
+      : null,
     waiting: job.waiting ?? '',
   };
 }
@@ -96,6 +98,7 @@ export function formatJob(job: JobJson): string {
   if (job.runMs > 0) pairs.push(['run time', `${job.runMs.toFixed(1)} ms`]);
   const needs = formatRequirements(job.requirements);
   if (needs) pairs.push(['requires', needs]);
+  if (job.requirements?.preferAccelerator) pairs.push(['prefers', `accelerator ${job.requirements.preferAccelerator}`]);
   if (job.waiting) pairs.push(['waiting', job.waiting]);
   if (job.error) pairs.push(['error', `${job.error.code} ${job.error.message}`.trim()]);
   for (const [name, tensor] of Object.entries(job.outputs)) pairs.push([`output ${name}`, formatTensorPreview(tensor)]);

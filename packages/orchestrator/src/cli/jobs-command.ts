@@ -29,6 +29,7 @@ export interface SubmitJobOptions {
   timeoutMs?: number;
   /** `cpu` or `hailo`; absent: any. */
   accelerator?: string;
+  preferAccelerator?: string;
   capability?: string;
   /** Idempotency key: a second submit with the same key returns the first job. */
   clientJobId?: string;
@@ -61,8 +62,10 @@ export async function buildSubmitRequest(options: SubmitJobOptions): Promise<Sub
       ...(options.seed !== undefined ? { seed: options.seed } : {}),
     };
   }
-  if (options.accelerator !== undefined || options.capability !== undefined) {
-    request.requirements = { accelerator: options.accelerator ?? '', capability: options.capability ?? '' };
+  if (options.accelerator !== undefined || options.capability !== undefined || options.preferAccelerator !== undefined) {
+    request.requirements = {
+      accelerator: options.accelerator ?? '', capability: options.capability ?? '', preferAccelerator: options.preferAccelerator ?? '',
+    };
   }
   if (options.priority !== undefined) request.priority = options.priority;
   if (options.timeoutMs !== undefined) request.timeoutMs = options.timeoutMs;

@@ -1,5 +1,5 @@
 import { EXIT_OK } from '@conclave/common';
-import type { NodeInfo__Output } from '@conclave/protocol';
+import type { AcceleratorInfo__Output, ModelBackendStatus__Output, NodeInfo__Output } from '@conclave/protocol';
 import type { CliIo } from './cli-io.js';
 import type { ControlCalls } from './control-calls.js';
 import { formatAge, formatBytes, formatJson, formatKeyValues, formatList, formatTable, formatTime, orDash } from './output-format.js';
@@ -47,6 +47,7 @@ export function formatNodeTable(nodes: readonly NodeInfo__Output[], now: number)
       { header: 'state' },
       { header: 'slots', align: 'right' },
       { header: 'backend' },
+      { header: 'accelerator' },
       { header: 'loaded models' },
       { header: 'last seen', align: 'right' },
     ],
@@ -57,6 +58,7 @@ export function formatNodeTable(nodes: readonly NodeInfo__Output[], now: number)
       stateOf(n),
       `${n.running}/${n.slots}`,
       orDash(n.backendActive),
+      formatAccelerator(n.accelerator),
       formatList(n.loadedModels),
       formatAge(Number(n.lastSeenMs), now),
     ]),
@@ -117,18 +119,29 @@ export interface GetNodeOptions {
   now?: () => number;
 }
 
-/** `nodes get ID|NAME`: every NodeInfo field; `--json` as `nodes list --json` has one node. */
+/**
+ * `nodes get ID|NAME`: every NodeInfo field, then where each loaded model really runs (models
+ * named from the registry when it answers); `--json` as `nodes list --json` has one node.
+ */
 export async function getNodeCommand(calls: ControlCalls, io: CliIo, idOrName: string, options: GetNodeOptions): Promise<number> {
   const node = await calls.getNode(idOrName);
-  io.stdout.write(options.json ? formatJson(nodeToJson(node)) : formatNode(node, (options.now ?? Date.now)()));
+  if (options.json) {
+    io.stdout.write(formatJson(nodeToJson(node)));
+    return EXIT_OK;
+  }
+  // Names are a convenience: a registry that does not answer leaves the digests.
+  const names = node.modelBackends.length > 0
+    ? new Map((await calls.listModels().catch(() => [])).map((m) => [m.sha256, m.name]))
+    : new Map<string, string>();
+  io.stdout.write(formatNode(node, (options.now ?? Date.now)(), names));
   return EXIT_OK;
 }
 
-export function formatNode(node: NodeInfo__Output, now: number): string {
+export function formatNode(node: NodeInfo__Output, now: number, modelNames: ReadonlyMap<string, string> = new Map()): string {
   const memory = Number(node.memoryBytes);
   const used = Number(node.memoryUsedBytes);
   const lastSeen = Number(node.lastSeenMs);
-  return formatKeyValues([
+  const text = formatKeyValues([
     ['id', node.id],
     ['name', orDash(node.name)],
     ['status', orDash(node.status)],
@@ -138,6 +151,7 @@ export function formatNode(node: NodeInfo__Output, now: number): string {
     ['slots', `${node.running}/${node.slots} running`],
     ['backends', formatList(node.backends)],
     ['backend active', orDash(node.backendActive)],
+    ...acceleratorRows(node.accelerator),
     ['features', formatList(node.features)],
     ['cpu cores', node.cpuCores > 0 ? String(node.cpuCores) : '-'],
     ['memory', memory > 0 ? `${used > 0 ? `${formatBytes(used)} used of ` : ''}${formatBytes(memory)}` : '-'],
@@ -149,4 +163,56 @@ export function formatNode(node: NodeInfo__Output, now: number): string {
     ['log spool', formatBytes(Number(node.logSpoolBytes))],
     ['logs dropped', String(Number(node.logDroppedTotal))],
   ]);
+  return node.modelBackends.length > 0 ? `${text}
+${formatModelBackends(node.modelBackends, modelNames)}` : text;
+}
+
+/** The accelerator in a table cell: `hailo HAILO8 gen3 52°C`, `hailo unavailable`, or `-` without one. */
+export function formatAccelerator(a: AcceleratorInfo__Output | null | undefined): string {
+  if (!a?.kind || a.state === 'absent') return '-';
+  if (a.state !== 'active') return `${a.kind} ${a.state || 'unknown'}`;
+  return [
+    a.kind, a.arch, a.pcieGen > 0 ? `gen${a.pcieGen}` : '', a.temperatureC > 0 ? `${Math.round(a.temperatureC)}°C` : '',
+    isThrottled(a.throttled) ? 'throttled' : '',
+  ].filter(Boolean).join(' ');
+}
+
+/** The firmware's throttled flags say something: set and not zero. */
+function isThrottled(flags: string): boolean {
+  return flags !== '' && Number(flags) !== 0;
+}
+
+function acceleratorRows(a: AcceleratorInfo__Output | null | undefined): Array<[string, string]> {
+  if (!a?.kind) return [['accelerator', '-']];
+  return [
+    ['accelerator', `${a.kind} ${orDash(a.state)}${a.reason ? ` (${a.reason})` : ''}`],
+    ['  arch', orDash(a.arch)],
+    ['  firmware', orDash(a.firmwareVersion)],
+    ['  hailort', orDash(a.hailortVersion)],
+    ['  driver', orDash(a.driverVersion)],
+    ['  pcie', a.pcieGen > 0 ? `gen${a.pcieGen} x${a.pcieWidth || '?'}` : '-'],
+    ['  temperature', a.temperatureC > 0 ? `${a.temperatureC.toFixed(1)} °C` : '-'],
+    ['  throttled', a.throttled ? `${a.throttled}${isThrottled(a.throttled) ? ' (throttled or under-voltage)' : ''}` : '-'],
+    ...(a.warnings.length > 0 ? a.warnings.map((w): [string, string] => ['  warning', w]) : []),
+  ];
+}
+
+/** Where each loaded model runs on the node, as its last heartbeat said. */
+export function formatModelBackends(models: readonly ModelBackendStatus__Output[], names: ReadonlyMap<string, string>): string {
+  return formatTable(
+    [
+      { header: 'model' }, { header: 'runs on' }, { header: 'p50 ms', align: 'right' }, { header: 'runs', align: 'right' },
+      { header: 'errors', align: 'right' }, { header: 'reason' },
+    ],
+    [...models]
+      .sort((a, b) => (names.get(a.sha256) ?? a.sha256).localeCompare(names.get(b.sha256) ?? b.sha256))
+      .map((m) => [
+        names.get(m.sha256) ?? m.sha256.slice(0, 12),
+        orDash(m.backend),
+        m.runs > 0 ? m.p50Ms.toFixed(2) : '-',
+        String(Number(m.runs)),
+        String(Number(m.errors)),
+        orDash(m.reason),
+      ]),
+  );
 }

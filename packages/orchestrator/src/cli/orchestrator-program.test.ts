@@ -62,6 +62,8 @@ const NODE: NodeInfo__Output = {
   clockOffsetMs: 3,
   logSpoolBytes: 0,
   logDroppedTotal: 0,
+  accelerator: null,
+  modelBackends: [],
 };
 
 const JOIN = 'conclave-join:v1:orchestrator.local:7400:' + 'A'.repeat(43) + ':SHA256:JPbtasv-EAnAMNfKVnwzykgwkRSYI2tVYabIKr7F3ig';
@@ -87,6 +89,8 @@ const MODEL: ModelInfo__Output = {
   inputs: [{ name: 'x', dtype: 'float32', dims: [-1, 4], dimNames: ['batch', ''] }],
   outputs: [{ name: 'y', dtype: 'float32', dims: [-1, 4], dimNames: ['batch', ''] }],
   addedAtMs: 1_700_000_000_000,
+  artifacts: [],
+  hailo: null,
 };
 
 /** Records what the commands asked for; answers like a small orchestrator. */
@@ -296,8 +300,8 @@ describe('orchestrator CLI: client commands', () => {
   it('nodes list prints an aligned table', async () => {
     const r = await run(['nodes', 'list']);
     const lines = r.stdout.trimEnd().split('\n');
-    expect(lines[0]).toMatch(/^ID\s+NAME\s+STATUS\s+STATE\s+SLOTS\s+BACKEND\s+LOADED MODELS\s+LAST SEEN$/);
-    expect(lines[1]).toMatch(/^n-3f9a\s+pi-01\s+accepted\s+connected\s+1\/4\s+cpu\s+add\s+-$/);
+    expect(lines[0]).toMatch(/^ID\s+NAME\s+STATUS\s+STATE\s+SLOTS\s+BACKEND\s+ACCELERATOR\s+LOADED MODELS\s+LAST SEEN$/);
+    expect(lines[1]).toMatch(/^n-3f9a\s+pi-01\s+accepted\s+connected\s+1\/4\s+cpu\s+-\s+add\s+-$/);
   });
 
   it('models list prints specs with symbolic dims, and --json the full model', async () => {
@@ -315,7 +319,7 @@ describe('orchestrator CLI: client commands', () => {
     const r = await run(['models', 'add', 'big', file, '--json']);
     expect(r.code).toBe(0);
     expect(r.calls[0]?.uploads).toEqual([
-      { header: { name: 'big', size: 2 * MODEL_CHUNK_BYTES + 1000 }, chunkSizes: [MODEL_CHUNK_BYTES, MODEL_CHUNK_BYTES, 1000] },
+      { header: { name: 'big', size: 2 * MODEL_CHUNK_BYTES + 1000, files: [] }, chunkSizes: [MODEL_CHUNK_BYTES, MODEL_CHUNK_BYTES, 1000] },
     ]);
     expect(JSON.parse(r.stdout)).toMatchObject({ name: 'big', size: 2 * MODEL_CHUNK_BYTES + 1000 });
   });
@@ -428,7 +432,7 @@ describe('orchestrator CLI: client commands', () => {
 
 describe('orchestrator CLI: jobs list, nodes get, models remove, --version', () => {
   const queuedJob = job({
-    id: 'job-q', createdAtMs: Date.now() - 5_000, requirements: { accelerator: 'hailo', capability: '' }, waiting: 'no node offers accelerator "hailo"',
+    id: 'job-q', createdAtMs: Date.now() - 5_000, requirements: { accelerator: 'hailo', capability: '', preferAccelerator: '' }, waiting: 'no node offers accelerator "hailo"',
   });
   const failedJob = job({
     id: 'job-f', state: 'JOB_STATE_FAILED', node: 'n-3f9a', attempts: 5, runMs: 12.34, createdAtMs: Date.now() - 60_000,
@@ -451,7 +455,7 @@ describe('orchestrator CLI: jobs list, nodes get, models remove, --version', () 
     const r = await run(['jobs', 'list', '--json'], { setup: (fake) => (fake.jobPages = [[queuedJob, failedJob]]) });
     const lines = r.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines).toEqual([
-      expect.objectContaining({ id: 'job-q', state: 'queued', requirements: { accelerator: 'hailo', capability: '' }, waiting: 'no node offers accelerator "hailo"' }),
+      expect.objectContaining({ id: 'job-q', state: 'queued', requirements: { accelerator: 'hailo', preferAccelerator: '', capability: '' }, waiting: 'no node offers accelerator "hailo"' }),
       expect.objectContaining({ id: 'job-f', state: 'failed', requirements: null, waiting: '', error: expect.objectContaining({ code: 'ORCH-JOB-804' }) as unknown }),
     ]);
   });

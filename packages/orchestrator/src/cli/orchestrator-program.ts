@@ -18,6 +18,7 @@ import {
   clientConfigSchema,
   dropUndefined,
   jobsListFlagsSchema,
+  addModelFlagsSchema,
   removeModelFlagsSchema,
   parseFlags,
   readFlagsSchema,
@@ -206,12 +207,16 @@ export function buildOrchestratorProgram(deps: OrchestratorCliDeps, setExitCode:
       .option('--json', 'print JSON instead of a table');
 
   const models = program.command('models').description('Models in the registry.');
-  clientCommand(models, 'add', 'Upload an ONNX model under NAME.')
+  clientCommand(models, 'add', 'Upload an ONNX model under NAME, with its Hailo bundle if given (FILE.onnx stays the CPU reference).')
     .argument('<name>', 'model name')
-    .argument('<file>', 'path to the .onnx file')
-    .action(async (name: string, file: string, opts: ClientFlags & { json?: boolean }) => {
-      const { json } = parseFlags(readFlagsSchema, { json: opts.json });
-      await withCalls(opts, (calls) => addModelCommand(calls, io, { name, file, json }));
+    .argument('<file>', 'path to the .onnx file: the CPU reference, required with a bundle too')
+    .option('--hef <chip=file>', 'a HEF and the chip it was compiled for (hailo8 or hailo8l); repeat for each chip', collect, [])
+    .option('--pre <file>', 'pre.onnx: what runs on the CPU before the HEF')
+    .option('--post <file>', 'post.onnx: what runs on the CPU after the HEF')
+    .option('--hailo-manifest <file>', 'the bundle manifest (JSON, docs/cli.md); required with --hef')
+    .action(async (name: string, file: string, opts: ClientFlags & { hef: string[]; pre?: string; post?: string; hailoManifest?: string; json?: boolean }) => {
+      const flags = parseFlags(addModelFlagsSchema, { hef: opts.hef, pre: opts.pre, post: opts.post, hailoManifest: opts.hailoManifest, json: opts.json });
+      await withCalls(opts, (calls) => addModelCommand(calls, io, { name, file, ...flags }));
     });
   clientCommand(models, 'list', 'List the models.').action(async (opts: ClientFlags & { json?: boolean }) => {
     const { json } = parseFlags(readFlagsSchema, { json: opts.json });
@@ -323,7 +328,10 @@ export function buildOrchestratorProgram(deps: OrchestratorCliDeps, setExitCode:
     .option('--seed <n>', 'sampling seed (generate)')
     .option('--priority <n>', 'higher runs first (default 0)')
     .option('--timeout-ms <n>', "job timeout; 0 = the orchestrator's default")
-    .addOption(new Option('--accelerator <name>', 'require a backend').choices(['cpu', 'hailo']))
+    .addOption(new Option('--accelerator <name>', 'require a backend: hailo only on a node whose chip is active').choices(['cpu', 'hailo']))
+    .addOption(
+      new Option('--prefer-accelerator <name>', 'run where the model runs on this accelerator if a node can, else anywhere').choices(['hailo']),
+    )
     .option('--capability <name>', 'require a node capability, e.g. text-generation')
     .option('--client-job-id <key>', 'idempotency key: resubmitting returns the first job')
     .option('--wait', 'follow the job until it completes, fails or is cancelled')
@@ -487,4 +495,9 @@ async function readTlsFile(path: string): Promise<Buffer> {
       cause: err,
     });
   }
+}
+
+/** Commander's argParser for a repeatable option: each value appended. */
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
 }

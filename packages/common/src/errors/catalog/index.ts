@@ -2,6 +2,7 @@ import { SECTIONS, type LogPrefix, type Section } from '../../logger.js';
 import type { CatalogEntry, ErrorEntry } from '../error-entry.js';
 import { AUTH_ERRORS } from './auth.js';
 import { CHAT_ERRORS } from './chat.js';
+import { HAILO_ERRORS } from './hailo.js';
 import { COMMON_ERRORS } from './common.js';
 import { LOG_ERRORS } from './logs.js';
 import { MODEL_ERRORS } from './model.js';
@@ -18,7 +19,8 @@ export type ErrorCode =
   | keyof typeof MODEL_ERRORS
   | keyof typeof AUTH_ERRORS
   | keyof typeof CHAT_ERRORS
-  | keyof typeof LOG_ERRORS;
+  | keyof typeof LOG_ERRORS
+  | keyof typeof HAILO_ERRORS;
 
 /** The numbers each section may use, inclusive; SCHED shares the 8xx block with JOB. */
 export const SECTION_RANGES: Readonly<Record<Section, readonly [number, number]>> = {
@@ -85,6 +87,7 @@ const BY_CODE = buildCatalog([
   AUTH_ERRORS,
   CHAT_ERRORS,
   LOG_ERRORS,
+  HAILO_ERRORS,
 ]);
 
 /** All entries, sorted by code. */
