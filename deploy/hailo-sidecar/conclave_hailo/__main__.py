@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import threading
 from typing import List, Optional
 
 from .log import LEVELS, Logger
@@ -31,6 +32,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--max-frame-bytes", type=_positive, default=64 * 1024 * 1024,
                         help="largest request frame; a larger one closes that connection (default 67108864)")
     parser.add_argument("--log-level", choices=LEVELS, default="info", help="default info")
+    parser.add_argument("--exit-with-stdin", action="store_true",
+                        help="exit when stdin reaches EOF: the agent that runs the sidecar holds its other end, "
+                             "so the sidecar never outlives it, kill -9 included (not under systemd: stdin is /dev/null)")
     return parser.parse_args(argv)
 
 
@@ -62,6 +66,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    if args.exit_with_stdin:
+        threading.Thread(target=_stop_at_stdin_eof, args=(sidecar, log), name="stdin-watch", daemon=True).start()
     log.log("HEALTH", "info", "hailo sidecar listening", socket=args.socket, arch=info.arch if info else "unknown",
             hailort=info.hailort_version if info else None, board=info.board_name if info else None)
     # The agent waits for this exact line on stdout; logs go to stderr.
@@ -69,6 +75,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     sys.stdout.flush()
     sidecar.serve()
     return 0
+
+
+def _stop_at_stdin_eof(sidecar, log: Logger) -> None:
+    # The agent never writes: EOF (or an error) means it is gone.
+    try:
+        while sys.stdin.buffer.read(4096):
+            pass
+    except OSError:
+        pass
+    log.log("STATE", "info", "agent gone (stdin closed); stopping")
+    sidecar.request_stop()
 
 
 if __name__ == "__main__":

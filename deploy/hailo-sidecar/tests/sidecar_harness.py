@@ -58,7 +58,7 @@ class Sidecar:
         })
         self.proc = subprocess.Popen(
             [sys.executable, SCRIPT, "--socket", self.socket_path, "--log-level", "debug", *(args or [])],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
         )
         self.stderr: List[str] = []
         self._drainer = threading.Thread(target=self._drain, daemon=True)
@@ -102,8 +102,9 @@ class Sidecar:
                 self.proc.kill()
                 self.proc.wait()
         self._drainer.join(5)
-        self.proc.stdout.close()
-        self.proc.stderr.close()
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if stream and not stream.closed:
+                stream.close()
         return self.proc.returncode
 
 

@@ -131,6 +131,30 @@ class Basics(SidecarCase):
         self.assertFalse(os.path.exists(self.sidecar.socket_path))
 
 
+class ParentGone(unittest.TestCase):
+    def test_exits_when_stdin_closes_with_exit_with_stdin(self):
+        # What the agent's kill -9 looks like from here: the pipe it held closes.
+        sidecar = Sidecar(args=["--exit-with-stdin"])
+        try:
+            sidecar.proc.stdin.close()
+            self.assertEqual(sidecar.proc.wait(5), 0)
+            self.assertFalse(os.path.exists(sidecar.socket_path))
+        finally:
+            sidecar.stop()
+
+    def test_keeps_serving_with_stdin_closed_without_it(self):
+        # Under systemd stdin is /dev/null: EOF at once, and that means nothing.
+        sidecar = Sidecar()
+        try:
+            sidecar.proc.stdin.close()
+            client = sidecar.connect()
+            self.assertIn("health", client.call("health", {}))
+            client.close()
+            self.assertIsNone(sidecar.proc.poll())
+        finally:
+            sidecar.stop()
+
+
 class Batching(SidecarCase):
     def test_concurrent_requests_share_hailort_calls_and_get_their_own_slices(self):
         self.load(batch_size=4)

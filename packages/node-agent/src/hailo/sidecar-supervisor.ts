@@ -407,7 +407,8 @@ export class SidecarSupervisor {
 
   private spawnChild(command: readonly string[]): SidecarChild {
     const [program, ...args] = command as [string, ...string[]];
-    const argv = [...args, '--socket', this.options.socketPath];
+    // --exit-with-stdin: the sidecar exits when the pipe below closes (the agent gone, kill -9 included).
+    const argv = [...args, '--socket', this.options.socketPath, '--exit-with-stdin'];
     const logger = this.logger.child({ sidecar: program });
     const child = spawn(program, argv, {
       // PYTHONUNBUFFERED: READY and the log lines must arrive as written, not when a block fills.
