@@ -294,7 +294,9 @@ class ModelSlot:
             outputs_per_request.append(outs)
             for i in range(p.frames):
                 frames.append(({n: a[i] for n, a in p.inputs.items()}, {n: a[i] for n, a in outs.items()}))
-        timeout_ms = max(1, int(min(p.deadline for p in live) * 1000 - now * 1000))
+        # The latest deadline bounds the call: one nearly expired request must not time out the
+        # fresh ones batched with it (the watchdog answers each request at its own deadline).
+        timeout_ms = max(1, int(max(p.deadline for p in live) * 1000 - now * 1000))
         total = len(frames)
         try:
             device_ms = self.loaded.run(frames, timeout_ms)

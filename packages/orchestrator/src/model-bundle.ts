@@ -17,7 +17,7 @@ export const HEF_CHIPS = ['hailo8', 'hailo8l'] as const;
 export type HefChip = (typeof HEF_CHIPS)[number];
 
 /** What the host may exchange with HailoRT per vstream. */
-export const VSTREAM_DTYPES = ['uint8', 'uint16', 'float32'] as const;
+export const VSTREAM_DTYPES = ['uint8', 'float32'] as const;
 
 /** A file the AddModel header lists after model.onnx (AddModelFile). */
 export interface BundleFileHeader {
@@ -141,6 +141,11 @@ function checkMaps(refuse: Refuse, field: string, maps: readonly HailoTensorMap_
     if (!map.vstream) refuse(`${at}.vstream`, `missing for "${map.name}"`);
     if (!(VSTREAM_DTYPES as readonly string[]).includes(map.dtype)) {
       refuse(`${at}.dtype`, `${JSON.stringify(map.dtype)} for "${map.name}" is none of ${VSTREAM_DTYPES.join(', ')}`);
+    }
+    // The shim moves bytes, it converts nothing: a conversion belongs in pre.onnx / post.onnx.
+    const tensorDtype = tensors.find((t) => t.name === map.name)?.dtype ?? '';
+    if (map.dtype !== tensorDtype) {
+      refuse(`${at}.dtype`, `"${map.name}" is ${tensorDtype} in ${of}, the manifest exchanges ${map.dtype}: convert in pre.onnx / post.onnx`);
     }
   });
   const unmapped = names.filter((n) => !mapped.has(n));

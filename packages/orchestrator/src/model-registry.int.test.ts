@@ -145,6 +145,8 @@ describe('ModelRegistry bundles', () => {
       () => upload('bad', model.bytes, [hef(), { role: 'post', bytes: identityModel('int32').bytes }], manifest({ outputs: [map('x', 'o')] }))],
     ['a negative tolerance', 'ORCH-REQ-272', () => upload('bad', model.bytes, [hef()], manifest({ toleranceRel: -0.1 }))],
     ['a vstream missing', 'ORCH-REQ-272', () => upload('bad', model.bytes, [hef()], manifest({ inputs: [map('x', '')] }))],
+    ["a dtype other than the tensor's (the shim converts nothing)", 'ORCH-REQ-272',
+      () => upload('bad', model.bytes, [hef()], manifest({ inputs: [{ ...map('x', 'affine/input_layer1'), dtype: 'uint8' }] }))],
     ['a sha256 that differs', 'ORCH-LOAD-112', () => upload('bad', model.bytes, [{ ...hef(), sha256: sha(hef8l) }], manifest())],
     ['a stream shorter than declared', 'ORCH-LOAD-102', () => upload('bad', model.bytes, [{ ...hef(), size: hef8.byteLength + 5 }], manifest())],
   ];

@@ -82,7 +82,8 @@ export async function selectBackend(o: BackendSelectionOptions): Promise<Selecte
   // Read on a timer, not in the heartbeat: the heartbeat is built synchronously on the event loop.
   const boardTimer = setInterval(() => {
     void readBoardHealth({ root }).then((health) => {
-      if (health.throttled && health.throttled !== board.throttled && !/^0x0*$/.test(health.throttled)) {
+      // Logged when the flags change to something: the since-boot bits change once, the current ones each time.
+      if (health.throttled && health.throttled !== board.throttled && Number(health.throttled) !== 0) {
         o.logger.failure(new ConclaveError('NODE-HEALTH-913', { detail: `throttled=${health.throttled}` }), {}, 'warn');
       }
       board.temperatureC = health.temperatureC ?? board.temperatureC;

@@ -35,10 +35,11 @@ export interface HailoBackendOptions {
   retryCapMs?: number;
   /** How often a model on Hailo runs its golden input again, to catch drift. @default 60 000 */
   recheckIntervalMs?: number;
-  /** A HEF call's deadline when the job gives none. @default 5000 */
+  /**
+   * The longest a HEF call may take, and at most half of a job's deadline: the other half is the
+   * CPU's, should the chip fail the job. @default 5000
+   */
   inferTimeoutMs?: number;
-  /** When the manifest gives no tolerance. @default { absolute: 0.05, relative: 0.02 } */
-  defaultTolerance?: Tolerance;
 }
 
 interface ResolvedOptions extends Required<Omit<HailoBackendOptions, 'detected'>> {
@@ -47,6 +48,8 @@ interface ResolvedOptions extends Required<Omit<HailoBackendOptions, 'detected'>
 
 /** The HEF side of a model that passed its golden check: what to run and how tensors map. */
 interface HailoPath {
+  /** The connection the HEF was loaded on: a new sidecar has none of the old one's HEFs. */
+  readonly client: SidecarCalls;
   readonly manifest: HailoManifest__Output;
   readonly pre?: BackendModel;
   readonly post?: BackendModel;
@@ -56,6 +59,12 @@ interface HailoPath {
 
 interface Route {
   readonly model: BackendModel;
+  /** The bundle's files and manifest: a new bundle under the same model.onnx starts a new route. */
+  readonly bundleKey: string;
+  /** The probe a new model's first job waits for; later probes run beside the jobs. */
+  firstProbe?: Promise<void>;
+  /** Sidecar deaths while this model's HEF was being tried: twice, and it is not tried again. */
+  probeDeaths: number;
   on: 'cpu' | 'hailo';
   reason: string;
   /** Set when retrying cannot help (no HEF for this chip, a manifest that does not fit). */
@@ -83,7 +92,6 @@ function resolve(o: HailoBackendOptions): ResolvedOptions {
     retryCapMs: o.retryCapMs ?? 60_000,
     recheckIntervalMs: o.recheckIntervalMs ?? 60_000,
     inferTimeoutMs: o.inferTimeoutMs ?? 5_000,
-    defaultTolerance: o.defaultTolerance ?? { absolute: 0.05, relative: 0.02 },
   };
 }
 
@@ -102,6 +110,7 @@ export class HailoBackend implements InferenceBackend {
   private readonly routeListeners: Array<() => void> = [];
   private sidecarReason = 'sidecar starting';
   private disposed = false;
+  private notifyPending = false;
 
   constructor(options: HailoBackendOptions) {
     this.o = resolve(options);
@@ -115,14 +124,23 @@ export class HailoBackend implements InferenceBackend {
 
   async load(model: BackendModel): Promise<void> {
     await this.o.cpu.load(model);
+    const bundleKey = bundleKeyOf(model);
     let route = this.routes.get(model.sha256);
-    if (!route) {
-      route = this.newRoute(model);
-      this.routes.set(model.sha256, route);
-      if (!route.final) await this.probe(route);
+    if (route && route.bundleKey !== bundleKey) {
+      // The model was added again with another HEF or manifest: what was decided for the old one does not hold.
+      this.routes.delete(model.sha256);
+      this.clearTimers(route);
+      if (route.path) await this.releasePath(route.model.sha256, route.path);
+      route = undefined;
     }
-    // A second load while the first probes waits for it, so that its first job runs where the probe decides.
-    await route.probing;
+    if (!route) {
+      route = this.newRoute(model, bundleKey);
+      this.routes.set(model.sha256, route);
+      if (!route.final) route.firstProbe = this.probe(route);
+    }
+    // Only the first probe holds jobs back, so that the model's first job runs where it decides;
+    // a retry later runs beside the jobs, which go to the CPU meanwhile.
+    await route.firstProbe;
   }
 
   async run(sha256: string, inputs: Record<string, WireTensor>, options: RunOptions = {}): Promise<RunResult> {
@@ -130,10 +148,11 @@ export class HailoBackend implements InferenceBackend {
     if (!route) throw new ConclaveError('NODE-LOAD-102', { data: { model: sha256 } });
     const started = performance.now();
     const client = this.o.sidecar.client;
-    if (route.on === 'hailo' && route.path && client) {
+    if (route.on === 'hailo' && route.path && route.path.client === client) {
       assertInputsMatch(sha256, route.model.inputs, inputs);
+      const chipTimeoutMs = Math.min(this.o.inferTimeoutMs, options.timeoutMs !== undefined ? options.timeoutMs / 2 : Infinity);
       try {
-        const outputs = await this.runPath(client, route, route.path, inputs, options);
+        const outputs = await this.runPath(route, route.path, inputs, { ...options, timeoutMs: Math.max(1, chipTimeoutMs) });
         const runMs = performance.now() - started;
         route.stats.hailo.record(runMs);
         route.failures = 0;
@@ -162,7 +181,8 @@ export class HailoBackend implements InferenceBackend {
     if (!route) return;
     this.routes.delete(sha256);
     this.clearTimers(route);
-    await this.releasePath(route);
+    // A probe in flight sees the route gone and releases what it loaded itself.
+    if (route.path) await this.releasePath(sha256, route.path);
     await this.o.cpu.unload(sha256);
   }
 
@@ -199,10 +219,20 @@ export class HailoBackend implements InferenceBackend {
     this.routeListeners.push(listener);
   }
 
-  private newRoute(model: BackendModel): Route {
+  /** Tells the listeners once per turn of the event loop, however many models moved in it. */
+  private notifyRouteChange(): void {
+    if (this.notifyPending) return;
+    this.notifyPending = true;
+    setImmediate(() => {
+      this.notifyPending = false;
+      if (!this.disposed) for (const listener of this.routeListeners) listener();
+    });
+  }
+
+  private newRoute(model: BackendModel, bundleKey: string): Route {
     const hasHef = (model.artifacts ?? []).some((a) => a.role === 'hef');
     return {
-      model, on: 'cpu', final: !hasHef || !model.hailo,
+      model, bundleKey, probeDeaths: 0, on: 'cpu', final: !hasHef || !model.hailo,
       reason: !hasHef ? 'no HEF in the bundle' : model.hailo ? 'not yet tried on hailo' : 'bundle has a HEF but no manifest',
       failures: 0, retry: new Backoff({ baseMs: this.o.retryBaseMs, capMs: this.o.retryCapMs }),
       stats: { hailo: new RunStats(), cpu: new RunStats() },
@@ -224,25 +254,42 @@ export class HailoBackend implements InferenceBackend {
       this.moveToCpu(route, this.sidecarReason);
       return;
     }
+    const attempt: Attempt = { client, parts: [], hefLoaded: false };
     try {
-      const path = await this.preparePath(client, device, route);
-      const verdict = await this.goldenCheck(client, route, path);
-      if (!this.routes.has(route.model.sha256) || this.disposed) return;
+      const path = await this.preparePath(client, device, route, attempt);
+      const verdict = await this.goldenCheck(route, path);
+      if (!this.isCurrent(route, client)) {
+        await this.releaseAttempt(route.model.sha256, attempt);
+        return;
+      }
       route.path = path;
       route.failures = 0;
+      route.probeDeaths = 0;
       route.retry.reset();
       this.moveTo(route, 'hailo', `golden check passed (max error ${verdict.toPrecision(3)})`);
       this.scheduleRecheck(route);
     } catch (err) {
-      const failure = isConclaveError(err) ? err : new ConclaveError('NODE-LOAD-162', { cause: err, detail: String(err) });
-      route.final ||= FINAL_CODES.has(failure.code);
-      await this.releasePath(route);
+      await this.releaseAttempt(route.model.sha256, attempt);
+      // A probe overtaken by an unload, a dispose or another sidecar says nothing: its news is stale.
+      if (!this.isCurrent(route, client)) return;
+      const failure = isConclaveError(err) ? err : new ConclaveError('NODE-JOB-822', { cause: err, detail: String(err) });
+      if (failure.code === 'NODE-NET-631' && ++route.probeDeaths >= 2) {
+        route.final = true;
+        this.moveToCpu(route, `the sidecar died twice while this model's HEF was tried; it is not tried again (${failure.code})`, failure);
+        return;
+      }
+      route.final ||= isFinal(failure);
       this.moveToCpu(route, `${failure.code}: ${failure.message}`, failure);
     }
   }
 
+  /** The route is still the model's, the backend alive, and the sidecar the one the work began on. */
+  private isCurrent(route: Route, client: SidecarCalls): boolean {
+    return !this.disposed && this.routes.get(route.model.sha256) === route && this.o.sidecar.client === client;
+  }
+
   /** Loads what the chip path needs; throws a coded error naming what does not fit. */
-  private async preparePath(client: SidecarCalls, device: SidecarDeviceInfo__Output, route: Route): Promise<HailoPath> {
+  private async preparePath(client: SidecarCalls, device: SidecarDeviceInfo__Output, route: Route, attempt: Attempt): Promise<HailoPath> {
     const { model } = route;
     const manifest = model.hailo!;
     const chip = device.arch.toLowerCase();
@@ -259,6 +306,7 @@ export class HailoBackend implements InferenceBackend {
         sha256: artifact.sha256, path: await this.o.fetchArtifact(artifact), inputs: artifact.inputs, outputs: artifact.outputs,
       };
       await this.o.cpu.load(loaded);
+      attempt.parts.push(loaded);
       return loaded;
     };
     const pre = await part('pre');
@@ -266,6 +314,7 @@ export class HailoBackend implements InferenceBackend {
     const hefPath = await this.o.fetchArtifact(hef);
     const formats: Record<string, string> = {};
     for (const map of [...manifest.inputs, ...manifest.outputs]) if (map.dtype) formats[map.vstream] = map.dtype;
+    attempt.hefLoaded = true;
     const loaded = await client.load({ modelId: model.sha256, hefPath, batchSize: manifest.batchSize || 1, formats });
     if (loaded.hefArch && loaded.hefArch.toLowerCase() !== chip) {
       throw new ConclaveError('NODE-LOAD-160', { detail: `the HEF is for ${loaded.hefArch.toLowerCase()}, this chip is ${chip}` });
@@ -277,17 +326,16 @@ export class HailoBackend implements InferenceBackend {
         throw new ConclaveError('NODE-LOAD-161', { detail: `the HEF has no vstream "${map.vstream}" (it has ${[...vstreams.keys()].join(', ')})` });
       }
     }
-    const tolerance = manifest.toleranceAbs || manifest.toleranceRel
-      ? { absolute: manifest.toleranceAbs, relative: manifest.toleranceRel }
-      : this.o.defaultTolerance;
-    return { manifest, ...(pre ? { pre } : {}), ...(post ? { post } : {}), vstreams, tolerance };
+    // As given: the orchestrator requires a tolerance with every HEF, and 0 means bit-exact.
+    const tolerance = { absolute: manifest.toleranceAbs, relative: manifest.toleranceRel };
+    return { client, manifest, ...(pre ? { pre } : {}), ...(post ? { post } : {}), vstreams, tolerance };
   }
 
   /** Runs the golden input both ways; resolves to the largest error, throws NODE-HEALTH-910 past the tolerance. */
-  private async goldenCheck(client: SidecarCalls, route: Route, path: HailoPath): Promise<number> {
+  private async goldenCheck(route: Route, path: HailoPath): Promise<number> {
     const inputs = goldenInputs(route.model.inputs);
     const reference = await this.o.cpu.run(route.model.sha256, inputs);
-    const hailo = await this.runPath(client, route, path, inputs, {});
+    const hailo = await this.runPath(route, path, inputs, { timeoutMs: this.o.inferTimeoutMs });
     const verdict = compareOutputs(hailo, reference.outputs, path.tolerance);
     if (!verdict.pass) throw new ConclaveError('NODE-HEALTH-910', { detail: describeVerdict(verdict, path.tolerance) });
     return verdict.maxError;
@@ -295,11 +343,11 @@ export class HailoBackend implements InferenceBackend {
 
   /** pre.onnx on the CPU, the HEF on the chip, post.onnx on the CPU. */
   private async runPath(
-    client: SidecarCalls, route: Route, path: HailoPath, inputs: Record<string, WireTensor>, options: RunOptions,
+    route: Route, path: HailoPath, inputs: Record<string, WireTensor>, options: RunOptions,
   ): Promise<Record<string, WireTensor>> {
     const staged = path.pre ? (await this.o.cpu.run(path.pre.sha256, inputs, options)).outputs : inputs;
     const sent = path.manifest.inputs.map((map) => toSidecar(map, staged[map.name], path.vstreams.get(map.vstream)!));
-    const result = await client.infer(route.model.sha256, sent, {
+    const result = await path.client.infer(route.model.sha256, sent, {
       timeoutMs: options.timeoutMs ?? this.o.inferTimeoutMs,
       ...(options.signal ? { signal: options.signal } : {}),
     });
@@ -326,7 +374,9 @@ export class HailoBackend implements InferenceBackend {
   }
 
   private moveToCpu(route: Route, reason: string, cause?: ConclaveError): void {
+    const path = route.path;
     route.path = undefined;
+    if (path) void this.releasePath(route.model.sha256, path);
     if (route.recheckTimer) clearTimeout(route.recheckTimer);
     if (route.on === 'hailo' || reason !== route.reason) {
       const code: ErrorCode = cause?.code === 'NODE-HEALTH-910' ? 'NODE-HEALTH-910' : 'NODE-HEALTH-911';
@@ -343,7 +393,7 @@ export class HailoBackend implements InferenceBackend {
     route.reason = reason;
     if (!changed) return;
     if (on === 'hailo') this.logger.info('HEALTH', 'model runs on hailo', { model: route.model.sha256, reason });
-    for (const listener of this.routeListeners) listener();
+    this.notifyRouteChange();
   }
 
   /** Tries the chip again after a backoff delay; while the sidecar is down its return is the signal instead. */
@@ -367,20 +417,22 @@ export class HailoBackend implements InferenceBackend {
 
   /** The golden input again on a model that runs on Hailo: drift moves it to the CPU. */
   private async recheck(route: Route): Promise<void> {
-    const client = this.o.sidecar.client;
-    if (route.on !== 'hailo' || !route.path || !client || this.routes.get(route.model.sha256) !== route) return;
+    const path = route.path;
+    if (route.on !== 'hailo' || !path || this.routes.get(route.model.sha256) !== route) return;
     try {
-      await this.goldenCheck(client, route, route.path);
-      this.scheduleRecheck(route);
+      await this.goldenCheck(route, path);
+      if (route.path === path) this.scheduleRecheck(route);
     } catch (err) {
-      if (route.on !== 'hailo') return;
+      // Only the path it checked: a re-probe since has a new one, which this says nothing about.
+      if (route.path !== path || !this.isCurrent(route, path.client)) return;
       const failure = isConclaveError(err) ? err : new ConclaveError('NODE-HEALTH-910', { cause: err, detail: String(err) });
-      await this.releasePath(route);
       this.moveToCpu(route, `${failure.code}: ${failure.message}`, failure);
     }
   }
 
   private sidecarChanged(state: string, reason: ConclaveError | undefined): void {
+    // The accelerator's state is news too, whether or not a model moves with it.
+    this.notifyRouteChange();
     if (state === 'up') {
       this.sidecarReason = '';
       // Every model that fell back tries again now: the sidecar's return is the news a backoff waits for.
@@ -399,15 +451,23 @@ export class HailoBackend implements InferenceBackend {
     }
   }
 
-  private async releasePath(route: Route): Promise<void> {
-    const path = route.path;
-    route.path = undefined;
-    await this.o.sidecar.client?.unload(route.model.sha256).catch(() => undefined);
-    if (path?.pre && !this.partShared(path.pre.sha256)) await this.o.cpu.unload(path.pre.sha256);
-    if (path?.post && !this.partShared(path.post.sha256)) await this.o.cpu.unload(path.post.sha256);
+  /** Unloads a path's HEF (on the sidecar that has it) and its parts no other route uses. */
+  private async releasePath(sha256: string, path: HailoPath): Promise<void> {
+    await path.client.unload(sha256).catch(() => undefined);
+    for (const part of [path.pre, path.post]) {
+      if (part && !this.partInUse(part.sha256)) await this.o.cpu.unload(part.sha256);
+    }
   }
 
-  private partShared(sha256: string): boolean {
+  /** What a probe loaded before it failed or went stale. */
+  private async releaseAttempt(sha256: string, attempt: Attempt): Promise<void> {
+    const current = this.routes.get(sha256);
+    // The route's own path (a probe that lost a race with a newer one) keeps its HEF.
+    if (attempt.hefLoaded && current?.path?.client !== attempt.client) await attempt.client.unload(sha256).catch(() => undefined);
+    for (const part of attempt.parts) if (!this.partInUse(part.sha256)) await this.o.cpu.unload(part.sha256);
+  }
+
+  private partInUse(sha256: string): boolean {
     return this.routes.has(sha256) || [...this.routes.values()].some((r) => r.path?.pre?.sha256 === sha256 || r.path?.post?.sha256 === sha256);
   }
 
@@ -419,8 +479,28 @@ export class HailoBackend implements InferenceBackend {
   }
 }
 
-/** Failures no retry can mend: the bundle itself does not fit this chip. */
-const FINAL_CODES: ReadonlySet<string> = new Set(['NODE-LOAD-160', 'NODE-LOAD-161', 'NODE-LOAD-162']);
+/**
+ * Failures no retry can mend: the bundle itself does not fit this chip, or HailoRT refused the HEF
+ * and said a retry would not help (a corrupt file; not a passing shortage of device resources).
+ */
+function isFinal(failure: ConclaveError): boolean {
+  if (failure.code === 'NODE-LOAD-160' || failure.code === 'NODE-LOAD-161') return true;
+  const data = failure.data as { retryable?: boolean } | undefined;
+  return failure.code === 'NODE-LOAD-162' && data?.retryable === false;
+}
+
+/** Identifies a bundle: its files' digests and its manifest. */
+function bundleKeyOf(model: BackendModel): string {
+  const files = (model.artifacts ?? []).map((a) => `${a.role}:${a.chip}:${a.sha256}`).sort();
+  return JSON.stringify([files, model.hailo ?? null]);
+}
+
+/** What one probe has loaded so far, so that a failed or stale one releases exactly that. */
+interface Attempt {
+  readonly client: SidecarCalls;
+  readonly parts: BackendModel[];
+  hefLoaded: boolean;
+}
 
 /** An ONNX tensor as the vstream takes it: [frames, ...vstream shape], the same bytes. */
 function toSidecar(map: HailoTensorMap__Output, tensor: WireTensor | undefined, vstream: SidecarVstream__Output): SidecarTensorData {

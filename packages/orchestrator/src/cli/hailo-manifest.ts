@@ -10,7 +10,7 @@ const tensorMap = z.strictObject({
   name: z.string().min(1),
   /** The HEF's vstream, e.g. "yolov8s/input_layer1". */
   vstream: z.string().min(1),
-  dtype: z.enum(['uint8', 'uint16', 'float32']),
+  dtype: z.enum(['uint8', 'float32']),
   layout: z.string().default(''),
   qpScale: z.number().default(0),
   qpZeroPoint: z.number().default(0),

@@ -12,6 +12,8 @@ describe('formatAccelerator (the nodes list column)', () => {
   it('shows an active chip with its facts, an unavailable one as such, and none as -', () => {
     expect(formatAccelerator(hailo())).toBe('hailo HAILO8 gen3 52°C');
     expect(formatAccelerator(hailo({ pcieGen: 0, temperatureC: 0, throttled: '0x50005' }))).toBe('hailo HAILO8 throttled');
+    // Throttled since boot (bits 16–19) but not now: no state of the board now.
+    expect(formatAccelerator(hailo({ pcieGen: 0, temperatureC: 0, throttled: '0x50000' }))).toBe('hailo HAILO8');
     expect(formatAccelerator(hailo({ state: 'unavailable', reason: 'sidecar exited' }))).toBe('hailo unavailable');
     expect(formatAccelerator(hailo({ state: 'absent' }))).toBe('-');
     expect(formatAccelerator(null)).toBe('-');

@@ -177,9 +177,13 @@ export function formatAccelerator(a: AcceleratorInfo__Output | null | undefined)
   ].filter(Boolean).join(' ');
 }
 
-/** The firmware's throttled flags say something: set and not zero. */
+/**
+ * The firmware says the board is throttled or under-voltage now: bits 0–3. Bits 16–19 say it
+ * happened since boot, which `nodes get` shows in the raw flags but is no state of the board now.
+ */
 function isThrottled(flags: string): boolean {
-  return flags !== '' && Number(flags) !== 0;
+  const value = Number(flags);
+  return flags !== '' && Number.isFinite(value) && (value & 0xf) !== 0;
 }
 
 function acceleratorRows(a: AcceleratorInfo__Output | null | undefined): Array<[string, string]> {
