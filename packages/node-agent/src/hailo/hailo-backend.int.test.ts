@@ -134,6 +134,15 @@ describe('HailoBackend on the sidecar with the fake HailoRT', () => {
     expect(r.backend.accelerator()).toMatchObject({ kind: 'hailo', state: 'active', arch: 'HAILO8' });
   }, 60_000);
 
+  it('runs pre and post parts on CPU workers when they are not small enough for the agent\'s thread', async () => {
+    const r = await rig({ inlinePartMaxMs: 0 });
+    const { model, bundle } = await bundleModel({ pre: true, post: true });
+    await r.backend.load(model);
+    expect(statusOf(r.backend, model.sha256)?.backend).toBe('hailo');
+    const inputs = bundle.reference.sampleInputs(3);
+    expectExact((await r.backend.run(model.sha256, toWire(inputs))).outputs, bundle.reference.expected(inputs));
+  }, 60_000);
+
   it('keeps a bundle with only a hailo8l HEF on the CPU of a hailo8 board: NODE-LOAD-160, never retried', async () => {
     const r = await rig();
     const { model, bundle } = await bundleModel({ chip: 'hailo8l' });

@@ -8,6 +8,7 @@ import {
   assertInputsMatch, type BackendModel, type InferenceBackend, type RunOptions, type RunResult,
 } from '../inference-backend.js';
 import { compareOutputs, describeVerdict, goldenInputs, type Tolerance } from './golden-check.js';
+import { INLINE_PART_MAX_MS, InlinePart } from './inline-part.js';
 import { RunStats } from './run-stats.js';
 import type { SidecarClient, SidecarTensorData } from './sidecar-client.js';
 import type { SidecarSupervisor } from './sidecar-supervisor.js';
@@ -40,6 +41,8 @@ export interface HailoBackendOptions {
    * CPU's, should the chip fail the job. @default 5000
    */
   inferTimeoutMs?: number;
+  /** A pre/post part whose median run takes at most this runs on the agent's thread, not a worker; 0: never. @default INLINE_PART_MAX_MS (0.25) */
+  inlinePartMaxMs?: number;
 }
 
 interface ResolvedOptions extends Required<Omit<HailoBackendOptions, 'detected'>> {
@@ -53,6 +56,9 @@ interface HailoPath {
   readonly manifest: HailoManifest__Output;
   readonly pre?: BackendModel;
   readonly post?: BackendModel;
+  /** Set for a part small enough to run on this thread (InlinePart); otherwise it runs on a CPU worker. */
+  readonly preInline?: InlinePart;
+  readonly postInline?: InlinePart;
   readonly vstreams: ReadonlyMap<string, SidecarVstream__Output>;
   readonly tolerance: Tolerance;
 }
@@ -92,6 +98,7 @@ function resolve(o: HailoBackendOptions): ResolvedOptions {
     retryCapMs: o.retryCapMs ?? 60_000,
     recheckIntervalMs: o.recheckIntervalMs ?? 60_000,
     inferTimeoutMs: o.inferTimeoutMs ?? 5_000,
+    inlinePartMaxMs: o.inlinePartMaxMs ?? INLINE_PART_MAX_MS,
   };
 }
 
@@ -189,7 +196,10 @@ export class HailoBackend implements InferenceBackend {
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
-    for (const route of this.routes.values()) this.clearTimers(route);
+    for (const route of this.routes.values()) {
+      this.clearTimers(route);
+      for (const inline of [route.path?.preInline, route.path?.postInline]) await inline?.release().catch(() => undefined);
+    }
     this.routes.clear();
     await this.o.cpu.dispose();
   }
@@ -254,7 +264,7 @@ export class HailoBackend implements InferenceBackend {
       this.moveToCpu(route, this.sidecarReason);
       return;
     }
-    const attempt: Attempt = { client, parts: [], hefLoaded: false };
+    const attempt: Attempt = { client, parts: [], inlines: [], hefLoaded: false };
     try {
       const path = await this.preparePath(client, device, route, attempt);
       const verdict = await this.goldenCheck(route, path);
@@ -299,18 +309,23 @@ export class HailoBackend implements InferenceBackend {
       const chips = artifacts.filter((a) => a.role === 'hef').map((a) => a.chip);
       throw new ConclaveError('NODE-LOAD-160', { detail: `this chip is ${chip}; the bundle has HEFs for ${chips.join(', ')}` });
     }
-    const part = async (role: 'pre' | 'post'): Promise<BackendModel | undefined> => {
+    const part = async (role: 'pre' | 'post'): Promise<{ model?: BackendModel; inline?: InlinePart }> => {
       const artifact = artifacts.find((a) => a.role === role);
-      if (!artifact) return undefined;
+      if (!artifact) return {};
       const loaded: BackendModel = {
         sha256: artifact.sha256, path: await this.o.fetchArtifact(artifact), inputs: artifact.inputs, outputs: artifact.outputs,
       };
+      const inline = this.o.inlinePartMaxMs > 0 ? await InlinePart.openIfSmall(loaded.path, loaded.inputs, this.o.inlinePartMaxMs) : undefined;
+      if (inline) {
+        attempt.inlines.push(inline);
+        return { model: loaded, inline };
+      }
       await this.o.cpu.load(loaded);
       attempt.parts.push(loaded);
-      return loaded;
+      return { model: loaded };
     };
-    const pre = await part('pre');
-    const post = await part('post');
+    const { model: pre, inline: preInline } = await part('pre');
+    const { model: post, inline: postInline } = await part('post');
     const hefPath = await this.o.fetchArtifact(hef);
     const formats: Record<string, string> = {};
     for (const map of [...manifest.inputs, ...manifest.outputs]) if (map.dtype) formats[map.vstream] = map.dtype;
@@ -328,7 +343,10 @@ export class HailoBackend implements InferenceBackend {
     }
     // As given: the orchestrator requires a tolerance with every HEF, and 0 means bit-exact.
     const tolerance = { absolute: manifest.toleranceAbs, relative: manifest.toleranceRel };
-    return { client, manifest, ...(pre ? { pre } : {}), ...(post ? { post } : {}), vstreams, tolerance };
+    return {
+      client, manifest, vstreams, tolerance,
+      ...(pre ? { pre } : {}), ...(post ? { post } : {}), ...(preInline ? { preInline } : {}), ...(postInline ? { postInline } : {}),
+    };
   }
 
   /** Runs the golden input both ways; resolves to the largest error, throws NODE-HEALTH-910 past the tolerance. */
@@ -345,7 +363,9 @@ export class HailoBackend implements InferenceBackend {
   private async runPath(
     route: Route, path: HailoPath, inputs: Record<string, WireTensor>, options: RunOptions,
   ): Promise<Record<string, WireTensor>> {
-    const staged = path.pre ? (await this.o.cpu.run(path.pre.sha256, inputs, options)).outputs : inputs;
+    const staged = path.preInline
+      ? await path.preInline.run(inputs)
+      : path.pre ? (await this.o.cpu.run(path.pre.sha256, inputs, options)).outputs : inputs;
     const sent = path.manifest.inputs.map((map) => toSidecar(map, staged[map.name], path.vstreams.get(map.vstream)!));
     const result = await path.client.infer(route.model.sha256, sent, {
       timeoutMs: options.timeoutMs ?? this.o.inferTimeoutMs,
@@ -358,6 +378,7 @@ export class HailoBackend implements InferenceBackend {
       if (!tensor) throw new ConclaveError('NODE-LOAD-161', { detail: `the sidecar returned no "${map.vstream}"` });
       received[map.name] = fromSidecar(tensor, consumers.find((s) => s.name === map.name));
     }
+    if (path.postInline) return path.postInline.run(received);
     return path.post ? (await this.o.cpu.run(path.post.sha256, received, options)).outputs : received;
   }
 
@@ -454,6 +475,7 @@ export class HailoBackend implements InferenceBackend {
   /** Unloads a path's HEF (on the sidecar that has it) and its parts no other route uses. */
   private async releasePath(sha256: string, path: HailoPath): Promise<void> {
     await path.client.unload(sha256).catch(() => undefined);
+    for (const inline of [path.preInline, path.postInline]) await inline?.release().catch(() => undefined);
     for (const part of [path.pre, path.post]) {
       if (part && !this.partInUse(part.sha256)) await this.o.cpu.unload(part.sha256);
     }
@@ -465,6 +487,9 @@ export class HailoBackend implements InferenceBackend {
     // The route's own path (a probe that lost a race with a newer one) keeps its HEF.
     if (attempt.hefLoaded && current?.path?.client !== attempt.client) await attempt.client.unload(sha256).catch(() => undefined);
     for (const part of attempt.parts) if (!this.partInUse(part.sha256)) await this.o.cpu.unload(part.sha256);
+    // Inline sessions are the attempt's own; a path that kept them is the route's, not this attempt's.
+    const kept = new Set([current?.path?.preInline, current?.path?.postInline]);
+    for (const inline of attempt.inlines) if (!kept.has(inline)) await inline.release().catch(() => undefined);
   }
 
   private partInUse(sha256: string): boolean {
@@ -499,6 +524,7 @@ function bundleKeyOf(model: BackendModel): string {
 interface Attempt {
   readonly client: SidecarCalls;
   readonly parts: BackendModel[];
+  readonly inlines: InlinePart[];
   hefLoaded: boolean;
 }
 
