@@ -12,6 +12,6 @@ export { createTestControl } from './control.js';
 export type { ControlTarget, TestControl } from './control.js';
 export { waitUntil } from './wait-until.js';
 export * from './tokenizers/index.js';
-export { hailoBundle, type HailoBundle, type HailoBundleOptions, type HailoBundlePaths, type HailoManifestJson, type BundlePart } from './hailo/hailo-bundle.js';
+export { bundleBackendModel, bundleOnDisk, hailoBundle, type BundleOnDisk, type HailoBundle, type HailoBundleOptions, type HailoBundlePaths, type HailoManifestJson, type BundlePart } from './hailo/hailo-bundle.js';
 export { writeFakeDeviceTree, type FakeDeviceTreeOptions } from './hailo/fake-device-tree.js';
 export * from './hailo/fake-hailort.js';

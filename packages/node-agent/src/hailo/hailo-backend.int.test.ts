@@ -1,23 +1,22 @@
 // The Hailo backend on its real parts: the Python sidecar (deploy/hailo-sidecar) on the fake
 // HailoRT (packages/testing/fake-hailort), spawned and supervised, and onnxruntime in the CPU
 // backend's worker threads. Build first (`pnpm build`): the workers run dist/inference-worker.js.
-import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { captureLogger } from '@conclave/common';
-import { tensorFromTypedArray, type ModelArtifact__Output, type WireTensor } from '@conclave/protocol';
-import { hailoBundle, hostTensorBytes, waitUntil, type HailoBundleOptions, type HailoManifestJson, type HostTensor } from '@conclave/testing';
+import { tensorFromTypedArray, type WireTensor } from '@conclave/protocol';
+import {
+  HAILO_SIDECAR_SCRIPT, bundleBackendModel, bundleOnDisk, fakeSidecarEnv, hailoBundle, hostTensorBytes, setFakeFaults, waitUntil,
+  type FakeHailortFaults, type HailoBundleOptions, type HostTensor,
+} from '@conclave/testing';
 import { CpuBackend } from '../cpu-backend.js';
 import type { BackendModel } from '../inference-backend.js';
 import { HailoBackend, type HailoBackendOptions } from './hailo-backend.js';
 import { SidecarSupervisor } from './sidecar-supervisor.js';
 
-const REPO = fileURLToPath(new URL('../../../../', import.meta.url));
-const SIDECAR_COMMAND = ['python3', join(REPO, 'deploy/hailo-sidecar/conclave-hailo-sidecar')];
-const FAKE_HAILORT = join(REPO, 'packages/testing/fake-hailort');
+const SIDECAR_COMMAND = ['python3', HAILO_SIDECAR_SCRIPT];
 
 const toWire = (inputs: Record<string, HostTensor>): Record<string, WireTensor> =>
   Object.fromEntries(Object.entries(inputs).map(([name, t]) => [name, tensorFromTypedArray(t.dtype, t.dims, t.data)]));
@@ -34,24 +33,22 @@ interface Rig {
   backend: HailoBackend;
   sidecar: SidecarSupervisor;
   logs: ReturnType<typeof captureLogger>;
-  faults: (faults: Record<string, unknown>) => Promise<void>;
+  faults: (faults: FakeHailortFaults) => Promise<void>;
   /** HEF runs the fake has done so far (one JSON line each in its call log). */
   chipRuns: () => Promise<number>;
 }
 
 describe('HailoBackend on the sidecar with the fake HailoRT', () => {
   let dir: string;
+  /** The rig's bundle files by digest: what `fetchArtifact` finds. */
+  let files = new Map<string, string>();
   const cleanups: Array<() => Promise<unknown>> = [];
-
-  beforeAll(async () => {
-    await stat(SIDECAR_COMMAND[1]!);
-  });
 
   afterEach(async () => {
     for (const clean of cleanups.splice(0).reverse()) await clean();
   });
 
-  async function rig(options: Partial<HailoBackendOptions> & { arch?: string } = {}): Promise<Rig> {
+  async function rig(options: Partial<HailoBackendOptions> = {}): Promise<Rig> {
     dir = await mkdtemp(join(tmpdir(), 'conclave-hailo-backend-'));
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
     const faultsPath = join(dir, 'faults.json');
@@ -60,13 +57,10 @@ describe('HailoBackend on the sidecar with the fake HailoRT', () => {
     const sidecar = new SidecarSupervisor({
       logger: logs.logger, socketPath: join(dir, 'hailo.sock'), command: SIDECAR_COMMAND,
       restartBaseMs: 50, restartCapMs: 200,
-      env: {
-        PYTHONPATH: FAKE_HAILORT, CONCLAVE_FAKE_HAILORT_FAULTS: faultsPath, CONCLAVE_FAKE_HAILORT_CALL_LOG: callLog,
-        CONCLAVE_FAKE_HAILORT_ARCH: options.arch ?? 'HAILO8',
-      },
+      env: fakeSidecarEnv({ faultsPath, callLogPath: callLog }),
     });
     const cpu = await CpuBackend.create({ workers: 2, logger: logs.logger });
-    const files = new Map<string, string>();
+    files = new Map();
     const backend = new HailoBackend({
       cpu, sidecar, logger: logs.logger, retryBaseMs: 100, retryCapMs: 300,
       fetchArtifact: async (artifact) => files.get(artifact.sha256) ?? Promise.reject(new Error(`no file ${artifact.sha256}`)),
@@ -78,42 +72,19 @@ describe('HailoBackend on the sidecar with the fake HailoRT', () => {
       await sidecar.stop();
     });
     await sidecar.whenUp(20_000);
-    registered = files;
     return {
       backend, sidecar, logs,
-      faults: (faults) => writeFile(faultsPath, JSON.stringify(faults)),
+      faults: (faults) => setFakeFaults(faultsPath, faults),
       chipRuns: async () => (await readFile(callLog, 'utf8').catch(() => '')).split('\n').filter(Boolean).length,
     };
   }
-
-  let registered = new Map<string, string>();
 
   /** Writes a bundle's files and describes it as the job runner would: artifacts by digest, the manifest. */
   async function bundleModel(options: HailoBundleOptions = {}): Promise<{ model: BackendModel; bundle: ReturnType<typeof hailoBundle> }> {
     const bundle = hailoBundle(options);
     const paths = await bundle.writeTo(join(dir, `bundle-${Math.random().toString(36).slice(2)}`));
-    const digest = async (path: string) => {
-      const bytes = await readFile(path);
-      const sha256 = createHash('sha256').update(bytes).digest('hex');
-      registered.set(sha256, path);
-      return { sha256, size: bytes.byteLength };
-    };
-    const artifacts: ModelArtifact__Output[] = [
-      { role: 'hef', chip: bundle.chip, ...(await digest(paths.hef)), inputs: [], outputs: [] },
-    ];
-    if (paths.pre && bundle.pre) artifacts.push({ role: 'pre', chip: '', ...(await digest(paths.pre)), inputs: [...bundle.pre.inputs], outputs: [...bundle.pre.outputs] });
-    if (paths.post && bundle.post) artifacts.push({ role: 'post', chip: '', ...(await digest(paths.post)), inputs: [...bundle.post.inputs], outputs: [...bundle.post.outputs] });
-    const m = bundle.manifest;
-    const model: BackendModel = {
-      sha256: (await digest(paths.model)).sha256, path: paths.model,
-      inputs: bundle.reference.inputs, outputs: bundle.reference.outputs, artifacts,
-      hailo: {
-        hailortVersion: m.hailortVersion, compilerVersion: m.compilerVersion, batchSize: m.batchSize,
-        toleranceAbs: m.tolerance.absolute, toleranceRel: m.tolerance.relative,
-        inputs: m.inputs.map((t: HailoManifestJson["inputs"][number]) => ({ ...t, qpScale: 0, qpZeroPoint: 0 })),
-        outputs: m.outputs.map((t: HailoManifestJson["outputs"][number]) => ({ ...t, qpScale: 0, qpZeroPoint: 0 })),
-      },
-    };
+    const { model, pathsBySha } = await bundleBackendModel(bundleOnDisk(bundle, paths));
+    for (const [sha256, path] of pathsBySha) files.set(sha256, path);
     return { model, bundle };
   }
 

@@ -1,20 +1,14 @@
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { captureLogger, type ConclaveError } from '@conclave/common';
+import { HAILO_SIDECAR_SCRIPT, fakeSidecarEnv, setFakeFaults, writeFakeHef } from '@conclave/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SidecarSupervisor, parseSidecarLogLine, type SidecarState, type SidecarSupervisorOptions } from './sidecar-supervisor.js';
 
 // The real sidecar (deploy/hailo-sidecar) on the fake HailoRT (packages/testing/fake-hailort).
-// TODO(issue 12): take these from packages/testing/src/hailo/fake-hailort.ts once it lands.
-const REPO = fileURLToPath(new URL('../../../../', import.meta.url));
-const SIDECAR_SCRIPT = join(REPO, 'deploy/hailo-sidecar/conclave-hailo-sidecar');
-const FAKE_HAILORT_DIR = join(REPO, 'packages/testing/fake-hailort');
-const SIDECAR_COMMAND = ['python3', SIDECAR_SCRIPT];
-const sidecarAvailable = existsSync(SIDECAR_SCRIPT) && existsSync(FAKE_HAILORT_DIR);
+const SIDECAR_COMMAND = ['python3', HAILO_SIDECAR_SCRIPT];
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -53,7 +47,7 @@ async function supervise(overrides: Partial<SidecarSupervisorOptions> = {}): Pro
     logger,
     socketPath: join(dir, 'hailo.sock'),
     command: SIDECAR_COMMAND,
-    env: { PYTHONPATH: FAKE_HAILORT_DIR, CONCLAVE_FAKE_HAILORT_FAULTS: faults },
+    env: fakeSidecarEnv({ faultsPath: faults }),
     restartBaseMs: 200,
     random: () => 0.5,
     stopGraceMs: 1_000,
@@ -82,12 +76,12 @@ async function supervise(overrides: Partial<SidecarSupervisorOptions> = {}): Pro
 /** A fake HEF computing 2x + 1 on four float32 values (the fake HailoRT's documented format). */
 async function writeScaleHef(dir: string): Promise<string> {
   const path = join(dir, 'scale.hef');
-  await writeFile(path, JSON.stringify({
-    fake_hef: 1, arch: 'hailo8',
-    inputs: [{ name: 'in', shape: [4], dtype: 'float32', qp_scale: 1, qp_zp: 0 }],
-    outputs: [{ name: 'out', shape: [4], dtype: 'float32', offset: 0 }],
+  await writeFakeHef(path, {
+    arch: 'hailo8',
+    inputs: [{ name: 'in', shape: [4], dtype: 'float32' }],
+    outputs: [{ name: 'out', shape: [4], dtype: 'float32' }],
     op: { kind: 'scale', a: 2, b: 1 },
-  }));
+  });
   return path;
 }
 
@@ -134,7 +128,7 @@ describe('SidecarSupervisor without a sidecar', () => {
   });
 });
 
-describe.skipIf(!sidecarAvailable)('SidecarSupervisor with the real sidecar on the fake HailoRT', () => {
+describe('SidecarSupervisor with the real sidecar on the fake HailoRT', () => {
   it('spawns it, reads the device, relogs its stderr, and runs a HEF through it', async () => {
     const h = await supervise();
     const client = await h.supervisor.whenUp(15_000);
@@ -155,7 +149,7 @@ describe.skipIf(!sidecarAvailable)('SidecarSupervisor with the real sidecar on t
     const client = await h.supervisor.whenUp(15_000);
     const hefPath = await writeScaleHef(h.dir);
     await client.load({ modelId: 'scale', hefPath });
-    await writeFile(h.faults, JSON.stringify({ slow_ms: 10_000 }));
+    await setFakeFaults(h.faults, { slow_ms: 10_000 });
     const pid = h.supervisor.pid!;
     const inflight = client.infer('scale', [{ name: 'in', dtype: 'float32', dims: [1, 4], data: floats([0, 1, 2, 3]) }], { timeoutMs: 20_000 });
     const failure = inflight.then(() => undefined, (err: ConclaveError) => ({ err, at: performance.now() }));
@@ -176,7 +170,7 @@ describe.skipIf(!sidecarAvailable)('SidecarSupervisor with the real sidecar on t
     expect(restarted.at - down.at).toBeGreaterThanOrEqual(95);
     expect(h.supervisor.pid).not.toBe(pid);
     expect(isRunning(pid)).toBe(false);
-    await writeFile(h.faults, '{}');
+    await setFakeFaults(h.faults, {});
     expect((await h.supervisor.client!.health()).ok).toBe(true);
   });
 
@@ -198,8 +192,8 @@ describe.skipIf(!sidecarAvailable)('SidecarSupervisor with the real sidecar on t
     const dir = await tempDir();
     const socketPath = join(dir, 'hailo.sock');
     const runSidecar = () => {
-      const child = spawn('python3', [SIDECAR_SCRIPT, '--socket', socketPath], {
-        env: { ...process.env, PYTHONPATH: FAKE_HAILORT_DIR }, stdio: ['ignore', 'ignore', 'ignore'],
+      const child = spawn('python3', [HAILO_SIDECAR_SCRIPT, '--socket', socketPath], {
+        env: { ...process.env, ...fakeSidecarEnv() }, stdio: ['ignore', 'ignore', 'ignore'],
       });
       cleanups.push(async () => {
         if (child.exitCode === null && child.signalCode === null) {

@@ -15,23 +15,20 @@
  *
  *   node packages/testing/dist/bench/hailo-bench.js [--frames 300] [--rounds 3]
  */
-import { createHash } from 'node:crypto';
 import { execFile } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { EXIT_FAILURE, EXIT_OK, nullLogger, percentileOf, z } from '@conclave/common';
-import type { ModelArtifact__Output, WireTensor } from '@conclave/protocol';
+import type { WireTensor } from '@conclave/protocol';
 import { CpuBackend, HailoBackend, SidecarSupervisor } from '@conclave/node-agent';
 import type { BackendModel } from '@conclave/node-agent';
 import { tempDir } from '../fleet.js';
+import { bundleBackendModel } from '../hailo/hailo-bundle.js';
+import { HAILO_SIDECAR_DIR, HAILO_SIDECAR_SCRIPT, fakeSidecarEnv, writeFakeHef } from '../hailo/fake-hailort.js';
 import { hostTensor } from '../onnx/host-tensor.js';
 import { encodeModel, initializer, node, onnx, spec } from '../onnx/onnx-graph.js';
 
-const REPO = fileURLToPath(new URL('../../../../', import.meta.url));
-const SIDECAR_DIR = join(REPO, 'deploy/hailo-sidecar');
-const FAKE_HAILORT = join(REPO, 'packages/testing/fake-hailort');
 const TARGET_ADDED_MS = 1;
 
 const HEIGHT = 640;
@@ -51,11 +48,12 @@ async function main(): Promise<number> {
   const { values } = parseArgs({ options: { frames: { type: 'string' }, rounds: { type: 'string' } }, strict: true });
   const options = OptionsSchema.parse(values);
   const dir = await tempDir('conclave-bench-hailo-');
-  const env = { PYTHONPATH: `${FAKE_HAILORT}:${SIDECAR_DIR}` };
+  const sidecarEnv = fakeSidecarEnv();
+  // The baseline imports the sidecar's own package, so its directory goes on the path too.
+  const env = { ...sidecarEnv, PYTHONPATH: `${sidecarEnv.PYTHONPATH}:${HAILO_SIDECAR_DIR}` };
   const files = await writeBundle(dir.path);
   const sidecar = new SidecarSupervisor({
-    logger: nullLogger, socketPath: join(dir.path, 'hailo.sock'),
-    command: ['python3', join(SIDECAR_DIR, 'conclave-hailo-sidecar')], env: { PYTHONPATH: FAKE_HAILORT },
+    logger: nullLogger, socketPath: join(dir.path, 'hailo.sock'), command: ['python3', HAILO_SIDECAR_SCRIPT], env: sidecarEnv,
   });
   const cpu = await CpuBackend.create({ workers: 1, logger: nullLogger });
   const backend = new HailoBackend({
@@ -148,36 +146,26 @@ async function writeBundle(dir: string): Promise<{ model: BackendModel; hefPath:
     ],
   });
   const post = encodeModel({ name: 'bench_post', inputs: [rawSpec], outputs: [detectionsSpec], nodes: [node('Relu', ['raw'], ['detections'])], initializers: [] });
-  const hef = {
-    fake_hef: 1, arch: 'hailo8',
-    inputs: [{ name: 'bench/input_layer1', shape: [HEIGHT, WIDTH, CHANNELS], dtype: 'uint8' }],
-    outputs: [{ name: 'bench/detections', shape: [DETECTIONS, FIELDS], dtype: 'float32' }],
-    op: { kind: 'slice_scale', count, a: SCALE },
-  };
   const paths = { model: join(dir, 'model.onnx'), post: join(dir, 'post.onnx'), hef: join(dir, 'bench.hef') };
   await writeFile(paths.model, reference);
   await writeFile(paths.post, post);
-  await writeFile(paths.hef, JSON.stringify(hef));
-  const bySha = new Map<string, string>();
-  const digest = async (path: string) => {
-    const bytes = await readFile(path);
-    const sha256 = createHash('sha256').update(bytes).digest('hex');
-    bySha.set(sha256, path);
-    return { sha256, size: bytes.byteLength };
-  };
-  const artifacts: ModelArtifact__Output[] = [
-    { role: 'hef', chip: 'hailo8', ...(await digest(paths.hef)), inputs: [], outputs: [] },
-    { role: 'post', chip: '', ...(await digest(paths.post)), inputs: [rawSpec], outputs: [detectionsSpec] },
-  ];
-  const model: BackendModel = {
-    sha256: (await digest(paths.model)).sha256, path: paths.model, inputs: [frameSpec], outputs: [detectionsSpec], artifacts,
-    hailo: {
-      hailortVersion: 'fake', compilerVersion: 'fake', batchSize: 1, toleranceAbs: 1e-5, toleranceRel: 0,
-      inputs: [{ name: 'frame', vstream: 'bench/input_layer1', dtype: 'uint8', layout: 'NHWC', qpScale: 0, qpZeroPoint: 0 }],
-      outputs: [{ name: 'raw', vstream: 'bench/detections', dtype: 'float32', layout: 'NC', qpScale: 0, qpZeroPoint: 0 }],
+  await writeFakeHef(paths.hef, {
+    arch: 'hailo8',
+    inputs: [{ name: 'bench/input_layer1', shape: [HEIGHT, WIDTH, CHANNELS], dtype: 'uint8' }],
+    outputs: [{ name: 'bench/detections', shape: [DETECTIONS, FIELDS], dtype: 'float32' }],
+    op: { kind: 'slice_scale', count, a: SCALE },
+  });
+  const { model, pathsBySha } = await bundleBackendModel({
+    model: { path: paths.model, inputs: [frameSpec], outputs: [detectionsSpec] },
+    hef: { chip: 'hailo8', path: paths.hef },
+    post: { path: paths.post, inputs: [rawSpec], outputs: [detectionsSpec] },
+    manifest: {
+      hailortVersion: 'fake', compilerVersion: 'fake', batchSize: 1, tolerance: { absolute: 1e-5, relative: 0 },
+      inputs: [{ name: 'frame', vstream: 'bench/input_layer1', dtype: 'uint8', layout: 'NHWC' }],
+      outputs: [{ name: 'raw', vstream: 'bench/detections', dtype: 'float32', layout: 'NC' }],
     },
-  };
-  return { model, hefPath: paths.hef, bySha };
+  });
+  return { model, hefPath: paths.hef, bySha: pathsBySha };
 }
 
 main().then((code) => process.exit(code), (err: unknown) => {

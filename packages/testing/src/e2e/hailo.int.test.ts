@@ -5,7 +5,6 @@
 import { execFile } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ORCHESTRATOR_MAIN } from '@conclave/orchestrator';
 import type { RedisServerHandle } from '@conclave/common';
@@ -14,14 +13,12 @@ import type { ChildHandle } from '../child-process.js';
 import { createTestControl, type TestControl } from '../control.js';
 import { spawnNodeAgent, spawnOrchestrator, tempDir } from '../fleet.js';
 import { writeFakeDeviceTree } from '../hailo/fake-device-tree.js';
+import { HAILO_SIDECAR_SCRIPT, fakeSidecarEnv } from '../hailo/fake-hailort.js';
 import { hailoBundle } from '../hailo/hailo-bundle.js';
 import { startRedis } from '../redis.js';
 import { waitUntil } from '../wait-until.js';
 import { Cleanup, mismatch, wireInputs } from './e2e-support.js';
 
-const REPO = fileURLToPath(new URL('../../../../', import.meta.url));
-const SIDECAR = join(REPO, 'deploy/hailo-sidecar/conclave-hailo-sidecar');
-const FAKE_HAILORT = join(REPO, 'packages/testing/fake-hailort');
 
 interface CliResult {
   code: number;
@@ -78,8 +75,8 @@ describe('a board with a Hailo-8 (fake device tree, real sidecar on the fake Hai
     await writeFakeDeviceTree(tree, { linkSpeed: '8.0 GT/s PCIe', temperatureC: 51.5 });
     board = await spawnNodeAgent({
       orchestrator, dataDir: join(boardDir, 'data'), name: 'pi-hailo', slots: 2,
-      args: ['--backend', 'hailo', '--detection-root', tree, '--hailo-sidecar-command', `python3 ${SIDECAR}`],
-      env: { ...process.env, PYTHONPATH: FAKE_HAILORT, CONCLAVE_FAKE_HAILORT_FAULTS: join(boardDir, 'faults.json') },
+      args: ['--backend', 'hailo', '--detection-root', tree, '--hailo-sidecar-command', `python3 ${HAILO_SIDECAR_SCRIPT}`],
+      env: { ...process.env, ...fakeSidecarEnv({ faultsPath: join(boardDir, 'faults.json') }) },
     });
     cleanup.add(() => board.stop());
   }, 90_000);

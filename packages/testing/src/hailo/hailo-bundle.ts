@@ -1,4 +1,7 @@
-import { mkdir, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import type { BackendModel } from '@conclave/node-agent';
+import type { ModelArtifact__Output } from '@conclave/protocol';
 import { join } from 'node:path';
 import { affineModel } from '../onnx/affine-model.js';
 import { hostTensor, type ModelTensorSpec } from '../onnx/host-tensor.js';
@@ -151,4 +154,55 @@ function reluPart(): BundlePart {
   const outputs = [spec('y', 'float32', ['batch', OUTPUTS])];
   const bytes = encodeModel({ name: 'post_relu', inputs, outputs, nodes: [node('Relu', ['logits'], ['y'])], initializers: [] });
   return { bytes, inputs, outputs };
+}
+
+/** A bundle's files on disk, as a node's model store would hold them. */
+export interface BundleOnDisk {
+  model: { path: string; inputs: readonly ModelTensorSpec[]; outputs: readonly ModelTensorSpec[] };
+  hef: { chip: string; path: string };
+  pre?: { path: string; inputs: readonly ModelTensorSpec[]; outputs: readonly ModelTensorSpec[] };
+  post?: { path: string; inputs: readonly ModelTensorSpec[]; outputs: readonly ModelTensorSpec[] };
+  manifest: HailoManifestJson;
+}
+
+/**
+ * The bundle as the job runner hands it to a backend (artifacts by digest, the manifest as the
+ * orchestrator records it), and the path of each file by its digest, for `fetchArtifact`.
+ */
+export async function bundleBackendModel(files: BundleOnDisk): Promise<{ model: BackendModel; pathsBySha: Map<string, string> }> {
+  const pathsBySha = new Map<string, string>();
+  const digest = async (path: string) => {
+    const bytes = await readFile(path);
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    pathsBySha.set(sha256, path);
+    return { sha256, size: bytes.byteLength };
+  };
+  const artifacts: ModelArtifact__Output[] = [{ role: 'hef', chip: files.hef.chip, ...(await digest(files.hef.path)), inputs: [], outputs: [] }];
+  for (const role of ['pre', 'post'] as const) {
+    const part = files[role];
+    if (part) artifacts.push({ role, chip: '', ...(await digest(part.path)), inputs: [...part.inputs], outputs: [...part.outputs] });
+  }
+  const m = files.manifest;
+  const tensorMap = (t: HailoManifestJson['inputs'][number]) => ({ ...t, qpScale: 0, qpZeroPoint: 0 });
+  const model: BackendModel = {
+    sha256: (await digest(files.model.path)).sha256, path: files.model.path,
+    inputs: files.model.inputs, outputs: files.model.outputs, artifacts,
+    hailo: {
+      hailortVersion: m.hailortVersion, compilerVersion: m.compilerVersion, batchSize: m.batchSize,
+      toleranceAbs: m.tolerance.absolute, toleranceRel: m.tolerance.relative,
+      inputs: m.inputs.map(tensorMap), outputs: m.outputs.map(tensorMap),
+    },
+  };
+  return { model, pathsBySha };
+}
+
+/** A hailoBundle's files described by `bundleBackendModel`. */
+export function bundleOnDisk(bundle: HailoBundle, paths: HailoBundlePaths): BundleOnDisk {
+  return {
+    model: { path: paths.model, inputs: bundle.reference.inputs, outputs: bundle.reference.outputs },
+    hef: { chip: bundle.chip, path: paths.hef },
+    ...(paths.pre && bundle.pre ? { pre: { path: paths.pre, inputs: bundle.pre.inputs, outputs: bundle.pre.outputs } } : {}),
+    ...(paths.post && bundle.post ? { post: { path: paths.post, inputs: bundle.post.inputs, outputs: bundle.post.outputs } } : {}),
+    manifest: bundle.manifest,
+  };
 }
