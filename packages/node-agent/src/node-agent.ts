@@ -11,7 +11,7 @@ import { ModelFetcher } from './model-fetcher.js';
 import { ModelStore } from './model-store.js';
 import { startNodeHttp } from './node-http.js';
 import { NodeCredentials } from './node-credentials.js';
-import { heartbeatMessage, registerMessage, type NodeStatusSources } from './node-status.js';
+import { activeBackend, heartbeatMessage, registerMessage, type NodeStatusSources } from './node-status.js';
 import { pinnedTls, readTlsCa } from './orchestrator-tls.js';
 import { resolveNodeAgentOptions, type NodeAgentOptions } from './node-agent-options.js';
 import { OrchestratorLink } from './orchestrator-link.js';
@@ -101,16 +101,19 @@ export async function startNodeAgent(given: NodeAgentOptions): Promise<NodeAgent
     : tlsFingerprint
       ? { channel: async () => ({ tls: await pinnedTls({ address: orchestrator, fingerprint: tlsFingerprint, dataDir: options.dataDir, logger }) }) }
       : {};
-  const status = (): NodeStatusSources => ({
-    nodeId, name, slots, store, outbox, runner: jobRunner, ...(backend ? { backend } : {}),
-    capabilities: {
-      cpuCores: cpus().length, memoryBytes: totalmem(), backends,
-      backendActive: backend?.accelerator?.()?.state === 'active' ? backend.name : backends[0] ?? '',
-      backendReason: selected?.reason ?? '',
-      features: options.features, agentVersion: AGENT_VERSION,
-      ...(backend?.accelerator?.() ? { accelerator: backend.accelerator() } : {}),
-    },
-  });
+  const status = (): NodeStatusSources => {
+    const accelerator = backend?.accelerator?.();
+    return {
+      nodeId, name, slots, store, outbox, runner: jobRunner, ...(backend ? { backend } : {}),
+      capabilities: {
+        cpuCores: cpus().length, memoryBytes: totalmem(), backends,
+        backendActive: activeBackend({ ...(backend ? { backend } : {}) }),
+        backendReason: selected?.reason ?? '',
+        features: options.features, agentVersion: AGENT_VERSION,
+        ...(accelerator ? { accelerator } : {}),
+      },
+    };
+  };
   const link: OrchestratorLink = new OrchestratorLink({
     address: orchestrator,
     logger,

@@ -50,7 +50,7 @@ export function heartbeatMessage(s: NodeStatusSources): Heartbeat {
 }
 
 /** The backend doing the work now: a Hailo backend whose sidecar is down runs everything on the CPU. */
-function activeBackend(s: NodeStatusSources): string {
+export function activeBackend(s: Pick<NodeStatusSources, 'backend'>): string {
   const accelerator = s.backend?.accelerator?.();
   if (accelerator && accelerator.state !== 'active') return 'cpu';
   return s.backend?.name ?? '';
