@@ -13,7 +13,7 @@ import type { ChildHandle } from '../child-process.js';
 import { createTestControl, type TestControl } from '../control.js';
 import { spawnNodeAgent, spawnOrchestrator, tempDir } from '../fleet.js';
 import { writeFakeDeviceTree } from '../hailo/fake-device-tree.js';
-import { HAILO_SIDECAR_SCRIPT, fakeSidecarEnv } from '../hailo/fake-hailort.js';
+import { HAILO_SIDECAR_SCRIPT, fakeSidecarEnv, setFakeFaults } from '../hailo/fake-hailort.js';
 import { hailoBundle } from '../hailo/hailo-bundle.js';
 import { startRedis } from '../redis.js';
 import { waitUntil } from '../wait-until.js';
@@ -109,6 +109,10 @@ describe('a board with a Hailo-8 (fake device tree, real sidecar on the fake Hai
   it('moves the model to the CPU within a second of a kill -9 of the sidecar, says so, keeps serving, and returns to hailo', async () => {
     const socket = join(boardDir, 'data', 'hailo.sock');
     const pid = await sidecarPid(socket);
+    // The chip held by another process once the sidecar restarts: it stays down, and the CLI can be
+    // read while it is (a sidecar back within the 250 ms backoff would race the CLI's start).
+    const faults = join(boardDir, 'faults.json');
+    await setFakeFaults(faults, { device_busy: true });
     const killedAt = performance.now();
     process.kill(pid, 'SIGKILL');
     await waitUntil(async () => (await modelOn()) === 'cpu', { what: 'the model on the cpu in NodeInfo', timeoutMs: 5_000, intervalMs: 20 });
@@ -116,6 +120,13 @@ describe('a board with a Hailo-8 (fake device tree, real sidecar on the fake Hai
     expect(movedMs, `moved after ${Math.round(movedMs)} ms`).toBeLessThan(1_000);
     const info = await node();
     expect(info.modelBackends.find((m) => m.sha256 === modelSha)?.reason).toMatch(/sidecar|NODE-NET-631|NODE-STATE-730/);
+
+    // `nodes list` and `nodes get` say so.
+    await waitUntil(async () => /pi-hailo.*hailo unavailable/.test((await cli(['nodes', 'list'])).stdout), {
+      what: '`nodes list` showing hailo unavailable', timeoutMs: 10_000,
+    });
+    const shown = (await cli(['nodes', 'get', 'pi-hailo'])).stdout;
+    expect(shown).toMatch(/\bcpu\b.*(sidecar|NODE-)/);
 
     // Jobs keep completing meanwhile, on the CPU.
     const inputs = bundle.reference.sampleInputs(2);
@@ -129,11 +140,12 @@ describe('a board with a Hailo-8 (fake device tree, real sidecar on the fake Hai
       return logs.stdout.includes('NODE-HEALTH-911');
     }, { what: 'NODE-HEALTH-911 in `orchestrator logs`', timeoutMs: 10_000 });
 
-    // The supervisor restarts the sidecar; the model goes back to the chip.
-    await waitUntil(async () => (await modelOn()) === 'hailo', { what: 'the model back on hailo', timeoutMs: 20_000 });
+    // The chip free again: the supervisor's next restart holds, and the model goes back to the chip.
+    await setFakeFaults(faults, {});
+    await waitUntil(async () => (await modelOn()) === 'hailo', { what: 'the model back on hailo', timeoutMs: 40_000 });
     expect(await sidecarPid(socket)).not.toBe(pid);
     expect((await node()).accelerator?.state).toBe('active');
-  }, 60_000);
+  }, 90_000);
 });
 
 /** The sidecar child serving `socket`: its command line names the socket, which is unique to this board. */
