@@ -159,8 +159,10 @@ describe('HailoBackend on the sidecar with the fake HailoRT', () => {
     expect(performance.now() - killedAt).toBeLessThan(1_000);
     expect(statusOf(r.backend, model.sha256)?.reason).toMatch(/sidecar|NODE-NET-631|NODE-STATE-730/);
     expect(r.logs.lines.some((l) => l.includes('NODE-HEALTH-911'))).toBe(true);
-    // The accelerator said so too (it may be back already: the restart backoff here is 50 ms).
-    expect(downAt - killedAt).toBeLessThan(1_000);
+    // The accelerator says so too (it may be back already: the restart backoff here is 50 ms). The
+    // supervisor hears of the child's exit after the socket closes, later still on a loaded machine
+    // (CI saw it after the model had moved): how soon is sidecar-supervisor.int.test.ts's to bound.
+    await waitUntil(() => downAt < Infinity, { what: 'the sidecar down', timeoutMs: 5_000 });
     await r.faults({});
     await waitUntil(() => statusOf(r.backend, model.sha256)?.backend === 'hailo', { what: 'the model back on hailo', timeoutMs: 15_000 });
     expect(r.backend.accelerator().state).toBe('active');
